@@ -1,0 +1,257 @@
+//! The text printer: `Display for Kernel` writes the `.nj` format.
+//!
+//! Output parses back to an equal kernel for every kernel the parser makes.
+//! Builder-made kernels may share an unnamed value between several users or
+//! nest expressions very deeply; the printer then names such values with
+//! fresh `_tN` bindings (so sharing is kept and no printed expression nests
+//! more than [`MAX_INLINE`] levels), and the reparsed kernel differs from the
+//! original only by those extra bindings.
+
+use crate::kernel::*;
+use std::collections::HashSet;
+use std::fmt::{self, Write};
+
+/// Deepest expression printed inline before a temporary name is introduced.
+const MAX_INLINE: u32 = 64;
+
+// Precedence levels, loosest first; mirrors the parser.
+const CMP: u8 = 1;
+const ADD: u8 = 2;
+const MUL: u8 = 3;
+const UNARY: u8 = 4;
+const PRIMARY: u8 = 6;
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        Printer::new(self).kernel(&mut out);
+        f.write_str(&out)
+    }
+}
+
+struct Printer<'k> {
+    k: &'k Kernel,
+    /// The name by which each node is referred to, once it has one.
+    names: Vec<Option<String>>,
+    /// Nodes that must be named before use (shared or too deep).
+    want_name: Vec<bool>,
+    taken: HashSet<String>,
+}
+
+impl<'k> Printer<'k> {
+    fn new(k: &'k Kernel) -> Self {
+        let n = k.nodes.len();
+        let mut uses = vec![0u32; n];
+        for (_, node) in k.nodes.iter() {
+            for o in node.op.operands() {
+                uses[o.index()] += 1;
+            }
+        }
+        let mut let_named = vec![false; n];
+        for s in &k.stmts {
+            match *s {
+                Stmt::Let { value, .. } => let_named[value.index()] = true,
+                Stmt::Store { value, .. } => uses[value.index()] += 1,
+            }
+        }
+        let mut want_name = vec![false; n];
+        let mut depth = vec![0u32; n];
+        for (id, node) in k.nodes.iter() {
+            let i = id.index();
+            let d = 1 + node.op.operands().map(|o| if want_name[o.index()] || let_named[o.index()] { 0 } else { depth[o.index()] }).max().unwrap_or(0);
+            let leaf = matches!(node.op, Op::Const(_) | Op::Param(_) | Op::Load(_));
+            want_name[i] = !let_named[i] && !leaf && (uses[i] > 1 || d > MAX_INLINE);
+            depth[i] = d;
+        }
+        let mut taken: HashSet<String> = HashSet::new();
+        taken.extend(k.dims.iter().map(|(_, d)| d.name.clone()));
+        taken.extend(k.tensors.iter().map(|(_, t)| t.name.clone()));
+        taken.extend(k.params.iter().map(|(_, p)| p.name.clone()));
+        for s in &k.stmts {
+            if let Stmt::Let { name, .. } = s {
+                taken.insert(name.clone());
+            }
+        }
+        Printer { k, names: vec![None; n], want_name, taken }
+    }
+
+    fn kernel(&mut self, out: &mut String) {
+        let k = self.k;
+        let _ = writeln!(out, "kernel {} {{", k.name);
+        if !k.dims.is_empty() {
+            let names: Vec<&str> = k.dims.iter().map(|(_, d)| d.name.as_str()).collect();
+            let _ = writeln!(out, "  dims {}", names.join(", "));
+        }
+        for (_, t) in k.tensors.iter() {
+            let dims: Vec<&str> = t.dims.iter().map(|&d| k.dims[d].name.as_str()).collect();
+            let _ = writeln!(out, "  {} {}: {}[{}]", t.role.keyword(), t.name, t.dtype.name(), dims.join(", "));
+        }
+        for (_, p) in k.params.iter() {
+            let _ = write!(out, "  param {}", p.name);
+            if p.ty != ParamType::F32 {
+                let _ = write!(out, ": {}", p.ty.name());
+            }
+            if let Some(v) = p.default {
+                let _ = write!(out, " = {}", number(v));
+            }
+            out.push('\n');
+        }
+        if !k.stmts.is_empty() {
+            out.push('\n');
+        }
+        for s in &k.stmts {
+            let (target, value) = match s {
+                Stmt::Let { name, value } => (name.as_str(), *value),
+                Stmt::Store { tensor, value } => (k.tensors[*tensor].name.as_str(), *value),
+            };
+            self.temps(out, value);
+            let mut rhs = String::new();
+            match &self.names[value.index()] {
+                Some(n) => rhs.push_str(n),
+                None => self.expr(&mut rhs, value, 0, true),
+            }
+            let _ = writeln!(out, "  {target} = {rhs}");
+            if let Stmt::Let { name, value } = s {
+                if self.names[value.index()].is_none() {
+                    self.names[value.index()] = Some(name.clone());
+                }
+            }
+        }
+        out.push_str("}\n");
+    }
+
+    /// Emits `_tN = ...` for every not-yet-named node under `root` that
+    /// must be named, operands first (node order is a topological order).
+    fn temps(&mut self, out: &mut String, root: ValueId) {
+        let mut todo = vec![root];
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(v) = todo.pop() {
+            if !seen.insert(v) || self.names[v.index()].is_some() {
+                continue;
+            }
+            if self.want_name[v.index()] {
+                found.push(v);
+            }
+            todo.extend(self.k.nodes[v].op.operands());
+        }
+        found.sort();
+        for v in found {
+            let mut name = format!("_t{}", v.index());
+            while self.taken.contains(&name) {
+                name.push('_');
+            }
+            self.taken.insert(name.clone());
+            let mut rhs = String::new();
+            self.expr(&mut rhs, v, 0, true);
+            let _ = writeln!(out, "  {name} = {rhs}");
+            self.names[v.index()] = Some(name);
+        }
+    }
+
+    fn axes(&self, out: &mut String, axes: AxisSet) {
+        for d in axes.iter() {
+            let _ = write!(out, ", {}", self.k.dims[d].name);
+        }
+    }
+
+    /// Writes node `v` at a position that needs precedence `min`. `root`
+    /// means print the definition even if `v` has a name.
+    fn expr(&self, out: &mut String, v: ValueId, min: u8, root: bool) {
+        if !root {
+            if let Some(n) = &self.names[v.index()] {
+                out.push_str(n);
+                return;
+            }
+        }
+        let k = self.k;
+        let node = &k.nodes[v];
+        let prec = match &node.op {
+            Op::Const(c) if c.is_sign_negative() => UNARY,
+            Op::Binary(Binary::Add | Binary::Sub, ..) => ADD,
+            Op::Binary(Binary::Mul | Binary::Div, ..) => MUL,
+            Op::Binary(Binary::Pow, ..) => PRIMARY - 1,
+            Op::Compare(..) => CMP,
+            Op::Unary(Unary::Neg, a) if !matches!(k.nodes[*a].op, Op::Const(_)) => UNARY,
+            _ => PRIMARY,
+        };
+        let paren = prec < min;
+        if paren {
+            out.push('(');
+        }
+        match &node.op {
+            Op::Const(c) => out.push_str(&number(*c)),
+            Op::Param(p) => out.push_str(&k.params[*p].name),
+            Op::Load(t) => out.push_str(&k.tensors[*t].name),
+            Op::Unary(Unary::Neg, a) if prec == UNARY => {
+                out.push('-');
+                self.expr(out, *a, UNARY, false);
+            }
+            Op::Unary(u, a) => {
+                let _ = write!(out, "{}(", u.name());
+                self.expr(out, *a, 0, false);
+                out.push(')');
+            }
+            Op::Binary(b @ (Binary::Min | Binary::Max), a, c) => {
+                let _ = write!(out, "{}(", b.name());
+                self.expr(out, *a, 0, false);
+                out.push_str(", ");
+                self.expr(out, *c, 0, false);
+                out.push(')');
+            }
+            Op::Binary(b, a, c) => {
+                // Left-associative except `^`, which is right-associative
+                // and whose base must be a primary (`(-a)^2`).
+                let (lp, rp) = match b {
+                    Binary::Add | Binary::Sub => (ADD, MUL),
+                    Binary::Mul | Binary::Div => (MUL, UNARY),
+                    _ => (PRIMARY, UNARY),
+                };
+                self.expr(out, *a, lp, false);
+                let _ = write!(out, " {} ", b.name());
+                self.expr(out, *c, rp, false);
+            }
+            Op::Compare(c, a, b) => {
+                self.expr(out, *a, ADD, false);
+                let _ = write!(out, " {} ", c.name());
+                self.expr(out, *b, ADD, false);
+            }
+            Op::Select(c, a, b) => {
+                out.push_str("select(");
+                self.expr(out, *c, 0, false);
+                out.push_str(", ");
+                self.expr(out, *a, 0, false);
+                out.push_str(", ");
+                self.expr(out, *b, 0, false);
+                out.push(')');
+            }
+            Op::Reduce(r, a, axes) => {
+                let _ = write!(out, "{}(", r.name());
+                self.expr(out, *a, 0, false);
+                self.axes(out, *axes);
+                out.push(')');
+            }
+            Op::Count(axes) => {
+                out.push_str("count(");
+                let mut s = String::new();
+                self.axes(&mut s, *axes);
+                out.push_str(&s[2..]);
+                out.push(')');
+            }
+            Op::Uniform(p, axes) => {
+                let _ = write!(out, "uniform({}", k.params[*p].name);
+                self.axes(out, *axes);
+                out.push(')');
+            }
+        }
+        if paren {
+            out.push(')');
+        }
+    }
+}
+
+/// Shortest text that parses back to exactly `v`.
+fn number(v: f64) -> String {
+    // `{:?}` is Rust's shortest round-trip form (`1e-5`, `0.999`, `1.0`).
+    format!("{v:?}")
+}
