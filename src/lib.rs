@@ -1,1 +1,15 @@
-//! facade
+//! `normjit`: a JIT compiler for fused normalization and regularized-update
+//! kernels. This crate is the facade: it ties the IR, the reference
+//! interpreter (and, later, lowering and code generation) into one API and
+//! the `normjit` command-line tool.
+//!
+//! Nothing below this crate knows about files or the CLI; everything a user
+//! touches — loading `.nj` files, binding tensors by name, errors a user can
+//! act on — lives here.
+#![warn(missing_docs)]
+
+pub mod source;
+
+pub use normjit_interp as interp;
+pub use normjit_ir as ir;
+pub use source::{load_kernel, LoadError, SourceFile};

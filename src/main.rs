@@ -1,1 +1,27 @@
-fn main(){}
+//! The `normjit` command-line tool.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// normjit: a JIT compiler for fused normalization and optimizer kernels.
+#[derive(Parser)]
+#[command(name = "normjit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and verify kernel files (default: every .nj file under ./ir).
+    Check(cli::check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(a) => cli::check::main(a),
+    }
+}

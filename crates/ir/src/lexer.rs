@@ -84,6 +84,9 @@ pub struct Token {
     pub span: Span,
 }
 
+/// Lexing stops after this many errors.
+const MAX_LEX_ERRORS: usize = 20;
+
 /// Splits `src` into tokens (always ending with `Eof`), reporting bad
 /// characters and malformed literals into `errors` and skipping them.
 pub fn lex(src: &str, errors: &mut Vec<Diagnostic>) -> Vec<Token> {
@@ -92,6 +95,10 @@ pub fn lex(src: &str, errors: &mut Vec<Diagnostic>) -> Vec<Token> {
     let mut i = 0;
     let mut depth = 0usize; // () and [] nesting: newlines inside are not tokens
     while i < bytes.len() {
+        if errors.len() >= MAX_LEX_ERRORS {
+            // Random bytes would give one error per byte; the first few say it all.
+            break;
+        }
         let c = bytes[i];
         let start = i;
         let single = |t: Tok| (t, 1);
@@ -125,9 +132,10 @@ pub fn lex(src: &str, errors: &mut Vec<Diagnostic>) -> Vec<Token> {
                 match result {
                     Ok(v) => (Tok::Number(v), end - i),
                     Err(msg) => {
+                        // Keep a placeholder number so the parser does not
+                        // report the gap as a second error.
                         errors.push(Diagnostic::new(Span::new(i, end), msg));
-                        i = end;
-                        continue;
+                        (Tok::Number(0.0), end - i)
                     }
                 }
             }

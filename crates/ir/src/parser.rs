@@ -84,7 +84,8 @@ pub fn parse(src: &str) -> Result<File, Diagnostics> {
         return Err(Diagnostics(vec![Diagnostic::new(Span::DUMMY, "source is larger than 2 GiB")]));
     }
     let toks = lex(src, &mut errors);
-    let mut p = Parser { toks, pos: 0, errors, nest: 0 };
+    let lex_errors = errors.iter().map(|d| d.span.lo).collect();
+    let mut p = Parser { toks, pos: 0, errors, nest: 0, lex_errors, stmt_start: 0 };
     let file = p.file();
     if p.errors.is_empty() {
         Ok(file.expect("a file without errors has a kernel"))
@@ -101,6 +102,11 @@ struct Parser {
     errors: Vec<Diagnostic>,
     /// Current recursion depth of the expression parser.
     nest: u32,
+    /// Where the lexer reported errors: a parse error in the same statement
+    /// is a consequence of the skipped bad token, so it is not reported.
+    lex_errors: Vec<u32>,
+    /// Byte offset of the statement being parsed.
+    stmt_start: u32,
 }
 
 /// Marker for "an error was reported; skip to the next statement".
@@ -130,7 +136,10 @@ impl Parser {
         }
     }
     fn err<T>(&mut self, span: Span, msg: impl Into<String>) -> PResult<T> {
-        self.errors.push(Diagnostic::new(span, msg));
+        let follows_lex_error = self.lex_errors.iter().any(|&l| l >= self.stmt_start && l <= span.lo);
+        if !follows_lex_error {
+            self.errors.push(Diagnostic::new(span, msg));
+        }
         Err(Bail)
     }
     fn expected<T>(&mut self, what: &str) -> PResult<T> {
@@ -175,7 +184,7 @@ impl Parser {
                 self.bump();
             }
             Tok::Eof => {
-                let _ = self.err::<()>(self.span(), "empty file: expected `kernel NAME { ... }`");
+                let _ = self.err::<()>(self.span(), "no kernel found: expected `kernel NAME { ... }`");
                 return None;
             }
             _ => {
@@ -233,6 +242,7 @@ impl Parser {
 
     fn item(&mut self) -> PResult<Item> {
         let start = self.span();
+        self.stmt_start = start.lo;
         let word = match self.peek() {
             Tok::Ident(w) => w.clone(),
             _ => return self.expected("a declaration or `name = expression`"),

@@ -73,13 +73,7 @@ impl Resolver<'_> {
                             ParamType::F32
                         }
                     };
-                    if let Some((_, s)) = p.default {
-                        self.b.at(s);
-                    } else {
-                        self.b.at(p.span);
-                    }
-                    let id = self.b.typed_param(&p.name.name, ty, p.default.map(|d| d.0));
-                    let _ = id;
+                    self.b.at(p.span).typed_param(&p.name.name, ty, p.default.map(|d| d.0));
                 }
             }
             Item::Assign { target, value, span } => {
