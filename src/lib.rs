@@ -1,6 +1,6 @@
 //! `normjit`: a JIT compiler for fused normalization and regularized-update
 //! kernels. This crate is the facade: it ties the IR, the reference
-//! interpreter (and, later, lowering and code generation) into one API and
+//! interpreter, the lowering (and, later, code generation) into one API and
 //! the `normjit` command-line tool.
 //!
 //! Nothing below this crate knows about files or the CLI; everything a user
@@ -8,8 +8,11 @@
 //! act on — lives here.
 #![warn(missing_docs)]
 
+pub mod bind;
+pub mod inputs;
 pub mod source;
 
 pub use normjit_interp as interp;
 pub use normjit_ir as ir;
+pub use normjit_lower as lower;
 pub use source::{load_kernel, LoadError, SourceFile};

@@ -17,11 +17,14 @@ struct Cli {
 enum Command {
     /// Parse and verify kernel files (default: every .nj file under ./ir).
     Check(cli::check::Args),
+    /// Show how a kernel is lowered: phases, loops, hoisting, traffic.
+    Explain(cli::explain::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(a) => cli::check::main(a),
+        Command::Explain(a) => cli::explain::main(a),
     }
 }

@@ -47,7 +47,9 @@ fn every_library_file_opens_with_a_comment_naming_its_convention() {
 fn library_contract() {
     use Role::*;
     let f32p = ParamType::F32;
-    let table: &[(&str, &[(&str, Role, &[&str])], &[(&str, Option<f64>)])] = &[
+    type Tensors = &'static [(&'static str, Role, &'static [&'static str])];
+    type Params = &'static [(&'static str, Option<f64>)];
+    let table: &[(&str, Tensors, Params)] = &[
         ("ir/norm/layer_norm.nj", &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("beta", In, &["D"]), ("y", Out, &["N", "D"])], &[("eps", Some(1e-5))]),
         ("ir/norm/rms_norm.nj", &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("y", Out, &["N", "D"])], &[("eps", Some(1e-6))]),
         ("ir/norm/add_rms_norm.nj", &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("residual", InOut, &["N", "D"]), ("y", Out, &["N", "D"])], &[("eps", Some(1e-6))]),

@@ -1,0 +1,375 @@
+//! The loop-IR interpreter: runs a [`Plan`] with scalar f32 arithmetic,
+//! exactly as the plan says — group loops, phases, placement depths, the
+//! normative reduction order (slots, tails, chunk partials), and `inout`
+//! tensors updated in place. It tests the lowering on its own (against the
+//! reference interpreter) and is the bit-exact model the JIT is held to.
+//! It shares no code with the reference interpreter.
+
+use crate::loopir::*;
+use normjit_ir::{rng, Binary, Cmp, DimId, ParamType, Reduce, Unary};
+
+/// Why a plan could not run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecError {
+    /// Wrong number of dims, params or tensors.
+    Arity(String),
+    /// A tensor's length does not match its dims.
+    Length {
+        /// Its name.
+        tensor: String,
+        /// Product of its dims.
+        expected: usize,
+        /// Length given.
+        found: usize,
+    },
+    /// Dims whose product overflows.
+    Overflow(String),
+    /// A u32 param that is not a whole number in range.
+    BadSeed(String),
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::Arity(s) | ExecError::Overflow(s) | ExecError::BadSeed(s) => f.write_str(s),
+            ExecError::Length { tensor, expected, found } => write!(f, "tensor `{tensor}` has {found} elements, expected {expected}"),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+/// Runs `plan` at sizes `dims`. `tensors` holds every tensor's buffer (by
+/// tensor index): entry values for `in`/`inout`, anything of the right
+/// length for `out`. `out` and `inout` buffers are updated in place.
+pub fn exec(plan: &Plan, dims: &[usize], params: &[f64], tensors: &mut [Vec<f32>]) -> Result<(), ExecError> {
+    let k = &plan.kernel;
+    if dims.len() != k.dims.len() || params.len() != k.params.len() || tensors.len() != k.tensors.len() {
+        return Err(ExecError::Arity(format!(
+            "expected {} dims, {} params, {} tensors; got {}, {}, {}",
+            k.dims.len(), k.params.len(), k.tensors.len(), dims.len(), params.len(), tensors.len()
+        )));
+    }
+    for (id, t) in k.tensors.iter() {
+        let mut n = 1usize;
+        for d in &t.dims {
+            n = n.checked_mul(dims[d.index()]).ok_or_else(|| ExecError::Overflow(format!("the dims of `{}` overflow", t.name)))?;
+        }
+        let found = tensors[id.index()].len();
+        if found != n {
+            return Err(ExecError::Length { tensor: t.name.clone(), expected: n, found });
+        }
+    }
+    let mut pv = Vec::with_capacity(params.len());
+    for (id, p) in k.params.iter() {
+        let v = params[id.index()];
+        if p.ty == ParamType::U32 && !(v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0) {
+            return Err(ExecError::BadSeed(format!("param `{}` must be a whole number in 0..=4294967295, got {v}", p.name)));
+        }
+        pv.push(v);
+    }
+    let mut m = Machine::new(plan, dims, &pv);
+    // Group loops: iterate every index tuple, outermost first.
+    let mut idx = vec![0usize; dims.len()];
+    m.group(tensors, &mut idx, 0);
+    Ok(())
+}
+
+struct Machine<'a> {
+    p: &'a Plan,
+    dims: &'a [usize],
+    params: &'a [f64],
+    /// Current value of every loop-IR value (masks as 0/1).
+    vals: Vec<f32>,
+    /// Scratch per accumulator.
+    scratch: Vec<Vec<f32>>,
+    /// Register accumulator state per accumulator: slots then tail.
+    regs: Vec<Vec<f32>>,
+}
+
+fn identity(r: Reduce) -> f32 {
+    match r {
+        Reduce::Sum | Reduce::Mean => -0.0,
+        Reduce::Max => f32::NEG_INFINITY,
+        Reduce::Min => f32::INFINITY,
+    }
+}
+
+fn combine(r: Reduce, a: f32, b: f32) -> f32 {
+    match r {
+        Reduce::Sum | Reduce::Mean => a + b,
+        Reduce::Max => max(a, b),
+        Reduce::Min => min(a, b),
+    }
+}
+
+fn min(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+fn max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else if x.is_nan() {
+        x
+    } else {
+        0.0
+    }
+}
+
+impl<'a> Machine<'a> {
+    fn new(p: &'a Plan, dims: &'a [usize], params: &'a [f64]) -> Self {
+        let scratch = p.accums.iter().map(|a| vec![identity(a.op); a.scratch_dims.iter().map(|d| dims[d.index()]).product()]).collect();
+        let regs = p
+            .accums
+            .iter()
+            .map(|a| {
+                let ph = &p.phases[a.phase];
+                vec![identity(a.op); ph.width * ph.unroll + 1]
+            })
+            .collect();
+        Machine { p, dims, params, vals: vec![0.0; p.nodes.len()], scratch, regs }
+    }
+
+    fn extent(&self, d: DimId) -> usize {
+        self.dims[d.index()]
+    }
+
+    /// Row-major offset of `dims` at the current indices.
+    fn offset(&self, dims: &[DimId], idx: &[usize]) -> usize {
+        dims.iter().fold(0, |o, d| o * self.extent(*d) + idx[d.index()])
+    }
+
+    fn group(&mut self, t: &mut [Vec<f32>], idx: &mut [usize], level: usize) {
+        if level < self.p.group.len() {
+            let d = self.p.group[level];
+            for i in 0..self.extent(d) {
+                idx[d.index()] = i;
+                self.group(t, idx, level + 1);
+            }
+            return;
+        }
+        for s in 0..self.p.steps.len() {
+            match self.p.steps[s] {
+                Step::Compute(v) => self.eval(v, t, idx),
+                Step::Store(tensor, v) => {
+                    let o = self.offset(&self.p.kernel.tensors[tensor].dims, idx);
+                    t[tensor.index()][o] = self.vals[v.0 as usize];
+                }
+                Step::Phase(ph) => self.phase(ph, t, idx),
+            }
+        }
+    }
+
+    fn eval(&mut self, v: LValue, t: &[Vec<f32>], idx: &[usize]) {
+        let k = &self.p.kernel;
+        let val = |x: LValue| self.vals[x.0 as usize];
+        let r = match &self.p.node(v).op {
+            LOp::Const(c) => *c,
+            LOp::Param(p) => self.params[p.index()] as f32,
+            LOp::Load(tn) => t[tn.index()][self.offset(&k.tensors[*tn].dims, idx)],
+            LOp::Unary(u, a) => {
+                let x = val(*a);
+                match u {
+                    Unary::Neg => -x,
+                    Unary::Abs => x.abs(),
+                    Unary::Sign => sign(x),
+                    Unary::Sqrt => x.sqrt(),
+                    Unary::Rsqrt => 1.0 / x.sqrt(),
+                    Unary::Exp => x.exp(),
+                    Unary::Log => x.ln(),
+                    Unary::Recip => 1.0 / x,
+                }
+            }
+            LOp::Binary(b, x, y) => {
+                let (x, y) = (val(*x), val(*y));
+                match b {
+                    Binary::Add => x + y,
+                    Binary::Sub => x - y,
+                    Binary::Mul => x * y,
+                    Binary::Div => x / y,
+                    Binary::Pow => x.powf(y),
+                    Binary::Min => min(x, y),
+                    Binary::Max => max(x, y),
+                }
+            }
+            LOp::Compare(c, x, y) => {
+                let (x, y) = (val(*x), val(*y));
+                let b = match c {
+                    Cmp::Lt => x < y,
+                    Cmp::Le => x <= y,
+                    Cmp::Gt => x > y,
+                    Cmp::Ge => x >= y,
+                    Cmp::Eq => x == y,
+                    Cmp::Ne => x != y,
+                };
+                f32::from(u8::from(b))
+            }
+            LOp::Select(c, x, y) => {
+                if val(*c) != 0.0 {
+                    val(*x)
+                } else {
+                    val(*y)
+                }
+            }
+            LOp::Reduced(a) => {
+                let acc = &self.p.accums[a.0 as usize];
+                self.scratch[a.0 as usize][self.offset(&acc.scratch_dims, idx)]
+            }
+            LOp::Count(ax) => ax.iter().map(|d| self.extent(d) as f32).product(),
+            LOp::Uniform(p, ax) => {
+                let dims: Vec<DimId> = ax.iter().collect();
+                let i = self.offset(&dims, idx) as u64;
+                rng::uniform(self.params[p.index()] as u32, i)
+            }
+        };
+        self.vals[v.0 as usize] = r;
+    }
+
+    fn phase(&mut self, pi: usize, t: &mut [Vec<f32>], idx: &mut [usize]) {
+        let ph = &self.p.phases[pi];
+        for a in &ph.accums {
+            let acc = &self.p.accums[a.0 as usize];
+            self.scratch[a.0 as usize].fill(identity(acc.op));
+        }
+        match &ph.split {
+            Some(split) if !ph.loops.is_empty() => {
+                let n = self.extent(split.axis);
+                let totals: Vec<Vec<f32>> = split.partials.iter().map(|a| self.scratch[a.0 as usize].clone()).collect();
+                let mut totals = totals;
+                let mut lo = 0;
+                while lo < n {
+                    let hi = (lo + split.chunk).min(n);
+                    for a in &split.partials {
+                        let acc = &self.p.accums[a.0 as usize];
+                        self.scratch[a.0 as usize].fill(identity(acc.op));
+                    }
+                    self.nest(pi, t, idx, 0, Some((lo, hi)));
+                    for (j, a) in split.partials.iter().enumerate() {
+                        let op = self.p.accums[a.0 as usize].op;
+                        for (tot, part) in totals[j].iter_mut().zip(&self.scratch[a.0 as usize]) {
+                            *tot = combine(op, *tot, *part);
+                        }
+                    }
+                    lo = hi;
+                }
+                for (j, a) in split.partials.iter().enumerate() {
+                    self.scratch[a.0 as usize] = std::mem::take(&mut totals[j]);
+                }
+            }
+            _ => self.nest(pi, t, idx, 0, None),
+        }
+        for a in &ph.accums {
+            let acc = &self.p.accums[a.0 as usize];
+            if acc.op == Reduce::Mean {
+                let count: f32 = acc.reduced.iter().map(|d| self.extent(d) as f32).product();
+                for s in &mut self.scratch[a.0 as usize] {
+                    *s /= count;
+                }
+            }
+        }
+    }
+
+    /// Runs depth `depth` of phase `pi`: evaluates that depth's values, then
+    /// the next loop (or, at the innermost depth, accumulates and stores).
+    /// `range` restricts the outermost loop (a chunk).
+    fn nest(&mut self, pi: usize, t: &mut [Vec<f32>], idx: &mut [usize], depth: usize, range: Option<(usize, usize)>) {
+        let ph = &self.p.phases[pi];
+        // Entering depth `depth`: register accumulators flushed here start over.
+        for a in &ph.accums {
+            let acc = &self.p.accums[a.0 as usize];
+            if acc.flush_depth == depth && depth < ph.loops.len() {
+                self.regs[a.0 as usize].fill(identity(acc.op));
+            }
+        }
+        for &(v, d) in &ph.nodes {
+            if d == depth {
+                self.eval(v, t, idx);
+            }
+        }
+        if depth == ph.loops.len() {
+            for a in &ph.accums {
+                let acc = &self.p.accums[a.0 as usize];
+                if acc.flush_depth == depth {
+                    let o = self.offset(&acc.scratch_dims, idx);
+                    let x = self.vals[acc.operand.0 as usize];
+                    let s = &mut self.scratch[a.0 as usize][o];
+                    *s = combine(acc.op, *s, x);
+                }
+            }
+            for &(tensor, v) in &ph.stores {
+                let o = self.offset(&self.p.kernel.tensors[tensor].dims, idx);
+                t[tensor.index()][o] = self.vals[v.0 as usize];
+            }
+            return;
+        }
+        let d = ph.loops[depth];
+        let (lo, hi) = match (depth, range) {
+            (0, Some(r)) => r,
+            _ => (0, self.extent(d)),
+        };
+        let innermost = depth + 1 == ph.loops.len();
+        let slots = ph.width * ph.unroll;
+        let main = (hi - lo) - (hi - lo) % slots;
+        for i in lo..hi {
+            idx[d.index()] = i;
+            self.nest(pi, t, idx, depth + 1, None);
+            if innermost {
+                // Route this element into its register slot.
+                for a in &ph.accums {
+                    let acc = &self.p.accums[a.0 as usize];
+                    if acc.flush_depth < ph.loops.len() {
+                        let x = self.vals[acc.operand.0 as usize];
+                        let slot = if i - lo < main { (i - lo) % slots } else { slots };
+                        let r = &mut self.regs[a.0 as usize][slot];
+                        *r = combine(acc.op, *r, x);
+                    }
+                }
+            }
+        }
+        // Leaving depth `depth`: fold and flush register accumulators.
+        for a in &ph.accums {
+            let acc = &self.p.accums[a.0 as usize];
+            if acc.flush_depth == depth {
+                let total = fold(acc.op, &self.regs[a.0 as usize], ph.width, ph.unroll);
+                let o = self.offset(&acc.scratch_dims, idx);
+                let s = &mut self.scratch[a.0 as usize][o];
+                *s = combine(acc.op, *s, total);
+            }
+        }
+    }
+}
+
+/// Folds slot accumulators (and the tail, last) in the normative order.
+fn fold(op: Reduce, regs: &[f32], width: usize, unroll: usize) -> f32 {
+    let mut lanes: Vec<f32> = regs[..width].to_vec();
+    for u in 1..unroll {
+        for l in 0..width {
+            lanes[l] = combine(op, lanes[l], regs[u * width + l]);
+        }
+    }
+    let h = match width {
+        1 => lanes[0],
+        4 => combine(op, combine(op, lanes[0], lanes[2]), combine(op, lanes[1], lanes[3])),
+        _ => unreachable!("vector width {width}"),
+    };
+    combine(op, h, regs[width * unroll])
+}

@@ -1,0 +1,92 @@
+//! Pass `import`: kernel IR to loop-IR values.
+//!
+//! Establishes: one [`LNode`] per distinct computation (loads of the same
+//! tensor and identical expressions are merged), constants rounded once to
+//! f32, every reduction turned into an [`Accum`] read back through
+//! [`LOp::Reduced`], and only values that reach a store kept.
+
+use crate::loopir::*;
+use normjit_ir::{Kernel, Op, Stmt, TensorId, ValueId};
+use std::collections::HashMap;
+
+/// Imported values plus the kernel's stores, in statement order.
+pub struct Imported {
+    pub nodes: Vec<LNode>,
+    pub accums: Vec<Accum>,
+    pub stores: Vec<(TensorId, LValue)>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum Key {
+    Const(u32),
+    Op(String),
+}
+
+pub fn import(k: &Kernel) -> Imported {
+    // Reachability from stores: dead values are not lowered.
+    let mut live = vec![false; k.nodes.len()];
+    for s in &k.stmts {
+        if let Stmt::Store { value, .. } = s {
+            live[value.index()] = true;
+        }
+    }
+    for (id, node) in k.nodes.iter().rev() {
+        if live[id.index()] {
+            for o in node.op.operands() {
+                live[o.index()] = true;
+            }
+        }
+    }
+    let mut out = Imported { nodes: Vec::new(), accums: Vec::new(), stores: Vec::new() };
+    let mut map: Vec<Option<LValue>> = vec![None; k.nodes.len()];
+    let mut memo: HashMap<Key, LValue> = HashMap::new();
+    let mut acc_memo: HashMap<String, AccId> = HashMap::new();
+    for (id, node) in k.nodes.iter() {
+        if !live[id.index()] {
+            continue;
+        }
+        let m = |v: ValueId| map[v.index()].expect("operands come first");
+        let op = match &node.op {
+            Op::Const(c) => LOp::Const(*c as f32),
+            Op::Param(p) => LOp::Param(*p),
+            Op::Load(t) => LOp::Load(*t),
+            Op::Unary(u, a) => LOp::Unary(*u, m(*a)),
+            Op::Binary(b, x, y) => LOp::Binary(*b, m(*x), m(*y)),
+            Op::Compare(c, x, y) => LOp::Compare(*c, m(*x), m(*y)),
+            Op::Select(c, x, y) => LOp::Select(m(*c), m(*x), m(*y)),
+            Op::Count(ax) => LOp::Count(*ax),
+            Op::Uniform(p, ax) => LOp::Uniform(*p, *ax),
+            Op::Reduce(r, a, axes) => {
+                let operand = m(*a);
+                let key = format!("{r:?} {} {}", operand.0, axes.bits());
+                let acc = *acc_memo.entry(key).or_insert_with(|| {
+                    out.accums.push(Accum {
+                        op: *r,
+                        operand,
+                        reduced: *axes,
+                        scratch_dims: Vec::new(),
+                        phase: usize::MAX,
+                        flush_depth: 0,
+                    });
+                    AccId(out.accums.len() as u32 - 1)
+                });
+                LOp::Reduced(acc)
+            }
+        };
+        let key = match &op {
+            LOp::Const(c) => Key::Const(c.to_bits()),
+            other => Key::Op(format!("{other:?}")),
+        };
+        let v = *memo.entry(key).or_insert_with(|| {
+            out.nodes.push(LNode { op, ty: node.ty, axes: node.axes });
+            LValue(out.nodes.len() as u32 - 1)
+        });
+        map[id.index()] = Some(v);
+    }
+    for s in &k.stmts {
+        if let Stmt::Store { tensor, value } = s {
+            out.stores.push((*tensor, map[value.index()].expect("stored values are live")));
+        }
+    }
+    out
+}

@@ -1,0 +1,89 @@
+//! The `explain --json` rendering of a plan. Field names are a contract.
+
+use crate::loopir::*;
+use serde_json::{json, Map, Value};
+
+/// The plan as `{"kernel", "dims", "phases": [{"name", "loops", "reads",
+/// "writes", ...}], "bytes_read", "bytes_written", "min_bytes", ...}`.
+pub fn plan_json(p: &Plan) -> Value {
+    let k = &p.kernel;
+    let mut dims = Map::new();
+    for (d, dim) in k.dims.iter() {
+        dims.insert(dim.name.clone(), json!(p.dims[d.index()]));
+    }
+    let mut phases = Vec::new();
+    let mut group_reads = Map::new();
+    let mut group_writes = Map::new();
+    for s in &p.steps {
+        match s {
+            Step::Compute(v) => {
+                if let LOp::Load(t) = p.node(*v).op {
+                    group_reads.insert(k.tensors[t].name.clone(), json!(1));
+                }
+            }
+            Step::Store(t, _) => {
+                group_writes.insert(k.tensors[*t].name.clone(), json!(1));
+            }
+            Step::Phase(pi) => {
+                let ph = &p.phases[*pi];
+                let mut reads = Map::new();
+                for &(v, _) in &ph.nodes {
+                    if let LOp::Load(t) = p.node(v).op {
+                        reads.insert(k.tensors[t].name.clone(), json!(1));
+                    }
+                }
+                let mut writes = Map::new();
+                for (t, _) in &ph.stores {
+                    writes.insert(k.tensors[*t].name.clone(), json!(1));
+                }
+                let loops: Vec<Value> = p.group.iter().chain(&ph.loops).map(|&d| {
+                    json!({"axis": p.dim_name(d), "extent": p.dims[d.index()], "group": p.group.contains(&d)})
+                }).collect();
+                let hoisted: Vec<Value> = ph.nodes.iter().filter(|(_, d)| *d < ph.loops.len()).map(|&(v, d)| {
+                    json!({"value": p.expr(v), "depth": d, "loop": ph.loops.get(d.wrapping_sub(1)).map(|&x| p.dim_name(x))})
+                }).collect();
+                phases.push(json!({
+                    "name": ph.name,
+                    "loops": loops,
+                    "reads": reads,
+                    "writes": writes,
+                    "vector_width": ph.width,
+                    "unroll": ph.unroll,
+                    "accumulators": ph.accums.iter().map(|a| {
+                        let acc = &p.accums[a.0 as usize];
+                        json!({"op": acc.op.name(), "of": p.expr(acc.operand), "over": k.axis_names(acc.reduced),
+                               "kind": if acc.flush_depth == ph.loops.len() { "array" } else { "registers" },
+                               "scratch_dims": acc.scratch_dims.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>()})
+                    }).collect::<Vec<_>>(),
+                    "hoisted": hoisted,
+                    "parallel": ph.split.as_ref().map(|s| json!({"axis": p.dim_name(s.axis), "chunk": s.chunk, "partials": s.partials.len()})),
+                }));
+            }
+        }
+    }
+    let per_call: Vec<Value> = p.steps.iter().filter_map(|s| match s {
+        Step::Compute(v) => Some(json!(p.expr(*v))),
+        _ => None,
+    }).collect();
+    let tensors: Map<String, Value> = k.tensors.iter().map(|(id, t)| {
+        let tr = &p.traffic.tensors[id.index()];
+        (t.name.clone(), json!({"reads": tr.reads, "writes": tr.writes}))
+    }).collect();
+    json!({
+        "kernel": k.name,
+        "dims": dims,
+        "loop_order": p.order.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
+        "group": p.group.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
+        "group_values": per_call,
+        "group_reads": group_reads,
+        "group_writes": group_writes,
+        "phases": phases,
+        "tensors": tensors,
+        "bytes_read": p.traffic.bytes_read,
+        "bytes_written": p.traffic.bytes_written,
+        "min_bytes": p.traffic.min_bytes,
+        "cache_bytes": p.traffic.cache_bytes,
+        "group_working_set": p.traffic.group_working_set,
+        "assumptions": p.traffic.assumptions,
+    })
+}

@@ -1,0 +1,429 @@
+//! The loop IR: what the lowering produces and what code generation and
+//! the loop-IR interpreter consume.
+//!
+//! A [`Plan`] runs a body of [`Step`]s once per iteration of the *group*
+//! loops (the axes every reduction keeps, hoisted outermost; possibly none).
+//! A step is a group-level computation, a group-level store, or a
+//! [`Phase`]: one pass over the phase's loop nest. Values live in their own
+//! arena ([`LNode`]); each is computed at the loop depth of its innermost
+//! axis, so loop-invariant values are hoisted by construction.
+//!
+//! # Reduction order (normative)
+//! Engines must reproduce this order exactly; it is what lets the JIT be
+//! compared bit for bit with the loop-IR interpreter. For an [`Accum`] in a
+//! phase with loops `L1..Lk` and `flush_depth = f`:
+//! - `f == k` (the innermost loop is a kept axis): each iteration combines
+//!   its value into the scratch element of its kept indices, in loop order.
+//! - `f < k`: `S = width * unroll` slot accumulators and one tail
+//!   accumulator are set to the identity when depth `f` is entered. In each
+//!   instance of the innermost loop over `[lo, hi)`, with
+//!   `main = (hi - lo) - (hi - lo) % S`, element `lo + i` for `i < main` is
+//!   combined into slot `i % S`, the rest into the tail accumulator, in
+//!   order. When depth `f` is left, slots are folded: for `u` in `1..unroll`,
+//!   slot group 0 lane `l` ⊕= group `u` lane `l`; then lanes
+//!   `(l0 ⊕ l2) ⊕ (l1 ⊕ l3)` for width 4 (`l0` for width 1); then ⊕ tail;
+//!   the result is combined into the scratch element.
+//! - Scratch starts at the identity (`-0.0` for sums, so `identity ⊕ x == x`
+//!   bit for bit; `-inf`/`+inf` for max/min). ⊕ is `+` for sum/mean and the
+//!   NaN-propagating max/min.
+//! - When the phase's outer loop is split into chunks (see [`Split`]), each
+//!   chunk accumulates into its own copy of the scratch of every reduction
+//!   over the split axis; copies are combined in chunk order, left to right.
+//! - After the phase, a mean divides each scratch element by the count of
+//!   reduced elements.
+
+use normjit_ir::{AxisSet, Binary, Cmp, DimId, Kernel, ParamId, Reduce, TensorId, Unary, ValueType};
+use std::fmt;
+
+/// Id of a loop-IR value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LValue(pub u32);
+
+/// Id of a reduction accumulator (and its scratch array).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccId(pub u32);
+
+/// Loop-IR operations. Same meaning as the kernel IR's, but constants are
+/// already f32 and a reduction is read back through its accumulator.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LOp {
+    /// An f32 constant.
+    Const(f32),
+    /// An f32 param.
+    Param(ParamId),
+    /// The entry value of a tensor at the current indices.
+    Load(TensorId),
+    /// Elementwise unary.
+    Unary(Unary, LValue),
+    /// Elementwise binary.
+    Binary(Binary, LValue, LValue),
+    /// Comparison (a mask).
+    Compare(Cmp, LValue, LValue),
+    /// `select(c, a, b)`.
+    Select(LValue, LValue, LValue),
+    /// The finalized result of a reduction at the current kept indices.
+    Reduced(AccId),
+    /// Number of elements in the axes (product of their runtime sizes).
+    Count(AxisSet),
+    /// `uniform(seed, axes)` at the current indices.
+    Uniform(ParamId, AxisSet),
+}
+
+impl LOp {
+    /// Value operands.
+    pub fn operands(&self) -> Vec<LValue> {
+        match *self {
+            LOp::Unary(_, a) => vec![a],
+            LOp::Binary(_, a, b) | LOp::Compare(_, a, b) => vec![a, b],
+            LOp::Select(c, a, b) => vec![c, a, b],
+            _ => vec![],
+        }
+    }
+}
+
+/// A loop-IR value with its type and axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LNode {
+    /// Operation.
+    pub op: LOp,
+    /// f32 or bool (mask).
+    pub ty: ValueType,
+    /// Axes it varies over.
+    pub axes: AxisSet,
+}
+
+/// A reduction: accumulated in one phase, read back by later ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accum {
+    /// Which reduction.
+    pub op: Reduce,
+    /// The value reduced (computed at the phase's innermost depth).
+    pub operand: LValue,
+    /// The reduced axes.
+    pub reduced: AxisSet,
+    /// The kept axes outside the group, in loop order: the scratch array's
+    /// dims (empty: one element per group iteration).
+    pub scratch_dims: Vec<DimId>,
+    /// The phase that accumulates it.
+    pub phase: usize,
+    /// Loop depth whose iterations each own one scratch element (the depth
+    /// of the innermost kept loop; 0 if no kept axis is a phase loop).
+    pub flush_depth: usize,
+}
+
+/// How a phase's (or the group's) outer loop is split into chunks for
+/// threads. Chunk boundaries depend only on the sizes, never on the thread
+/// count, so results are bit-identical for any number of threads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// The loop split.
+    pub axis: DimId,
+    /// Iterations of `axis` per chunk.
+    pub chunk: usize,
+    /// Accumulators that need a private scratch per chunk (they reduce over
+    /// `axis`), combined in chunk order.
+    pub partials: Vec<AccId>,
+}
+
+/// One pass over memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Phase {
+    /// Short description (`"stats: sum(x)"`).
+    pub name: String,
+    /// Its loops, outermost first (the group loops enclose them).
+    pub loops: Vec<DimId>,
+    /// Values computed in the phase, in evaluation order, with the loop
+    /// depth each is computed at (0 = before the first loop).
+    pub nodes: Vec<(LValue, usize)>,
+    /// Reductions accumulated here.
+    pub accums: Vec<AccId>,
+    /// Tensors written here (at the innermost depth), with their values.
+    pub stores: Vec<(TensorId, LValue)>,
+    /// Vector width along the innermost loop (1 = scalar).
+    pub width: usize,
+    /// Unroll factor of the innermost loop; with a reduction, also the
+    /// number of independent vector accumulators.
+    pub unroll: usize,
+    /// Thread split of the outer loop, when the group is empty.
+    pub split: Option<Split>,
+}
+
+/// What a group iteration does, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Compute a group-level value (axes within the group).
+    Compute(LValue),
+    /// Store a group-level value to a tensor whose dims are all group axes.
+    Store(TensorId, LValue),
+    /// Run a phase.
+    Phase(usize),
+}
+
+/// Memory traffic of one tensor: how many times it is streamed from and to
+/// memory per call.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TensorTraffic {
+    /// Full reads from memory.
+    pub reads: usize,
+    /// Full writes to memory.
+    pub writes: usize,
+    /// Reads per phase (phase index, count of passes), before cache credit.
+    pub phase_reads: Vec<usize>,
+}
+
+/// The memory-traffic model of a plan.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Traffic {
+    /// Per tensor (by index).
+    pub tensors: Vec<TensorTraffic>,
+    /// Bytes read per call.
+    pub bytes_read: u64,
+    /// Bytes written per call.
+    pub bytes_written: u64,
+    /// Each tensor the kernel reads counted once, each written once.
+    pub min_bytes: u64,
+    /// The cache size assumed to keep a group iteration's data between
+    /// phases.
+    pub cache_bytes: usize,
+    /// Bytes a group iteration re-reads across phases (must fit the cache
+    /// for the re-reads to be free).
+    pub group_working_set: usize,
+    /// Human-readable statements of each assumption made.
+    pub assumptions: Vec<String>,
+}
+
+/// A lowered kernel.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The source kernel.
+    pub kernel: Kernel,
+    /// Sizes the schedule was chosen for (the code is valid for any sizes).
+    pub dims: Vec<usize>,
+    /// Reference loop order: memory order of the largest tensor.
+    pub order: Vec<DimId>,
+    /// Group loops, outermost first.
+    pub group: Vec<DimId>,
+    /// Thread split of the group loop (when the group is not empty).
+    pub group_split: Option<Split>,
+    /// Loop-IR values.
+    pub nodes: Vec<LNode>,
+    /// Reductions.
+    pub accums: Vec<Accum>,
+    /// Phases, referenced by [`Step::Phase`].
+    pub phases: Vec<Phase>,
+    /// The body of one group iteration.
+    pub steps: Vec<Step>,
+    /// Memory traffic.
+    pub traffic: Traffic,
+}
+
+impl Plan {
+    /// The node for `v`.
+    pub fn node(&self, v: LValue) -> &LNode {
+        &self.nodes[v.0 as usize]
+    }
+    /// Name of a dim.
+    pub fn dim_name(&self, d: DimId) -> &str {
+        &self.kernel.dims[d].name
+    }
+    /// Names of dims, comma separated.
+    pub fn dim_list(&self, dims: &[DimId]) -> String {
+        dims.iter().map(|&d| self.dim_name(d)).collect::<Vec<_>>().join(", ")
+    }
+    /// Product of the planned sizes of `dims`.
+    pub fn extent(&self, dims: impl IntoIterator<Item = DimId>) -> usize {
+        dims.into_iter().map(|d| self.dims[d.index()]).product()
+    }
+    /// Renders the definition of `v` one level deep (`v3 = v1 * v2`), as
+    /// plan listings show it.
+    pub fn def(&self, v: LValue) -> String {
+        let k = &self.kernel;
+        let r = |x: &LValue| format!("v{}", x.0);
+        match &self.node(v).op {
+            LOp::Const(c) => format!("{c:?}"),
+            LOp::Param(p) => format!("param {}", k.params[*p].name),
+            LOp::Load(t) => {
+                let t = &k.tensors[*t];
+                format!("load {}[{}]", t.name, self.dim_list(&t.dims))
+            }
+            LOp::Unary(u, a) => format!("{}({})", u.name(), r(a)),
+            LOp::Binary(b @ (Binary::Min | Binary::Max), x, y) => format!("{}({}, {})", b.name(), r(x), r(y)),
+            LOp::Binary(b, x, y) => format!("{} {} {}", r(x), b.name(), r(y)),
+            LOp::Compare(c, x, y) => format!("{} {} {}", r(x), c.name(), r(y)),
+            LOp::Select(c, x, y) => format!("select({}, {}, {})", r(c), r(x), r(y)),
+            LOp::Reduced(a) => {
+                let acc = &self.accums[a.0 as usize];
+                if acc.scratch_dims.is_empty() {
+                    format!("acc{}", a.0)
+                } else {
+                    format!("acc{}[{}]", a.0, self.dim_list(&acc.scratch_dims))
+                }
+            }
+            LOp::Count(ax) => format!("count({})", k.axis_names(*ax)),
+            LOp::Uniform(p, ax) => format!("uniform({}, {})", k.params[*p].name, k.axis_names(*ax)),
+        }
+    }
+
+    /// Renders `v` as an expression, for explanations.
+    pub fn expr(&self, v: LValue) -> String {
+        let mut s = String::new();
+        self.expr_into(&mut s, v, 0);
+        s
+    }
+    fn expr_into(&self, s: &mut String, v: LValue, depth: usize) {
+        use std::fmt::Write;
+        if depth > 6 {
+            let _ = write!(s, "v{}", v.0);
+            return;
+        }
+        let k = &self.kernel;
+        match &self.node(v).op {
+            LOp::Const(c) => {
+                let _ = write!(s, "{c:?}");
+            }
+            LOp::Param(p) => s.push_str(&k.params[*p].name),
+            LOp::Load(t) => s.push_str(&k.tensors[*t].name),
+            LOp::Unary(u, a) => {
+                let _ = write!(s, "{}(", u.name());
+                self.expr_into(s, *a, depth + 1);
+                s.push(')');
+            }
+            LOp::Binary(b @ (Binary::Min | Binary::Max), x, y) => {
+                let _ = write!(s, "{}(", b.name());
+                self.expr_into(s, *x, depth + 1);
+                s.push_str(", ");
+                self.expr_into(s, *y, depth + 1);
+                s.push(')');
+            }
+            LOp::Binary(b, x, y) => {
+                s.push('(');
+                self.expr_into(s, *x, depth + 1);
+                let _ = write!(s, " {} ", b.name());
+                self.expr_into(s, *y, depth + 1);
+                s.push(')');
+            }
+            LOp::Compare(c, x, y) => {
+                s.push('(');
+                self.expr_into(s, *x, depth + 1);
+                let _ = write!(s, " {} ", c.name());
+                self.expr_into(s, *y, depth + 1);
+                s.push(')');
+            }
+            LOp::Select(c, x, y) => {
+                s.push_str("select(");
+                self.expr_into(s, *c, depth + 1);
+                s.push_str(", ");
+                self.expr_into(s, *x, depth + 1);
+                s.push_str(", ");
+                self.expr_into(s, *y, depth + 1);
+                s.push(')');
+            }
+            LOp::Reduced(a) => {
+                let _ = write!(s, "acc{}", a.0);
+            }
+            LOp::Count(ax) => {
+                let _ = write!(s, "count({})", k.axis_names(*ax));
+            }
+            LOp::Uniform(p, ax) => {
+                let _ = write!(s, "uniform({}, {})", k.params[*p].name, k.axis_names(*ax));
+            }
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = &self.kernel;
+        let sizes: Vec<String> = k.dims.iter().map(|(d, dim)| format!("{}={}", dim.name, self.dims[d.index()])).collect();
+        writeln!(f, "plan {} [{}]", k.name, sizes.join(", "))?;
+        writeln!(f, "  loop order: {}", self.dim_list(&self.order))?;
+        for (i, a) in self.accums.iter().enumerate() {
+            let per = if self.group.is_empty() { "per call" } else { "per group iteration" };
+            let dims = if a.scratch_dims.is_empty() { format!("one value {per}") } else { format!("array [{}] {per}", self.dim_list(&a.scratch_dims)) };
+            writeln!(
+                f,
+                "  acc{i} = {}({}, {}) -> {dims}",
+                a.op.name(),
+                self.expr(a.operand),
+                k.axis_names(a.reduced)
+            )?;
+        }
+        let mut indent = String::from("  ");
+        if !self.group.is_empty() {
+            write!(f, "  for {} {{", self.dim_list(&self.group))?;
+            if let Some(s) = &self.group_split {
+                write!(f, "  # parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk)?;
+            }
+            writeln!(f)?;
+            indent.push_str("  ");
+        }
+        for step in &self.steps {
+            match step {
+                Step::Compute(v) => writeln!(f, "{indent}v{} = {}", v.0, self.def(*v))?,
+                Step::Store(t, v) => writeln!(f, "{indent}store {} = v{}", k.tensors[*t].name, v.0)?,
+                Step::Phase(p) => self.fmt_phase(f, *p, &indent)?,
+            }
+        }
+        if !self.group.is_empty() {
+            writeln!(f, "  }}")?;
+        }
+        let t = &self.traffic;
+        writeln!(f, "  traffic: read {} B, written {} B, minimum {} B", t.bytes_read, t.bytes_written, t.min_bytes)?;
+        for a in &t.assumptions {
+            writeln!(f, "  assumes: {a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    fn fmt_phase(&self, f: &mut fmt::Formatter<'_>, p: usize, indent: &str) -> fmt::Result {
+        let ph = &self.phases[p];
+        let k = &self.kernel;
+        write!(f, "{indent}phase {p} \"{}\": width {} unroll {}", ph.name, ph.width, ph.unroll)?;
+        if let Some(s) = &ph.split {
+            write!(f, ", parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk)?;
+            if !s.partials.is_empty() {
+                let ps: Vec<String> = s.partials.iter().map(|a| format!("acc{}", a.0)).collect();
+                write!(f, " with per-chunk partials of {}", ps.join(", "))?;
+            }
+        }
+        writeln!(f)?;
+        for depth in 0..=ph.loops.len() {
+            let pad = format!("{indent}  {}", "  ".repeat(depth));
+            if depth > 0 {
+                let d = ph.loops[depth - 1];
+                let inner = depth == ph.loops.len();
+                let mut how = String::new();
+                if inner && ph.width > 1 {
+                    how = format!("  # f32x{} x{}, scalar tail", ph.width, ph.unroll);
+                }
+                writeln!(f, "{indent}  {}for {} in 0..{}{how}", "  ".repeat(depth - 1), self.dim_name(d), self.dims[d.index()])?;
+            }
+            for &(v, dep) in &ph.nodes {
+                if dep == depth {
+                    writeln!(f, "{pad}v{} = {}", v.0, self.def(v))?;
+                }
+            }
+            if depth == ph.loops.len() {
+                for &a in &ph.accums {
+                    let acc = &self.accums[a.0 as usize];
+                    let how = if acc.flush_depth == ph.loops.len() { "array" } else { "registers" };
+                    writeln!(f, "{pad}acc{} {}= v{}  # {how}", a.0, acc_sym(acc.op), acc.operand.0)?;
+                }
+                for &(t, v) in &ph.stores {
+                    writeln!(f, "{pad}store {} = v{}", k.tensors[t].name, v.0)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn acc_sym(r: Reduce) -> &'static str {
+    match r {
+        Reduce::Sum | Reduce::Mean => "+",
+        Reduce::Max => "max",
+        Reduce::Min => "min",
+    }
+}

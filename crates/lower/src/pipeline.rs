@@ -1,0 +1,72 @@
+//! The lowering pipeline: the passes in order, one line each.
+//!
+//! Set `NORMJIT_DUMP_PASSES=1` (or [`Options::dump`]) to print the plan
+//! after every pass to stderr.
+
+use crate::loopir::*;
+use crate::{check, group, import, order, phases, place, split, stores, traffic, vectorize, LowerError, Options};
+use normjit_ir::{AxisSet, Kernel};
+
+/// Lowers `kernel` to a [`Plan`], choosing the schedule for sizes `dims`
+/// (by dim index). The plan is correct for any sizes; `dims` only informs
+/// choices such as the group, chunk sizes and the traffic model.
+pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, LowerError> {
+    if dims.len() != kernel.dims.len() {
+        return Err(LowerError::Dims(format!("kernel `{}` has {} dims, {} sizes given", kernel.name, kernel.dims.len(), dims.len())));
+    }
+    for (_, t) in kernel.tensors.iter() {
+        t.dims.iter().try_fold(1usize, |n, d| n.checked_mul(dims[d.index()])).ok_or_else(|| {
+            LowerError::Dims(format!("the size of tensor `{}` overflows", t.name))
+        })?;
+    }
+    let mut p = Plan {
+        kernel: kernel.clone(),
+        dims: dims.to_vec(),
+        order: Vec::new(),
+        group: Vec::new(),
+        group_split: None,
+        nodes: Vec::new(),
+        accums: Vec::new(),
+        phases: Vec::new(),
+        steps: Vec::new(),
+        traffic: Traffic::default(),
+    };
+    let dump = |name: &str, p: &Plan| {
+        if opts.dump {
+            eprintln!("=== after {name} ===\n{p}");
+        }
+    };
+    // Kernel values become loop-IR values; duplicates merge; reductions become accumulators.
+    let imported = import::import(kernel);
+    (p.nodes, p.accums) = (imported.nodes, imported.accums);
+    let stores = imported.stores;
+    // Loop in the memory order of the largest tensor.
+    p.order = order::reference_order(kernel, dims);
+    // Hoist the axes every reduction keeps outermost, when that keeps the inner loop contiguous.
+    p.group = group::choose_group(kernel, dims, &p.order, &p.nodes, &p.accums, &stores);
+    let g = p.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
+    // Reductions split the group body into passes; fuse those of one level and domain.
+    let phased = phases::build(kernel, &p.order, &p.group, &p.nodes, &mut p.accums, &stores);
+    (p.phases, p.steps) = (phased.phases, phased.steps);
+    dump("phases", &p);
+    // Stores to inout tensors wait until the last pass that reads them.
+    stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps);
+    phases::compact(&mut p.phases, &mut p.steps, &mut p.accums);
+    phases::finish_accums(kernel, &p.nodes, &mut p.accums, &mut p.phases);
+    dump("stores", &p);
+    // Each value at the depth of its innermost axis; group values once per group iteration.
+    place::place(g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps);
+    dump("place", &p);
+    // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
+    vectorize::vectorize(kernel, &p.nodes, &p.accums, &mut p.phases);
+    // Thread chunks that depend only on the sizes.
+    p.group_split = split::split(opts.chunk_elems, dims, &p.order, &p.group, &p.accums, &mut p.phases);
+    dump("vectorize and split", &p);
+    // What each pass costs in memory traffic.
+    p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &p.steps, opts.cache_bytes);
+    dump("traffic", &p);
+    if cfg!(debug_assertions) || opts.verify {
+        check::check(&p).map_err(LowerError::Internal)?;
+    }
+    Ok(p)
+}

@@ -1,0 +1,50 @@
+//! `normjit explain FILE --dims ...`: the lowering's plan — phases, loops,
+//! hoisting, accumulators, parallel split and memory traffic.
+
+use crate::cli::fail;
+use normjit::bind::{parse_pairs, resolve_dims};
+use normjit::source::SourceFile;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `explain`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The kernel file.
+    file: PathBuf,
+    /// Sizes, as `N=64,D=1000`.
+    #[arg(long, default_value = "")]
+    dims: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Cache bytes assumed to hold a group iteration between passes
+    /// (default: the per-core L2 size).
+    #[arg(long)]
+    cache_bytes: Option<usize>,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    let kernel = match SourceFile::read(&a.file).and_then(|s| s.kernel()) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let dims = match parse_pairs(&a.dims).and_then(|given| resolve_dims(&kernel, &given, &[])) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let mut opts = normjit::lower::Options::default();
+    if let Some(c) = a.cache_bytes {
+        opts.cache_bytes = c;
+    }
+    let plan = match normjit::lower::lower(&kernel, &dims, &opts) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&normjit::lower::plan_json(&plan)).expect("JSON values serialize"));
+    } else {
+        print!("{plan}");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,111 @@
+//! Shared helpers for the differential tests: the library, random sizes,
+//! plausible inputs with NaN/Inf injected, and the comparison rule.
+#![allow(dead_code)]
+
+use normjit::ir::Kernel;
+use std::path::{Path, PathBuf};
+
+/// Every library kernel with its path.
+pub fn library() -> Vec<(PathBuf, Kernel)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
+    normjit::source::collect_nj_files(&root)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let k = normjit::load_kernel(&f).unwrap_or_else(|e| panic!("{e}"));
+            (f, k)
+        })
+        .collect()
+}
+
+/// Param values: defaults, with example values for required ones.
+pub fn params(k: &Kernel) -> Vec<f64> {
+    normjit::bind::resolve_params(k, &normjit::bind::example_params(k)).unwrap()
+}
+
+/// Small deterministic generator for test choices.
+pub struct Pick(pub u64);
+impl Pick {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random sizes for `k`: each dim from the odd-shape list, larger ones for
+/// kernels with few dims, total elements bounded.
+pub fn random_dims(k: &Kernel, pick: &mut Pick) -> Vec<usize> {
+    const SMALL: [usize; 12] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33];
+    const LARGE: [usize; 4] = [127, 1023, 4097, 5000];
+    let n = k.dims.len();
+    loop {
+        let dims: Vec<usize> = (0..n)
+            .map(|_| if n <= 2 && pick.below(3) == 0 { LARGE[pick.below(4)] } else { SMALL[pick.below(12)] })
+            .collect();
+        let largest = k.tensors.iter().map(|(_, t)| t.dims.iter().map(|d| dims[d.index()]).product::<usize>()).max().unwrap_or(0);
+        if largest <= 60_000 {
+            return dims;
+        }
+    }
+}
+
+/// Plausible inputs; with `specials`, some elements become NaN, ±Inf,
+/// subnormal or huge.
+pub fn inputs(k: &Kernel, dims: &[usize], params: &[f64], seed: u64, specials: bool) -> Vec<Vec<f32>> {
+    let mut t = normjit::inputs::generate(k, dims, params, seed);
+    if specials {
+        let mut pick = Pick(seed | 1);
+        for (id, tensor) in k.tensors.iter() {
+            if tensor.role == normjit::ir::Role::Out || t[id.index()].is_empty() {
+                continue;
+            }
+            let buf = &mut t[id.index()];
+            for _ in 0..1 + buf.len() / 50 {
+                let i = pick.below(buf.len());
+                buf[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -3e38][pick.below(5)];
+            }
+        }
+    }
+    t
+}
+
+/// Checks `got` (an f32 engine) against the f64 reference `want64` and the
+/// f32 reference `want32`. NaN must appear exactly where the f32 reference
+/// has NaN; where the f64 reference is finite and the f32 reference agrees
+/// with it to 1e-3, `got` must be within `rel` of it, relative to
+/// `|want| + mean|want|` (the tensor's scale). Returns the max error seen.
+pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64) -> Result<f64, String> {
+    if got.len() != want64.len() {
+        return Err(format!("{what}: length {} vs {}", got.len(), want64.len()));
+    }
+    let finite: Vec<f64> = want64.iter().copied().filter(|x| x.is_finite()).collect();
+    let scale = if finite.is_empty() { 1.0 } else { finite.iter().map(|x| x.abs()).sum::<f64>() / finite.len() as f64 };
+    let mut worst = 0.0f64;
+    for i in 0..got.len() {
+        let (g, w, w32) = (got[i] as f64, want64[i], want32[i] as f64);
+        if w32.is_nan() != g.is_nan() {
+            return Err(format!("{what}[{i}]: got {g}, f32 reference {w32}, f64 reference {w}"));
+        }
+        if !w.is_finite() || !w32.is_finite() {
+            if w32.is_infinite() && g != w32 && w.is_infinite() {
+                return Err(format!("{what}[{i}]: got {g}, references {w32} / {w}"));
+            }
+            continue;
+        }
+        // Where f32 itself cannot represent the answer well (the f32
+        // reference is off), only require the same ballpark.
+        let ref_err = (w32 - w).abs() / (w.abs() + scale);
+        let err = (g - w).abs() / (w.abs() + scale);
+        let allowed = rel.max(4.0 * ref_err);
+        if err > allowed {
+            return Err(format!("{what}[{i}]: got {g}, f64 reference {w}, f32 reference {w32}: error {err:.3e} > {allowed:.3e}"));
+        }
+        worst = worst.max(err);
+    }
+    Ok(worst)
+}
