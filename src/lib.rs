@@ -10,9 +10,11 @@
 
 pub mod bind;
 pub mod inputs;
+pub mod npy;
 pub mod source;
 
 pub use normjit_interp as interp;
 pub use normjit_ir as ir;
+pub use normjit_codegen as codegen;
 pub use normjit_lower as lower;
 pub use source::{load_kernel, LoadError, SourceFile};

@@ -1,1 +1,218 @@
-//! placeholder
+//! `normjit-codegen`: loop IR to machine code with Cranelift, and the
+//! executor that runs it.
+//!
+//! This crate owns everything unsafe in normjit: generating code, keeping
+//! its memory alive exactly as long as a [`Compiled`] kernel lives, and
+//! calling it with raw pointers. Callers above it (the `normjit` facade)
+//! validate every binding first and then make one `unsafe` call,
+//! [`Compiled::execute`], whose contract is stated on it.
+//!
+//! Code generation follows the plan literally (see `normjit_lower::loopir`):
+//! a vectorized phase's innermost loop runs F32X4 vectors, unrolled with one
+//! accumulator per unroll slot, then a scalar tail; every value is computed
+//! at its planned loop depth; sizes are baked into the code as constants.
+//! The result matches the loop-IR interpreter bit for bit.
+#![warn(missing_docs)]
+
+mod emit;
+mod exec;
+mod isa;
+mod layout;
+mod ops;
+
+pub use emit::Unit;
+pub use isa::{Isa, IsaChoice};
+pub use layout::{EntryFn, Layout};
+
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use normjit_lower::{Plan, Step};
+use std::sync::Mutex;
+
+/// Why code generation failed. Always a bug in normjit (or an unsupported
+/// host), never a user error: every plan the lowering makes is supported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodegenError(pub String);
+
+impl std::fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "code generation failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for CodegenError {}
+
+/// Options of one compilation.
+#[derive(Clone, Debug, Default)]
+pub struct CodegenOptions {
+    /// Keep the CLIF text and disassembly of each function (for `normjit asm`).
+    pub listing: bool,
+}
+
+/// The text of one compiled function.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    /// What the function runs.
+    pub unit: Unit,
+    /// Cranelift IR before optimization.
+    pub clif: String,
+    /// Machine code disassembly.
+    pub asm: String,
+}
+
+/// A compiled plan: machine code and what is needed to run it.
+pub struct Compiled {
+    plan: Plan,
+    layout: Layout,
+    units: Vec<(Unit, EntryFn)>,
+    listings: Vec<Listing>,
+    /// Owns the code memory; freed on drop. Behind a mutex only so that
+    /// `Compiled` is `Sync` without unsafe: nothing locks it but `drop`.
+    module: Mutex<Option<JITModule>>,
+}
+
+// Imported math for `exp`, `log` and `pow`: the same Rust functions (and so
+// the same libm) the loop-IR interpreter uses.
+extern "C" fn nj_powf(a: f32, b: f32) -> f32 {
+    a.powf(b)
+}
+extern "C" fn nj_expf(a: f32) -> f32 {
+    a.exp()
+}
+extern "C" fn nj_logf(a: f32) -> f32 {
+    a.ln()
+}
+
+impl Compiled {
+    /// Compiles `plan` for `isa`.
+    pub fn new(plan: &Plan, isa: &Isa, opts: &CodegenOptions) -> Result<Compiled, CodegenError> {
+        let err = |e: &dyn std::fmt::Display| CodegenError(e.to_string());
+        let mut jb = JITBuilder::with_isa(isa.target.clone(), default_libcall_names());
+        jb.symbol("nj_powf", nj_powf as *const u8);
+        jb.symbol("nj_expf", nj_expf as *const u8);
+        jb.symbol("nj_logf", nj_logf as *const u8);
+        let mut module = JITModule::new(jb);
+        let ptr = types::I64;
+        let mut sig = Signature::new(module.isa().default_call_conv());
+        for _ in 0..6 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        let mut f1 = Signature::new(module.isa().default_call_conv());
+        f1.params.push(AbiParam::new(types::F32));
+        f1.returns.push(AbiParam::new(types::F32));
+        let mut f2 = f1.clone();
+        f2.params.push(AbiParam::new(types::F32));
+        let powf = module.declare_function("nj_powf", Linkage::Import, &f2).map_err(|e| err(&e))?;
+        let expf = module.declare_function("nj_expf", Linkage::Import, &f1).map_err(|e| err(&e))?;
+        let logf = module.declare_function("nj_logf", Linkage::Import, &f1).map_err(|e| err(&e))?;
+
+        let layout = Layout::new(plan);
+        let units: Vec<Unit> = if plan.group.is_empty() {
+            plan.steps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s {
+                    Step::Phase(p) => Some(Unit::Phase(*p)),
+                    Step::Store(..) => Some(Unit::Store(i)),
+                    Step::Compute(_) => None,
+                })
+                .collect()
+        } else {
+            vec![Unit::Group]
+        };
+        let mut fctx = FunctionBuilderContext::new();
+        let mut ctx: Context = module.make_context();
+        let mut ids = Vec::new();
+        let mut listings = Vec::new();
+        for (n, unit) in units.iter().enumerate() {
+            ctx.func.signature = sig.clone();
+            ctx.func.name = UserFuncName::user(0, n as u32);
+            ctx.set_disasm(opts.listing);
+            {
+                let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+                let libm = ops::Libm {
+                    powf: module.declare_func_in_func(powf, b.func),
+                    expf: module.declare_func_in_func(expf, b.func),
+                    logf: module.declare_func_in_func(logf, b.func),
+                };
+                let entry = b.create_block();
+                b.append_block_params_for_function_params(entry);
+                b.switch_to_block(entry);
+                let v = b.block_params(entry).to_vec();
+                let args = emit::Args { tensors: v[0], params: v[1], scratch: v[2], partial: v[3], lo: v[4], hi: v[5] };
+                let mut fx = emit::Fx::new(plan, &layout, &mut b, args, libm);
+                fx.preload();
+                match unit {
+                    Unit::Group => fx.group(),
+                    Unit::Phase(p) => {
+                        let (lo, hi) = (fx.a.lo, fx.a.hi);
+                        fx.phase(*p, Some((lo, hi)), false)
+                    }
+                    Unit::Store(si) => match plan.steps[*si] {
+                        Step::Store(t, v) => fx.store_scalar(t, v),
+                        _ => unreachable!("store units come from store steps"),
+                    },
+                }
+                b.ins().return_(&[]);
+                b.seal_all_blocks();
+                b.finalize(module.target_config());
+            }
+            let clif = if opts.listing { ctx.func.display().to_string() } else { String::new() };
+            let id = module.declare_function(&format!("nj_unit{n}"), Linkage::Local, &sig).map_err(|e| err(&e))?;
+            module.define_function(id, &mut ctx).map_err(|e| CodegenError(format!("{e:?}")))?;
+            if opts.listing {
+                let asm = match (ctx.compiled_code(), module.isa().to_capstone()) {
+                    (Some(cc), Ok(cs)) => cc.disassemble(Some(&ctx.func.params), &cs).unwrap_or_else(|e| e.to_string()),
+                    _ => String::from("(no disassembly)"),
+                };
+                listings.push(Listing { unit: unit.clone(), clif, asm });
+            }
+            module.clear_context(&mut ctx);
+            ids.push(id);
+        }
+        module.finalize_definitions().map_err(|e| err(&e))?;
+        let fns = ids
+            .iter()
+            .zip(&units)
+            .map(|(&id, u)| {
+                let p = module.get_finalized_function(id);
+                // SAFETY: the function was defined with `sig`, which is the
+                // C ABI of `EntryFn` (six 64-bit integer arguments, no
+                // result) on this host's default calling convention.
+                let f = unsafe { std::mem::transmute::<*const u8, EntryFn>(p) };
+                (u.clone(), f)
+            })
+            .collect();
+        Ok(Compiled { plan: plan.clone(), layout, units: fns, listings, module: Mutex::new(Some(module)) })
+    }
+
+    /// The plan this code runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// CLIF and disassembly per function (empty unless requested).
+    pub fn listings(&self) -> &[Listing] {
+        &self.listings
+    }
+
+    /// Number of generated functions.
+    pub fn functions(&self) -> usize {
+        self.units.len()
+    }
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        let module = self.module.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(m) = module {
+            // SAFETY: the function pointers into this module live only in
+            // `self.units`, which is being dropped; no call can be running,
+            // since running needs `&self`.
+            unsafe { m.free_memory() };
+        }
+    }
+}

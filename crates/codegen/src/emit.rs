@@ -1,0 +1,623 @@
+//! Emission: one plan unit (the group body, one phase, or one group-level
+//! store) to a Cranelift function.
+//!
+//! Scalar values live in a scoped map while their loop runs; the innermost
+//! loop of a phase is emitted twice — a main loop over whole
+//! `width × unroll` blocks (F32X4 vectors when the phase is vectorized) and
+//! a scalar tail — and routes reductions into slot accumulators exactly as
+//! the loop IR's normative order says, so results match the loop-IR
+//! interpreter bit for bit.
+
+use crate::layout::Layout;
+use crate::ops::{self, Libm, W};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use normjit_ir::{DimId, Reduce, TensorId};
+use normjit_lower::{AccId, LOp, LValue, Plan, Step};
+use std::collections::HashMap;
+
+/// What one generated function runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Unit {
+    /// The whole group body, for group iterations `lo..hi` of the
+    /// outermost group loop.
+    Group,
+    /// Phase `p`, for iterations `lo..hi` of its split loop.
+    Phase(usize),
+    /// A group-level store step (0-dim tensors when there is no group).
+    Store(usize),
+}
+
+pub(crate) struct Args {
+    pub tensors: Value,
+    pub params: Value,
+    pub scratch: Value,
+    pub partial: Value,
+    pub lo: Value,
+    pub hi: Value,
+}
+
+pub(crate) struct Fx<'a, 'b> {
+    pub p: &'a Plan,
+    pub lay: &'a Layout,
+    pub b: &'a mut FunctionBuilder<'b>,
+    pub a: Args,
+    pub libm: Libm,
+    /// Current index of each dim's loop (i64).
+    idx: Vec<Option<Value>>,
+    /// Scalar values in scope.
+    sc: HashMap<LValue, Value>,
+    /// Tensor base pointers.
+    base: HashMap<TensorId, Value>,
+    /// Phase being emitted (for partial accumulators).
+    phase: Option<usize>,
+}
+
+/// Flags of every load and store: they cannot trap (the runtime checked
+/// every bound), but they are NOT marked aligned. Tensors need only f32
+/// alignment, and an "aligned" flag lets Cranelift fold a vector load into
+/// an SSE memory operand, which faults on a 4-byte-aligned address.
+fn flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+impl<'a, 'b> Fx<'a, 'b> {
+    pub fn new(p: &'a Plan, lay: &'a Layout, b: &'a mut FunctionBuilder<'b>, a: Args, libm: Libm) -> Self {
+        let idx = vec![None; p.dims.len()];
+        Fx { p, lay, b, a, libm, idx, sc: HashMap::new(), base: HashMap::new(), phase: None }
+    }
+
+    fn iconst(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(types::I64, v)
+    }
+
+    fn tensor_base(&mut self, t: TensorId) -> Value {
+        if let Some(&v) = self.base.get(&t) {
+            return v;
+        }
+        // Loaded where first needed; callers make sure that is the entry
+        // block (see `preload`).
+        let v = self.b.ins().load(types::I64, flags(), self.a.tensors, (t.index() * 8) as i32);
+        self.base.insert(t, v);
+        v
+    }
+
+    /// Loads every tensor base pointer in the entry block, so they dominate
+    /// every use.
+    pub fn preload(&mut self) {
+        for (t, _) in self.p.kernel.tensors.iter() {
+            self.tensor_base(t);
+        }
+    }
+
+    /// Row-major strides (in elements) of `dims` at the planned sizes.
+    fn strides(&self, dims: &[DimId]) -> Vec<i64> {
+        let mut s = vec![0i64; dims.len()];
+        let mut acc = 1i64;
+        for i in (0..dims.len()).rev() {
+            s[i] = acc;
+            acc *= self.p.dims[dims[i].index()] as i64;
+        }
+        s
+    }
+
+    /// Element offset of `dims` at the current indices, leaving out `skip`.
+    fn offset(&mut self, dims: &[DimId], skip: Option<DimId>) -> Value {
+        let strides = self.strides(dims);
+        let mut off = self.iconst(0);
+        for (d, s) in dims.iter().zip(strides) {
+            if Some(*d) == skip || s == 0 {
+                continue;
+            }
+            let i = self.idx[d.index()].expect("index of an enclosing loop");
+            let t = if s == 1 { i } else { self.b.ins().imul_imm_s(i, s) };
+            off = self.b.ins().iadd(off, t);
+        }
+        off
+    }
+
+    fn stride_of(&self, dims: &[DimId], d: DimId) -> i64 {
+        let s = self.strides(dims);
+        dims.iter().position(|x| *x == d).map_or(0, |i| s[i])
+    }
+
+    /// Byte address of element `off` of an f32 array at `base`.
+    fn addr(&mut self, base: Value, off: Value) -> Value {
+        let bytes = self.b.ins().ishl_imm_u(off, 2);
+        self.b.ins().iadd(base, bytes)
+    }
+
+    /// Base pointer of accumulator `a`'s array: the chunk's private copy
+    /// when the current phase keeps a partial of it.
+    fn acc_base(&mut self, a: AccId) -> Value {
+        let ai = a.0 as usize;
+        if let Some(ph) = self.phase {
+            let po = self.lay.partial_offset[ph][ai];
+            if po != usize::MAX {
+                return self.b.ins().iadd_imm_s(self.a.partial, (po * 4) as i64);
+            }
+        }
+        self.b.ins().iadd_imm_s(self.a.scratch, (self.lay.scratch_offset[ai] * 4) as i64)
+    }
+
+    /// Scalar value of `v` at the current indices, computing it (and its
+    /// operands) if it is not in scope.
+    pub fn scalar(&mut self, v: LValue) -> Value {
+        if let Some(&x) = self.sc.get(&v) {
+            return x;
+        }
+        let node = self.p.node(v).clone();
+        let x = match &node.op {
+            LOp::Load(t) => {
+                let dims = self.p.kernel.tensors[*t].dims.clone();
+                let base = self.tensor_base(*t);
+                let off = self.offset(&dims, None);
+                let a = self.addr(base, off);
+                self.b.ins().load(types::F32, flags(), a, 0)
+            }
+            LOp::Reduced(acc) => {
+                let dims = self.p.accums[acc.0 as usize].scratch_dims.clone();
+                let base = self.acc_base(*acc);
+                let off = self.offset(&dims, None);
+                let a = self.addr(base, off);
+                self.b.ins().load(types::F32, flags(), a, 0)
+            }
+            LOp::Uniform(seed, axes) => {
+                let dims: Vec<DimId> = axes.iter().collect();
+                let index = self.offset(&dims, None);
+                let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
+                ops::uniform(self.b, W::S, s, index, None)
+            }
+            op => {
+                let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
+                ops::compute(self.b, &self.libm, self.p, op, W::S, &args, self.a.params)
+            }
+        };
+        self.sc.insert(v, x);
+        x
+    }
+
+    /// Emits a group-level store of `v` to `t` at the current indices.
+    pub fn store_scalar(&mut self, t: TensorId, v: LValue) {
+        let x = self.scalar(v);
+        let dims = self.p.kernel.tensors[t].dims.clone();
+        let base = self.tensor_base(t);
+        let off = self.offset(&dims, None);
+        let a = self.addr(base, off);
+        self.b.ins().store(flags(), x, a, 0);
+    }
+
+    /// A counted loop `for i in lo..hi`, with `body` emitted inside.
+    fn counted<F: FnMut(&mut Self, Value)>(&mut self, lo: Value, hi: Value, step: i64, mut body: F) {
+        let i = self.b.declare_var(types::I64);
+        self.b.def_var(i, lo);
+        let header = self.b.create_block();
+        let block = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let iv = self.b.use_var(i);
+        let c = self.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, iv, hi);
+        self.b.ins().brif(c, block, &[], exit, &[]);
+        self.b.switch_to_block(block);
+        let saved = self.sc.clone();
+        let iv = self.b.use_var(i);
+        body(self, iv);
+        self.sc = saved;
+        let next = self.b.ins().iadd_imm_s(iv, step);
+        self.b.def_var(i, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+    }
+
+    /// The group body: group loops around every step.
+    pub fn group(&mut self) {
+        self.group_level(0);
+    }
+
+    fn group_level(&mut self, level: usize) {
+        if level == self.p.group.len() {
+            for si in 0..self.p.steps.len() {
+                match self.p.steps[si] {
+                    Step::Compute(v) => {
+                        self.scalar(v);
+                    }
+                    Step::Store(t, v) => self.store_scalar(t, v),
+                    Step::Phase(ph) => self.phase(ph, None, true),
+                }
+            }
+            return;
+        }
+        let d = self.p.group[level];
+        let (lo, hi) = if level == 0 { (self.a.lo, self.a.hi) } else { (self.iconst(0), self.iconst(self.p.dims[d.index()] as i64)) };
+        self.counted(lo, hi, 1, |fx, i| {
+            fx.idx[d.index()] = Some(i);
+            fx.group_level(level + 1);
+        });
+    }
+
+    /// Group-level values phase `ph` reads, in evaluation order.
+    fn group_inputs(&self, ph: usize) -> Vec<LValue> {
+        let phase = &self.p.phases[ph];
+        let local: std::collections::HashSet<LValue> = phase.nodes.iter().map(|n| n.0).collect();
+        let mut out: Vec<LValue> = Vec::new();
+        let mut add = |v: LValue| {
+            if !local.contains(&v) && !out.contains(&v) {
+                out.push(v);
+            }
+        };
+        for &(v, _) in &phase.nodes {
+            for o in self.p.node(v).op.operands() {
+                add(o);
+            }
+        }
+        for a in &phase.accums {
+            add(self.p.accums[a.0 as usize].operand);
+        }
+        for &(_, v) in &phase.stores {
+            add(v);
+        }
+        out.sort();
+        out
+    }
+
+    /// Emits phase `ph`. `outer` restricts its first loop (a chunk);
+    /// `own_scratch` makes the code initialize and finalize its
+    /// accumulators itself (inside a group; otherwise the runtime does).
+    pub fn phase(&mut self, ph: usize, outer: Option<(Value, Value)>, own_scratch: bool) {
+        self.phase = Some(ph);
+        for v in self.group_inputs(ph) {
+            self.scalar(v);
+        }
+        let accs = self.p.phases[ph].accums.clone();
+        if own_scratch {
+            for &a in &accs {
+                let op = self.p.accums[a.0 as usize].op;
+                let n = self.lay.scratch_len[a.0 as usize] as i64;
+                let base = self.acc_base(a);
+                let id = ops::identity(self.b, op);
+                let (z, hi) = (self.iconst(0), self.iconst(n));
+                self.counted(z, hi, 1, |fx, i| {
+                    let ad = fx.addr(base, i);
+                    fx.b.ins().store(flags(), id, ad, 0);
+                });
+            }
+        }
+        let regs = self.declare_regs(ph);
+        self.level(ph, 0, outer, &regs);
+        if own_scratch {
+            for &a in &accs {
+                let acc = &self.p.accums[a.0 as usize];
+                if acc.op != Reduce::Mean {
+                    continue;
+                }
+                let count = ops::count_f32(self.p, acc.reduced);
+                let n = self.lay.scratch_len[a.0 as usize] as i64;
+                let base = self.acc_base(a);
+                let c = self.b.ins().f32const(count);
+                let (z, hi) = (self.iconst(0), self.iconst(n));
+                self.counted(z, hi, 1, |fx, i| {
+                    let ad = fx.addr(base, i);
+                    let s = fx.b.ins().load(types::F32, flags(), ad, 0);
+                    let q = fx.b.ins().fdiv(s, c);
+                    fx.b.ins().store(flags(), q, ad, 0);
+                });
+            }
+        }
+        self.phase = None;
+    }
+
+    /// Slot and tail variables of every register accumulator of a phase.
+    fn declare_regs(&mut self, ph: usize) -> HashMap<AccId, (Vec<Variable>, Variable)> {
+        let phase = &self.p.phases[ph];
+        let k = phase.loops.len();
+        let lane = if phase.width > 1 { types::F32X4 } else { types::F32 };
+        let mut regs = HashMap::new();
+        for &a in &phase.accums {
+            if self.p.accums[a.0 as usize].flush_depth < k {
+                let slots = (0..phase.unroll).map(|_| self.b.declare_var(lane)).collect();
+                let tail = self.b.declare_var(types::F32);
+                regs.insert(a, (slots, tail));
+            }
+        }
+        regs
+    }
+
+    fn init_regs(&mut self, ph: usize, depth: usize, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+        let wide = self.p.phases[ph].width > 1;
+        for (&a, (slots, tail)) in regs {
+            let acc = &self.p.accums[a.0 as usize];
+            if acc.flush_depth != depth {
+                continue;
+            }
+            let id = ops::identity(self.b, acc.op);
+            let v = if wide { self.b.ins().splat(types::F32X4, id) } else { id };
+            for &s in slots {
+                self.b.def_var(s, v);
+            }
+            self.b.def_var(*tail, id);
+        }
+    }
+
+    fn flush_regs(&mut self, ph: usize, depth: usize, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+        let wide = self.p.phases[ph].width > 1;
+        let mut list: Vec<_> = regs.iter().collect();
+        list.sort_by_key(|(a, _)| **a);
+        for (&a, (slots, tail)) in list {
+            let acc = self.p.accums[a.0 as usize].clone();
+            if acc.flush_depth != depth {
+                continue;
+            }
+            let op = acc.op;
+            let w = if wide { W::V } else { W::S };
+            let mut folded = self.b.use_var(slots[0]);
+            for &s in &slots[1..] {
+                let x = self.b.use_var(s);
+                folded = ops::combine(self.b, op, w, folded, x);
+            }
+            let h = if wide {
+                let l: Vec<Value> = (0..4u8).map(|i| self.b.ins().extractlane(folded, i)).collect();
+                let a02 = ops::combine(self.b, op, W::S, l[0], l[2]);
+                let a13 = ops::combine(self.b, op, W::S, l[1], l[3]);
+                ops::combine(self.b, op, W::S, a02, a13)
+            } else {
+                folded
+            };
+            let t = self.b.use_var(*tail);
+            let total = ops::combine(self.b, op, W::S, h, t);
+            let base = self.acc_base(a);
+            let off = self.offset(&acc.scratch_dims, None);
+            let ad = self.addr(base, off);
+            let s = self.b.ins().load(types::F32, flags(), ad, 0);
+            let r = ops::combine(self.b, op, W::S, s, total);
+            self.b.ins().store(flags(), r, ad, 0);
+        }
+    }
+
+    fn level(&mut self, ph: usize, depth: usize, range: Option<(Value, Value)>, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+        let phase = self.p.phases[ph].clone();
+        let k = phase.loops.len();
+        if depth >= 1 {
+            for &(v, d) in &phase.nodes {
+                if d == depth {
+                    self.scalar(v);
+                }
+            }
+        }
+        self.init_regs(ph, depth, regs);
+        let d = phase.loops[depth];
+        let (lo, hi) = match range {
+            Some(r) => r,
+            None => (self.iconst(0), self.iconst(self.p.dims[d.index()] as i64)),
+        };
+        if depth + 1 == k {
+            self.inner(ph, lo, hi, range.is_none(), regs);
+        } else {
+            self.counted(lo, hi, 1, |fx, i| {
+                fx.idx[d.index()] = Some(i);
+                fx.level(ph, depth + 1, None, regs);
+            });
+        }
+        self.flush_regs(ph, depth, regs);
+    }
+
+    /// The innermost loop: whole blocks, then the scalar tail.
+    fn inner(&mut self, ph: usize, lo: Value, hi: Value, constant_range: bool, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+        let phase = self.p.phases[ph].clone();
+        let k = phase.loops.len();
+        let d = phase.loops[k - 1];
+        let (width, unroll) = (phase.width, phase.unroll);
+        let block = (width * unroll) as i64;
+        // End of the whole blocks: lo + (hi - lo) - (hi - lo) % block.
+        let main_end = if constant_range {
+            let n = self.p.dims[d.index()] as i64;
+            self.iconst(n - n % block)
+        } else {
+            let n = self.b.ins().isub(hi, lo);
+            let r = self.b.ins().urem_imm_u(n, block);
+            let m = self.b.ins().isub(n, r);
+            self.b.ins().iadd(lo, m)
+        };
+        let inner_nodes: Vec<LValue> = phase.nodes.iter().filter(|n| n.1 == k).map(|n| n.0).collect();
+        // Per-access base pointers at index 0 of the inner loop, and the
+        // inner stride (elements) of each.
+        let mut pre: HashMap<Access, (Value, i64)> = HashMap::new();
+        for &v in &inner_nodes {
+            match self.p.node(v).op {
+                LOp::Load(t) => {
+                    let key = Access::Tensor(t);
+                    if let std::collections::hash_map::Entry::Vacant(e) = pre.entry(key) {
+                        let dims = self.p.kernel.tensors[t].dims.clone();
+                        let off = {
+                            let strides = self.strides(&dims);
+                            let _ = strides;
+                            self.offset_skip(&dims, d)
+                        };
+                        let base = self.tensor_base(t);
+                        let p0 = self.addr(base, off);
+                        e.insert((p0, self.stride_of(&dims, d)));
+                    }
+                }
+                LOp::Reduced(a) => {
+                    let key = Access::Acc(a);
+                    if !pre.contains_key(&key) {
+                        let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
+                        let off = self.offset_skip(&dims, d);
+                        let base = self.acc_base(a);
+                        let p0 = self.addr(base, off);
+                        pre.insert(key, (p0, self.stride_of(&dims, d)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for &(t, _) in &phase.stores {
+            if let std::collections::hash_map::Entry::Vacant(_) = pre.entry(Access::Tensor(t)) {
+                let dims = self.p.kernel.tensors[t].dims.clone();
+                let off = self.offset_skip(&dims, d);
+                let base = self.tensor_base(t);
+                let p0 = self.addr(base, off);
+                pre.insert(Access::Tensor(t), (p0, self.stride_of(&dims, d)));
+            }
+        }
+        for &a in &phase.accums {
+            let acc = self.p.accums[a.0 as usize].clone();
+            if acc.flush_depth == k && !pre.contains_key(&Access::Acc(a)) {
+                let off = self.offset_skip(&acc.scratch_dims, d);
+                let base = self.acc_base(a);
+                let p0 = self.addr(base, off);
+                pre.insert(Access::Acc(a), (p0, self.stride_of(&acc.scratch_dims, d)));
+            }
+        }
+        // Uniform values: index at inner position 0, and inner stride.
+        let mut ubase: HashMap<LValue, (Value, i64, Value)> = HashMap::new();
+        for &v in &inner_nodes {
+            if let LOp::Uniform(seed, axes) = self.p.node(v).op {
+                let dims: Vec<DimId> = axes.iter().collect();
+                let off = self.offset_skip(&dims, d);
+                let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
+                ubase.insert(v, (off, self.stride_of(&dims, d), s));
+            }
+        }
+        let wide = width > 1;
+        // Splat scalar operands once, before the loop.
+        let mut splats: HashMap<LValue, Value> = HashMap::new();
+        if wide {
+            let mut outer: Vec<LValue> = Vec::new();
+            for &v in &inner_nodes {
+                for o in self.p.node(v).op.operands() {
+                    if !inner_nodes.contains(&o) && !outer.contains(&o) {
+                        outer.push(o);
+                    }
+                }
+            }
+            for &(_, v) in &phase.stores {
+                if !inner_nodes.contains(&v) && !outer.contains(&v) {
+                    outer.push(v);
+                }
+            }
+            for &a in &phase.accums {
+                let v = self.p.accums[a.0 as usize].operand;
+                if !inner_nodes.contains(&v) && !outer.contains(&v) {
+                    outer.push(v);
+                }
+            }
+            for o in outer {
+                let s = self.scalar(o);
+                splats.insert(o, ops::splat(self.b, self.p.node(o).ty, s));
+            }
+        }
+        let ctx = Inner { inner_nodes: &inner_nodes, pre: &pre, ubase: &ubase, splats: &splats };
+        // Main loop over whole blocks.
+        let w = if wide { W::V } else { W::S };
+        self.counted(lo, main_end, block, |fx, i| {
+            for u in 0..unroll {
+                let e = fx.b.ins().iadd_imm_s(i, (u * width) as i64);
+                let vals = fx.eval_inner(&ctx, w, e);
+                fx.sink(ph, &ctx, w, e, &vals, regs, Some(u));
+            }
+        });
+        // Scalar tail.
+        self.counted(main_end, hi, 1, |fx, i| {
+            let vals = fx.eval_inner(&ctx, W::S, i);
+            fx.sink(ph, &ctx, W::S, i, &vals, regs, None);
+        });
+        let _ = d;
+    }
+
+    fn offset_skip(&mut self, dims: &[DimId], skip: DimId) -> Value {
+        self.offset(dims, Some(skip))
+    }
+
+    /// Values of the innermost nodes at inner index `e` with width `w`.
+    fn eval_inner(&mut self, c: &Inner, w: W, e: Value) -> HashMap<LValue, Value> {
+        let mut vals: HashMap<LValue, Value> = HashMap::new();
+        for &v in c.inner_nodes {
+            let node = self.p.node(v).clone();
+            let x = match &node.op {
+                LOp::Load(t) => self.inner_load(c, Access::Tensor(*t), w, e),
+                LOp::Reduced(a) => self.inner_load(c, Access::Acc(*a), w, e),
+                LOp::Uniform(..) => {
+                    let (off, stride, seed) = c.ubase[&v];
+                    let se = if stride == 1 { e } else { self.b.ins().imul_imm_s(e, stride) };
+                    let index = self.b.ins().iadd(off, se);
+                    ops::uniform(self.b, w, seed, index, if w == W::V { Some(stride) } else { None })
+                }
+                op => {
+                    let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
+                    ops::compute(self.b, &self.libm, self.p, op, w, &args, self.a.params)
+                }
+            };
+            vals.insert(v, x);
+        }
+        vals
+    }
+
+    fn operand(&mut self, c: &Inner, vals: &HashMap<LValue, Value>, o: LValue, w: W) -> Value {
+        if let Some(&x) = vals.get(&o) {
+            return x;
+        }
+        match w {
+            W::V => c.splats[&o],
+            W::S => self.scalar(o),
+        }
+    }
+
+    fn inner_addr(&mut self, c: &Inner, acc: Access, e: Value) -> Value {
+        let (p0, stride) = c.pre[&acc];
+        let bytes = self.b.ins().imul_imm_s(e, 4 * stride);
+        self.b.ins().iadd(p0, bytes)
+    }
+
+    fn inner_load(&mut self, c: &Inner, acc: Access, w: W, e: Value) -> Value {
+        let ad = self.inner_addr(c, acc, e);
+        self.b.ins().load(w.f32(), flags(), ad, 0)
+    }
+
+    /// Accumulates and stores the innermost values of one element (or one
+    /// vector) at inner index `e`; `slot` is the unroll slot in the main
+    /// loop, `None` in the tail.
+    #[allow(clippy::too_many_arguments)]
+    fn sink(&mut self, ph: usize, c: &Inner, w: W, e: Value, vals: &HashMap<LValue, Value>, regs: &HashMap<AccId, (Vec<Variable>, Variable)>, slot: Option<usize>) {
+        let phase = self.p.phases[ph].clone();
+        let k = phase.loops.len();
+        for &a in &phase.accums {
+            let acc = self.p.accums[a.0 as usize].clone();
+            let x = self.operand(c, vals, acc.operand, w);
+            if acc.flush_depth == k {
+                let ad = self.inner_addr(c, Access::Acc(a), e);
+                let s = self.b.ins().load(w.f32(), flags(), ad, 0);
+                let r = ops::combine(self.b, acc.op, w, s, x);
+                self.b.ins().store(flags(), r, ad, 0);
+            } else {
+                let (slots, tail) = &regs[&a];
+                let var = match slot {
+                    Some(u) => slots[u],
+                    None => *tail,
+                };
+                let cur = self.b.use_var(var);
+                let r = ops::combine(self.b, acc.op, w, cur, x);
+                self.b.def_var(var, r);
+            }
+        }
+        for &(t, v) in &phase.stores {
+            let x = self.operand(c, vals, v, w);
+            let ad = self.inner_addr(c, Access::Tensor(t), e);
+            self.b.ins().store(flags(), x, ad, 0);
+        }
+    }
+}
+
+/// A memory stream of the innermost loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Access {
+    Tensor(TensorId),
+    Acc(AccId),
+}
+
+struct Inner<'c> {
+    inner_nodes: &'c [LValue],
+    pre: &'c HashMap<Access, (Value, i64)>,
+    ubase: &'c HashMap<LValue, (Value, i64, Value)>,
+    splats: &'c HashMap<LValue, Value>,
+}

@@ -1,0 +1,275 @@
+//! One lowering per (operation, lane width): the arithmetic of the loop IR
+//! in Cranelift instructions, scalar (`W::S`, f32) or 4-wide (`W::V`,
+//! F32X4). Every rule reproduces the loop-IR interpreter's semantics bit
+//! for bit: no contraction into FMA, `rsqrt` as a divide by a correctly
+//! rounded root, NaN-propagating `min`/`max` that otherwise return
+//! `a < b ? a : b`, and the libm calls the interpreter makes for `exp`,
+//! `log` and `pow`.
+
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, FuncRef, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_frontend::FunctionBuilder;
+use normjit_ir::{AxisSet, Binary, Cmp, Reduce, Unary, ValueType};
+use normjit_lower::{LOp, Plan};
+
+/// Lane width of an emitted operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum W {
+    /// One f32.
+    S,
+    /// Four f32 lanes.
+    V,
+}
+
+impl W {
+    /// The float type.
+    pub fn f32(self) -> Type {
+        match self {
+            W::S => types::F32,
+            W::V => types::F32X4,
+        }
+    }
+}
+
+/// Imported scalar math functions.
+#[derive(Clone, Copy)]
+pub struct Libm {
+    /// `powf`
+    pub powf: FuncRef,
+    /// `expf`
+    pub expf: FuncRef,
+    /// `logf`
+    pub logf: FuncRef,
+}
+
+fn fconst(b: &mut FunctionBuilder, w: W, x: f32) -> Value {
+    let c = b.ins().f32const(x);
+    match w {
+        W::S => c,
+        W::V => b.ins().splat(types::F32X4, c),
+    }
+}
+
+/// A float vector view of a comparison mask (lanes all-ones or zero).
+fn mask_f(b: &mut FunctionBuilder, m: Value) -> Value {
+    b.ins().bitcast(types::F32X4, MemFlagsData::new(), m)
+}
+
+/// `c ? x : y` for a mask `c` of width `w`.
+fn pick(b: &mut FunctionBuilder, w: W, c: Value, x: Value, y: Value) -> Value {
+    match w {
+        W::S => b.ins().select(c, x, y),
+        W::V => {
+            let m = mask_f(b, c);
+            b.ins().bitselect(m, x, y)
+        }
+    }
+}
+
+/// NaN if either operand is NaN, else `r`.
+fn nan_if_unordered(b: &mut FunctionBuilder, w: W, x: Value, y: Value, r: Value) -> Value {
+    let uno = b.ins().fcmp(FloatCC::Unordered, x, y);
+    let nan = fconst(b, w, f32::NAN);
+    pick(b, w, uno, nan, r)
+}
+
+/// `min`/`max` of the loop IR.
+fn minmax(b: &mut FunctionBuilder, w: W, max: bool, x: Value, y: Value) -> Value {
+    let cc = if max { FloatCC::GreaterThan } else { FloatCC::LessThan };
+    let c = b.ins().fcmp(cc, x, y);
+    let r = pick(b, w, c, x, y);
+    nan_if_unordered(b, w, x, y, r)
+}
+
+/// The reduction identity as a scalar.
+pub fn identity(b: &mut FunctionBuilder, op: Reduce) -> Value {
+    b.ins().f32const(match op {
+        Reduce::Sum | Reduce::Mean => -0.0f32,
+        Reduce::Max => f32::NEG_INFINITY,
+        Reduce::Min => f32::INFINITY,
+    })
+}
+
+/// `acc ⊕ x` for a reduction.
+pub fn combine(b: &mut FunctionBuilder, op: Reduce, w: W, acc: Value, x: Value) -> Value {
+    match op {
+        Reduce::Sum | Reduce::Mean => b.ins().fadd(acc, x),
+        Reduce::Max => minmax(b, w, true, acc, x),
+        Reduce::Min => minmax(b, w, false, acc, x),
+    }
+}
+
+/// `count(axes)` at the planned sizes, as the interpreter computes it (a
+/// product of f32s in axis order).
+pub fn count_f32(p: &Plan, axes: AxisSet) -> f32 {
+    axes.iter().map(|d| p.dims[d.index()] as f32).product()
+}
+
+/// Broadcasts a scalar value (f32, or an i8 bool) to 4 lanes.
+pub fn splat(b: &mut FunctionBuilder, ty: ValueType, s: Value) -> Value {
+    match ty {
+        ValueType::F32 => b.ins().splat(types::F32X4, s),
+        ValueType::Bool => {
+            let ones = b.ins().iconst(types::I32, -1);
+            let zero = b.ins().iconst(types::I32, 0);
+            let m = b.ins().select(s, ones, zero);
+            b.ins().splat(types::I32X4, m)
+        }
+    }
+}
+
+fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
+    match w {
+        W::S => {
+            let call = b.ins().call(f, args);
+            b.inst_results(call)[0]
+        }
+        W::V => {
+            // No vector libm: one call per lane.
+            let mut out = b.ins().splat(types::F32X4, args[0]);
+            for lane in 0..4u8 {
+                let lane_args: Vec<Value> = args.iter().map(|&a| b.ins().extractlane(a, lane)).collect();
+                let call = b.ins().call(f, &lane_args);
+                let r = b.inst_results(call)[0];
+                out = b.ins().insertlane(out, r, lane);
+            }
+            out
+        }
+    }
+}
+
+/// Computes an elementwise operation (not loads, reductions or random
+/// values, which need addresses) on already-computed operands.
+pub fn compute(b: &mut FunctionBuilder, libm: &Libm, p: &Plan, op: &LOp, w: W, a: &[Value], params: Value) -> Value {
+    match *op {
+        LOp::Const(c) => fconst(b, w, c),
+        LOp::Param(pid) => {
+            let s = b.ins().load(types::F32, MemFlagsData::new().with_notrap(), params, (pid.index() * 4) as i32);
+            match w {
+                W::S => s,
+                W::V => b.ins().splat(types::F32X4, s),
+            }
+        }
+        LOp::Count(axes) => fconst(b, w, count_f32(p, axes)),
+        LOp::Unary(u, _) => {
+            let x = a[0];
+            match u {
+                Unary::Neg => b.ins().fneg(x),
+                Unary::Abs => b.ins().fabs(x),
+                Unary::Sqrt => b.ins().sqrt(x),
+                Unary::Rsqrt => {
+                    let r = b.ins().sqrt(x);
+                    let one = fconst(b, w, 1.0);
+                    b.ins().fdiv(one, r)
+                }
+                Unary::Recip => {
+                    let one = fconst(b, w, 1.0);
+                    b.ins().fdiv(one, x)
+                }
+                Unary::Sign => {
+                    let zero = fconst(b, w, 0.0);
+                    let one = fconst(b, w, 1.0);
+                    let mone = fconst(b, w, -1.0);
+                    let gt = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                    let lt = b.ins().fcmp(FloatCC::LessThan, x, zero);
+                    let neg = pick(b, w, lt, mone, zero);
+                    let r = pick(b, w, gt, one, neg);
+                    let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+                    pick(b, w, nan, x, r)
+                }
+                Unary::Exp => libcall(b, w, libm.expf, &[x]),
+                Unary::Log => libcall(b, w, libm.logf, &[x]),
+            }
+        }
+        LOp::Binary(op, ..) => {
+            let (x, y) = (a[0], a[1]);
+            match op {
+                Binary::Add => b.ins().fadd(x, y),
+                Binary::Sub => b.ins().fsub(x, y),
+                Binary::Mul => b.ins().fmul(x, y),
+                Binary::Div => b.ins().fdiv(x, y),
+                Binary::Pow => libcall(b, w, libm.powf, &[x, y]),
+                Binary::Min => minmax(b, w, false, x, y),
+                Binary::Max => minmax(b, w, true, x, y),
+            }
+        }
+        LOp::Compare(c, ..) => {
+            let cc = match c {
+                Cmp::Lt => FloatCC::LessThan,
+                Cmp::Le => FloatCC::LessThanOrEqual,
+                Cmp::Gt => FloatCC::GreaterThan,
+                Cmp::Ge => FloatCC::GreaterThanOrEqual,
+                Cmp::Eq => FloatCC::Equal,
+                Cmp::Ne => FloatCC::NotEqual,
+            };
+            b.ins().fcmp(cc, a[0], a[1])
+        }
+        LOp::Select(..) => pick(b, w, a[0], a[1], a[2]),
+        LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => unreachable!("addressed operations are emitted by the caller"),
+    }
+}
+
+/// lowbias32 on i32 or I32X4.
+fn hash32(b: &mut FunctionBuilder, w: W, x: Value) -> Value {
+    let mul = |b: &mut FunctionBuilder, x: Value, c: u32| {
+        let k = b.ins().iconst(types::I32, c as i32 as i64);
+        let k = match w {
+            W::S => k,
+            W::V => b.ins().splat(types::I32X4, k),
+        };
+        b.ins().imul(x, k)
+    };
+    let xs = |b: &mut FunctionBuilder, x: Value, s: i64| {
+        let t = b.ins().ushr_imm_u(x, s);
+        b.ins().bxor(x, t)
+    };
+    let x = xs(b, x, 16);
+    let x = mul(b, x, 0x7feb_352d);
+    let x = xs(b, x, 15);
+    let x = mul(b, x, 0x846c_a68b);
+    xs(b, x, 16)
+}
+
+fn xor_const(b: &mut FunctionBuilder, x: Value, c: u32) -> Value {
+    let k = b.ins().iconst(types::I32, c as i32 as i64);
+    b.ins().bxor(x, k)
+}
+
+/// `uniform(seed, index)` (see `normjit_ir::rng`): `index` is the i64
+/// element index (of lane 0, for vectors); lanes `l` get `index + l *
+/// stride`. A vector is assumed not to straddle a 2^32 index boundary
+/// (tensors that large do not fit this machine).
+pub fn uniform(b: &mut FunctionBuilder, w: W, seed: Value, index: Value, lane_stride: Option<i64>) -> Value {
+    let hi64 = b.ins().ushr_imm_u(index, 32);
+    let hi = b.ins().ireduce(types::I32, hi64);
+    let lo = b.ins().ireduce(types::I32, index);
+    let h = xor_const(b, hi, 0x9E37_79B9);
+    let h = hash32(b, W::S, h);
+    let k1 = b.ins().bxor(seed, h);
+    let k1 = hash32(b, W::S, k1);
+    let k2 = xor_const(b, k1, 0x85EB_CA6B);
+    let k2 = hash32(b, W::S, k2);
+    let (lo, k1, k2) = match w {
+        W::S => (lo, k1, k2),
+        W::V => {
+            let s = lane_stride.unwrap_or(1);
+            let mut lanes = b.ins().splat(types::I32X4, lo);
+            for l in 1..4u8 {
+                let x = b.ins().iadd_imm_s(lo, l as i64 * s);
+                lanes = b.ins().insertlane(lanes, x, l);
+            }
+            (lanes, b.ins().splat(types::I32X4, k1), b.ins().splat(types::I32X4, k2))
+        }
+    };
+    let x = b.ins().bxor(lo, k1);
+    let x = hash32(b, w, x);
+    let x = b.ins().bxor(x, k2);
+    let bits = hash32(b, w, x);
+    let top = b.ins().ushr_imm_u(bits, 8);
+    let f = match w {
+        W::S => b.ins().fcvt_from_sint(types::F32, top),
+        W::V => b.ins().fcvt_from_sint(types::F32X4, top),
+    };
+    let scale = fconst(b, w, 1.0 / 16_777_216.0);
+    b.ins().fmul(f, scale)
+}
