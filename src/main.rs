@@ -19,6 +19,8 @@ enum Command {
     Check(cli::check::Args),
     /// Show how a kernel is lowered: phases, loops, hoisting, traffic.
     Explain(cli::explain::Args),
+    /// Run a kernel on given or generated inputs; report accuracy against f64 and time per call.
+    Run(cli::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,5 +28,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => cli::check::main(a),
         Command::Explain(a) => cli::explain::main(a),
+        Command::Run(a) => cli::run::main(a),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod run;
 
 use std::process::ExitCode;
 

@@ -422,59 +422,38 @@ impl<'a, 'b> Fx<'a, 'b> {
         // Per-access base pointers at index 0 of the inner loop, and the
         // inner stride (elements) of each.
         let mut pre: HashMap<Access, (Value, i64)> = HashMap::new();
+        let mut streams: Vec<Access> = Vec::new();
         for &v in &inner_nodes {
             match self.p.node(v).op {
-                LOp::Load(t) => {
-                    let key = Access::Tensor(t);
-                    if let std::collections::hash_map::Entry::Vacant(e) = pre.entry(key) {
-                        let dims = self.p.kernel.tensors[t].dims.clone();
-                        let off = {
-                            let strides = self.strides(&dims);
-                            let _ = strides;
-                            self.offset_skip(&dims, d)
-                        };
-                        let base = self.tensor_base(t);
-                        let p0 = self.addr(base, off);
-                        e.insert((p0, self.stride_of(&dims, d)));
-                    }
-                }
-                LOp::Reduced(a) => {
-                    let key = Access::Acc(a);
-                    if !pre.contains_key(&key) {
-                        let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
-                        let off = self.offset_skip(&dims, d);
-                        let base = self.acc_base(a);
-                        let p0 = self.addr(base, off);
-                        pre.insert(key, (p0, self.stride_of(&dims, d)));
-                    }
-                }
+                LOp::Load(t) => streams.push(Access::Tensor(t)),
+                LOp::Reduced(a) => streams.push(Access::Acc(a)),
                 _ => {}
             }
         }
-        for &(t, _) in &phase.stores {
-            if let std::collections::hash_map::Entry::Vacant(_) = pre.entry(Access::Tensor(t)) {
-                let dims = self.p.kernel.tensors[t].dims.clone();
-                let off = self.offset_skip(&dims, d);
-                let base = self.tensor_base(t);
-                let p0 = self.addr(base, off);
-                pre.insert(Access::Tensor(t), (p0, self.stride_of(&dims, d)));
+        streams.extend(phase.stores.iter().map(|&(t, _)| Access::Tensor(t)));
+        for &a in &phase.accums {
+            if self.p.accums[a.0 as usize].flush_depth == k {
+                streams.push(Access::Acc(a));
             }
         }
-        for &a in &phase.accums {
-            let acc = self.p.accums[a.0 as usize].clone();
-            if acc.flush_depth == k && !pre.contains_key(&Access::Acc(a)) {
-                let off = self.offset_skip(&acc.scratch_dims, d);
-                let base = self.acc_base(a);
-                let p0 = self.addr(base, off);
-                pre.insert(Access::Acc(a), (p0, self.stride_of(&acc.scratch_dims, d)));
+        for s in streams {
+            if pre.contains_key(&s) {
+                continue;
             }
+            let (dims, base) = match s {
+                Access::Tensor(t) => (self.p.kernel.tensors[t].dims.clone(), self.tensor_base(t)),
+                Access::Acc(a) => (self.p.accums[a.0 as usize].scratch_dims.clone(), self.acc_base(a)),
+            };
+            let off = self.offset(&dims, Some(d));
+            let p0 = self.addr(base, off);
+            pre.insert(s, (p0, self.stride_of(&dims, d)));
         }
         // Uniform values: index at inner position 0, and inner stride.
         let mut ubase: HashMap<LValue, (Value, i64, Value)> = HashMap::new();
         for &v in &inner_nodes {
             if let LOp::Uniform(seed, axes) = self.p.node(v).op {
                 let dims: Vec<DimId> = axes.iter().collect();
-                let off = self.offset_skip(&dims, d);
+                let off = self.offset(&dims, Some(d));
                 let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
                 ubase.insert(v, (off, self.stride_of(&dims, d), s));
             }
@@ -522,11 +501,6 @@ impl<'a, 'b> Fx<'a, 'b> {
             let vals = fx.eval_inner(&ctx, W::S, i);
             fx.sink(ph, &ctx, W::S, i, &vals, regs, None);
         });
-        let _ = d;
-    }
-
-    fn offset_skip(&mut self, dims: &[DimId], skip: DimId) -> Value {
-        self.offset(dims, Some(skip))
     }
 
     /// Values of the innermost nodes at inner index `e` with width `w`.

@@ -1,0 +1,574 @@
+//! `normjit run FILE`: runs a kernel once on given or generated inputs and
+//! reports, per output, its accuracy against the f64 reference, plus the
+//! time per call; optionally saves outputs as `.npy` files.
+//!
+//! The engine is the reference interpreter in f32 ("interp"); the accuracy
+//! reference is the same interpreter in f64 on the same inputs, widened.
+//!
+//! Nothing is written unless everything succeeds: names, params, dims,
+//! every input file and every output destination are checked, the kernel
+//! is run, every output is written to a temporary file next to its
+//! destination, and only then are the temporary files renamed into place.
+
+use crate::cli::fail;
+use normjit::bind::{parse_pairs, resolve_dims, resolve_params, BindError};
+use normjit::ir::{Kernel, Role, TensorId};
+use normjit::npy;
+use normjit::source::SourceFile;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Arguments of `run`.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Inputs not given with --input are generated from --seed.
+
+Each output's error is that of the f32 engine against the interpreter in f64
+on the same inputs: max_abs_err = max |a - b|, and
+max_rel_err = max |a - b| / max(|b|, rel_err_floor), where rel_err_floor is the
+RMS of the output's finite reference values. Elements that are NaN in both, or
+the same infinity in both, agree; NaN in only one makes both errors NaN, an
+infinity in only one makes them inf (null in --json output).")]
+pub struct Args {
+    /// The kernel file.
+    file: PathBuf,
+    /// Sizes, as `N=64,D=1000`; dims may also come from input shapes.
+    #[arg(long, default_value = "", value_name = "NAME=SIZE,...")]
+    dims: String,
+    /// Param values, as `lr=0.01,t=10` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE,...")]
+    params: Vec<String>,
+    /// Read an `in`/`inout` tensor's entry value from a float32 C-order .npy file (repeatable).
+    #[arg(long = "input", value_name = "NAME=PATH.npy")]
+    inputs: Vec<String>,
+    /// Write an `out` tensor, or an `inout` tensor's final value, to a .npy file (repeatable).
+    #[arg(long = "output", value_name = "NAME=PATH.npy")]
+    outputs: Vec<String>,
+    /// Seed for generated inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    match run(&a) {
+        Ok(report) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report.json()).expect("JSON values serialize"));
+            } else {
+                print!("{}", report.text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Wall-clock time the repetitions of the f32 run aim for.
+const TIME_TARGET: Duration = Duration::from_millis(200);
+/// Most f32 runs timed.
+const MAX_REPS: usize = 50;
+
+/// Where each `in`/`inout` tensor's entry value came from.
+enum Source {
+    File(PathBuf),
+    Generated,
+}
+
+/// Accuracy of one output tensor.
+struct OutputReport {
+    name: String,
+    shape: Vec<usize>,
+    acc: Accuracy,
+    path: Option<PathBuf>,
+}
+
+/// Everything `run` reports.
+struct Report {
+    kernel: String,
+    file: PathBuf,
+    dims: Vec<(String, usize)>,
+    params: Vec<(String, f64)>,
+    seed: u64,
+    sources: Vec<(String, Source)>,
+    time: Duration,
+    reps: usize,
+    outputs: Vec<OutputReport>,
+}
+
+/// Parses `NAME=PATH` as given to `--input`/`--output`.
+fn name_path<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, PathBuf), String> {
+    match spec.split_once('=') {
+        Some((n, p)) if !n.trim().is_empty() && !p.is_empty() => Ok((n.trim(), PathBuf::from(p))),
+        _ => Err(format!("{flag} `{spec}`: expected NAME=PATH.npy")),
+    }
+}
+
+/// The tensor named `name`, or an error listing the ones `flag` accepts.
+fn tensor_named(k: &Kernel, flag: &str, name: &str) -> Result<TensorId, String> {
+    k.tensor(name).ok_or_else(|| {
+        let ok: Vec<&str> = k
+            .tensors
+            .iter()
+            .filter(|(_, t)| if flag == "--input" { t.role != Role::Out } else { t.role.is_written() })
+            .map(|(_, t)| t.name.as_str())
+            .collect();
+        format!("{flag} {name}: kernel `{}` has no tensor `{name}` ({flag} takes: {})", k.name, ok.join(", "))
+    })
+}
+
+/// A dims-binding error, with the files the shapes came from named.
+fn dims_error(e: BindError, inputs: &[(TensorId, PathBuf)], k: &Kernel) -> String {
+    let file_of =
+        |tensor: &str| inputs.iter().find(|(t, _)| k.tensors[*t].name == tensor).map(|(_, p)| p.display().to_string());
+    let src = |s: String| {
+        for (t, p) in inputs {
+            let name = &k.tensors[*t].name;
+            if s == format!("the shape of `{name}`") {
+                return format!("{s} in {}", p.display());
+            }
+        }
+        s
+    };
+    match e {
+        BindError::DimConflict { dim, a, a_src, b, b_src } => {
+            BindError::DimConflict { dim, a, a_src: src(a_src), b, b_src: src(b_src) }.to_string()
+        }
+        BindError::Rank { ref tensor, .. } => match file_of(tensor) {
+            Some(p) => format!("--input {tensor}={p}: {e}"),
+            None => e.to_string(),
+        },
+        e @ BindError::Syntax { .. } => format!("--dims: {e}"),
+        e => e.to_string(),
+    }
+}
+
+fn run(a: &Args) -> Result<Report, String> {
+    let k = SourceFile::read(&a.file).and_then(|s| s.kernel()).map_err(|e| e.to_string())?;
+
+    // Names and values given on the command line.
+    let dims_given = parse_pairs(&a.dims).map_err(|e| format!("--dims: {e}"))?;
+    let mut params_given = Vec::new();
+    for p in &a.params {
+        params_given.extend(parse_pairs(p).map_err(|e| format!("--param: {e}"))?);
+    }
+    let params = resolve_params(&k, &params_given).map_err(|e| e.to_string())?;
+
+    let mut inputs: Vec<(TensorId, PathBuf)> = Vec::new();
+    for spec in &a.inputs {
+        let (name, path) = name_path("--input", spec)?;
+        let t = tensor_named(&k, "--input", name)?;
+        if k.tensors[t].role == Role::Out {
+            return Err(format!(
+                "--input {name}: `{name}` is an `out` tensor, so it has no value at entry to read; \
+                 use --output {name}=PATH.npy to save it"
+            ));
+        }
+        if inputs.iter().any(|(u, _)| *u == t) {
+            return Err(format!("--input {name}: tensor `{name}` is given twice"));
+        }
+        inputs.push((t, path));
+    }
+    let mut outputs: Vec<(TensorId, PathBuf)> = Vec::new();
+    for spec in &a.outputs {
+        let (name, path) = name_path("--output", spec)?;
+        let t = tensor_named(&k, "--output", name)?;
+        if !k.tensors[t].role.is_written() {
+            return Err(format!(
+                "--output {name}: `{name}` is an `in` tensor, which the kernel does not write; \
+                 only `out` and `inout` tensors can be saved"
+            ));
+        }
+        if outputs.iter().any(|(u, _)| *u == t) {
+            return Err(format!("--output {name}: tensor `{name}` is given twice"));
+        }
+        if let Some((u, _)) = outputs.iter().find(|(_, p)| *p == path) {
+            return Err(format!(
+                "--output {name}: {} is also the destination of `{}`",
+                path.display(),
+                k.tensors[*u].name
+            ));
+        }
+        npy::check_destination(&path).map_err(|e| format!("--output {name}: {e}"))?;
+        outputs.push((t, path));
+    }
+
+    // Input files, then dims from --dims and their shapes.
+    let mut given: Vec<Option<Vec<f32>>> = vec![None; k.tensors.len()];
+    let mut shapes = Vec::new();
+    for (t, path) in &inputs {
+        let arr = npy::read_f32(path).map_err(|e| format!("--input {}: {e}", k.tensors[*t].name))?;
+        shapes.push((*t, arr.shape));
+        given[t.index()] = Some(arr.data);
+    }
+    let dims = resolve_dims(&k, &dims_given, &shapes).map_err(|e| dims_error(e, &inputs, &k))?;
+    check_memory(&k, &dims)?;
+
+    // Entry values: the files, and generated values for the rest.
+    let missing = k.tensors.iter().any(|(t, tensor)| tensor.role != Role::Out && given[t.index()].is_none());
+    let mut generated = if missing { normjit::inputs::generate(&k, &dims, &params, a.seed) } else { Vec::new() };
+    let mut sources = Vec::new();
+    let entry: Vec<Vec<f32>> = k
+        .tensors
+        .iter()
+        .map(|(t, tensor)| {
+            if tensor.role == Role::Out {
+                return Vec::new();
+            }
+            match given[t.index()].take() {
+                Some(v) => {
+                    let p = inputs.iter().find(|(u, _)| *u == t).map(|(_, p)| p.clone()).unwrap_or_default();
+                    sources.push((tensor.name.clone(), Source::File(p)));
+                    v
+                }
+                None => {
+                    sources.push((tensor.name.clone(), Source::Generated));
+                    std::mem::take(&mut generated[t.index()])
+                }
+            }
+        })
+        .collect();
+    drop(generated);
+
+    // The engine (f32, timed) and the reference (f64).
+    let slices32: Vec<&[f32]> = entry.iter().map(Vec::as_slice).collect();
+    let start = Instant::now();
+    let out32 = normjit::interp::run::<f32>(&k, &dims, &params, &slices32).map_err(|e| e.to_string())?;
+    let first = start.elapsed();
+    let reps = if first.is_zero() {
+        MAX_REPS
+    } else {
+        (TIME_TARGET.as_secs_f64() / first.as_secs_f64()).ceil().clamp(1.0, MAX_REPS as f64) as usize
+    };
+    let mut times = vec![first];
+    for _ in 1..reps {
+        let start = Instant::now();
+        let r = normjit::interp::run::<f32>(&k, &dims, &params, &slices32);
+        times.push(start.elapsed());
+        drop(r);
+    }
+    let entry64: Vec<Vec<f64>> = entry.iter().map(|v| v.iter().map(|&x| f64::from(x)).collect()).collect();
+    let slices64: Vec<&[f64]> = entry64.iter().map(Vec::as_slice).collect();
+    let out64 = normjit::interp::run::<f64>(&k, &dims, &params, &slices64).map_err(|e| e.to_string())?;
+    drop(entry64);
+
+    // Accuracy per written tensor, and the files, staged then committed.
+    let mut reports = Vec::new();
+    let mut staged = Vec::new();
+    for (t, tensor) in k.tensors.iter().filter(|(_, t)| t.role.is_written()) {
+        let shape: Vec<usize> = tensor.dims.iter().map(|d| dims[d.index()]).collect();
+        let (Some(got), Some(want)) = (out32.get(t), out64.get(t)) else {
+            return Err(format!("the interpreter returned no value for `{}`", tensor.name));
+        };
+        let path = outputs.iter().find(|(u, _)| *u == t).map(|(_, p)| p.clone());
+        if let Some(p) = &path {
+            staged.push(npy::stage_f32(p, &shape, got).map_err(|e| format!("--output {}: {e}", tensor.name))?);
+        }
+        reports.push(OutputReport { name: tensor.name.clone(), shape, acc: accuracy(got, want), path });
+    }
+    for s in staged {
+        s.commit().map_err(|e| e.to_string())?;
+    }
+
+    Ok(Report {
+        kernel: k.name.clone(),
+        file: a.file.clone(),
+        dims: k.dims.iter().map(|(d, dim)| (dim.name.clone(), dims[d.index()])).collect(),
+        params: k.params.iter().map(|(p, param)| (param.name.clone(), params[p.index()])).collect(),
+        seed: a.seed,
+        sources,
+        time: median(&mut times),
+        reps,
+        outputs: reports,
+    })
+}
+
+/// Refuses sizes whose tensors (in f32 and f64, entry and result) could not
+/// be allocated, before anything is generated or run.
+fn check_memory(k: &Kernel, dims: &[usize]) -> Result<(), String> {
+    let describe =
+        || k.dims.iter().map(|(d, dim)| format!("{}={}", dim.name, dims[d.index()])).collect::<Vec<_>>().join(", ");
+    let mut total: usize = 0;
+    for (_, t) in k.tensors.iter() {
+        let n = t.dims.iter().try_fold(1usize, |a, d| a.checked_mul(dims[d.index()]));
+        total = n.and_then(|n| total.checked_add(n)).ok_or_else(|| {
+            format!("tensor `{}` has more elements than this machine can address with dims {}", t.name, describe())
+        })?;
+    }
+    // f32 and f64 copies of every tensor, at entry and as results.
+    let bytes = total.checked_mul(2 * (4 + 8));
+    let ok = bytes.is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
+    if !ok {
+        return Err(format!(
+            "the tensors need {} elements for dims {}, more memory than can be allocated",
+            total,
+            describe()
+        ));
+    }
+    Ok(())
+}
+
+/// The median of `times` (the mean of the middle two for an even count).
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    let n = times.len();
+    if n == 0 {
+        Duration::ZERO
+    } else if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2
+    }
+}
+
+/// Error of an f32 result against the f64 reference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Accuracy {
+    max_abs: f64,
+    max_rel: f64,
+    /// The denominator's floor: the RMS of the finite reference values.
+    floor: f64,
+}
+
+/// The error rule, per element pair `a` (f32 result, widened exactly) and
+/// `b` (f64 reference):
+/// - if both are NaN, or both are the same infinity, they agree: error 0;
+/// - if exactly one is NaN, both errors are NaN, and a NaN error makes the
+///   maximum NaN (it is never hidden by a larger finite error);
+/// - otherwise, if either is infinite, both errors are +inf;
+/// - otherwise `abs = |a - b|` and `rel = abs / max(|b|, floor)`, where
+///   `floor` is the root mean square of the tensor's finite reference values
+///   (or the smallest positive f64 if there are none, or all are 0). The
+///   floor keeps elements that are tiny through cancellation (a normalized
+///   value near 0) from reporting huge relative errors that only restate the
+///   absolute error of the terms they cancel from; elements at or above the
+///   typical magnitude are measured elementwise.
+///
+/// Over no elements both errors are 0.
+fn accuracy(got: &[f32], want: &[f64]) -> Accuracy {
+    let (mut sq, mut n) = (0.0f64, 0usize);
+    for &b in want.iter().filter(|b| b.is_finite()) {
+        sq += b * b;
+        n += 1;
+    }
+    let rms = if n == 0 { 0.0 } else { (sq / n as f64).sqrt() };
+    let floor = if rms.is_finite() && rms > 0.0 { rms } else { f64::MIN_POSITIVE };
+    let (mut max_abs, mut max_rel) = (0.0f64, 0.0f64);
+    for (&a, &b) in got.iter().zip(want) {
+        let a = f64::from(a);
+        let (abs, rel) = if (a.is_nan() && b.is_nan()) || (a.is_infinite() && a == b) {
+            (0.0, 0.0)
+        } else if a.is_nan() || b.is_nan() {
+            (f64::NAN, f64::NAN)
+        } else if a.is_infinite() || b.is_infinite() {
+            (f64::INFINITY, f64::INFINITY)
+        } else {
+            let abs = (a - b).abs();
+            (abs, abs / b.abs().max(floor))
+        };
+        // NaN is sticky: `f64::max` would drop it.
+        max_abs = if abs.is_nan() || max_abs.is_nan() { f64::NAN } else { max_abs.max(abs) };
+        max_rel = if rel.is_nan() || max_rel.is_nan() { f64::NAN } else { max_rel.max(rel) };
+    }
+    Accuracy { max_abs, max_rel, floor }
+}
+
+/// A number for JSON: non-finite values become `null` (JSON has no NaN or
+/// infinity).
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// An error for text: `nan`, `inf` or 3 significant digits.
+fn err_text(x: f64) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else if x.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+/// A param value as written in a kernel file: `1e-5`, not `0.00001`.
+fn param_text(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-3..1e7).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// A time per call, in a readable unit.
+fn time_text(t: Duration) -> String {
+    let s = t.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.3} us", s * 1e6)
+    }
+}
+
+impl Report {
+    /// The JSON object; `time_s` is seconds per call. Non-finite errors are
+    /// `null`.
+    fn json(&self) -> Value {
+        let dims: Map<String, Value> = self.dims.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+        let params: Map<String, Value> = self.params.iter().map(|(n, v)| (n.clone(), num(*v))).collect();
+        let inputs: Map<String, Value> = self
+            .sources
+            .iter()
+            .map(|(n, s)| {
+                let v = match s {
+                    Source::File(p) => json!({ "path": p.display().to_string() }),
+                    Source::Generated => json!({ "generated": true }),
+                };
+                (n.clone(), v)
+            })
+            .collect();
+        let outputs: Map<String, Value> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                let mut v = json!({
+                    "shape": o.shape,
+                    "max_abs_err": num(o.acc.max_abs),
+                    "max_rel_err": num(o.acc.max_rel),
+                    "rel_err_floor": num(o.acc.floor),
+                });
+                if let Some(p) = &o.path {
+                    v["path"] = json!(p.display().to_string());
+                }
+                (o.name.clone(), v)
+            })
+            .collect();
+        json!({
+            "kernel": self.kernel,
+            "file": self.file.display().to_string(),
+            "dims": dims,
+            "params": params,
+            "seed": self.seed,
+            "inputs": inputs,
+            "engine": "interp",
+            "reference": "interp-f64",
+            "time_s": self.time.as_secs_f64(),
+            "reps": self.reps,
+            "outputs": outputs,
+        })
+    }
+
+    /// The readable table.
+    fn text(&self) -> String {
+        let join = |v: Vec<String>| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
+        let mut s = String::new();
+        s += &format!("kernel   {} ({})\n", self.kernel, self.file.display());
+        s += &format!("dims     {}\n", join(self.dims.iter().map(|(n, v)| format!("{n}={v}")).collect()));
+        s += &format!(
+            "params   {}\n",
+            join(self.params.iter().map(|(n, v)| format!("{n}={}", param_text(*v))).collect())
+        );
+        let inputs: Vec<String> = self
+            .sources
+            .iter()
+            .map(|(n, src)| match src {
+                Source::File(p) => format!("{n} from {}", p.display()),
+                Source::Generated => format!("{n} generated"),
+            })
+            .collect();
+        s += &format!("inputs   {} (seed {})\n", join(inputs), self.seed);
+        s += "engine   interp (f32), checked against interp in f64\n";
+        s += &format!("time     {} per call (median of {})\n\n", time_text(self.time), self.reps);
+        let rows: Vec<[String; 4]> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                let shape = format!("[{}]", o.shape.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "));
+                let name = match &o.path {
+                    Some(p) => format!("{} -> {}", o.name, p.display()),
+                    None => o.name.clone(),
+                };
+                [name, shape, err_text(o.acc.max_abs), err_text(o.acc.max_rel)]
+            })
+            .collect();
+        let head = ["output", "shape", "max_abs_err", "max_rel_err"].map(String::from);
+        let mut w = [0usize; 4];
+        for r in std::iter::once(&head).chain(&rows) {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        for r in std::iter::once(&head).chain(&rows) {
+            let line = format!(
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3]
+            );
+            s += line.trim_end();
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accuracy_rule() {
+        // Exact agreement.
+        assert_eq!(accuracy(&[1.0, -2.0], &[1.0, -2.0]).max_abs, 0.0);
+        // NaN in both and the same infinity in both agree.
+        let a = accuracy(&[f32::NAN, f32::INFINITY, 3.0], &[f64::NAN, f64::INFINITY, 3.0]);
+        assert_eq!((a.max_abs, a.max_rel), (0.0, 0.0));
+        // NaN in one is NaN, even next to a larger finite error.
+        let a = accuracy(&[f32::NAN, 10.0], &[1.0, 0.0]);
+        assert!(a.max_abs.is_nan() && a.max_rel.is_nan());
+        let a = accuracy(&[10.0, 1.0], &[0.0, f64::NAN]);
+        assert!(a.max_abs.is_nan() && a.max_rel.is_nan());
+        // Infinity in one is inf.
+        let a = accuracy(&[f32::INFINITY, 1.0], &[1e300, 1.0]);
+        assert_eq!((a.max_abs, a.max_rel), (f64::INFINITY, f64::INFINITY));
+        // The floor: the RMS of the reference, here sqrt((9 + 16 + 0) / 3).
+        let a = accuracy(&[3.0, 4.0, 0.5], &[3.0, 4.0, 0.0]);
+        let rms = (25.0f64 / 3.0).sqrt();
+        assert_eq!(a.floor, rms);
+        assert_eq!(a.max_abs, 0.5);
+        assert_eq!(a.max_rel, 0.5 / rms);
+        // Large elements are measured elementwise.
+        let a = accuracy(&[1.0, 110.0], &[1.0, 100.0]);
+        assert!((a.max_rel - 0.1).abs() < 1e-12, "{a:?}");
+        // Empty.
+        assert_eq!(accuracy(&[], &[]).max_rel, 0.0);
+    }
+
+    #[test]
+    fn json_nulls_non_finite() {
+        assert_eq!(num(f64::NAN), Value::Null);
+        assert_eq!(num(f64::INFINITY), Value::Null);
+        assert_eq!(num(0.5), json!(0.5));
+    }
+
+    #[test]
+    fn median_of_times() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&mut [ms(3), ms(1), ms(2)]), ms(2));
+        assert_eq!(median(&mut [ms(4), ms(1), ms(2), ms(3)]), Duration::from_micros(2500));
+    }
+}

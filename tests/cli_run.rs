@@ -1,0 +1,563 @@
+//! `normjit run`: the JSON and text reports, `--input`/`--output` npy round
+//! trips checked against independent computations, `inout` and 0-dim
+//! outputs, and every user mistake exiting 1 with a message that names it
+//! and writing nothing.
+
+use normjit::npy::{read_f32, write_f32};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn normjit() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_normjit"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Runs `normjit run ARGS`.
+fn run(args: &[&str]) -> Output {
+    normjit().arg("run").args(args).output().unwrap()
+}
+
+/// A fresh directory for one test.
+fn tmpdir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("normjit-cli-run-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Runs with `--json`, expecting success and exactly one JSON object on stdout.
+fn run_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = run(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(v.is_object(), "{stdout}");
+    v
+}
+
+/// Deterministic values in about [-2, 2] (or [0, 1) when `nonneg`).
+fn values(n: usize, seed: u64, nonneg: bool) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            if nonneg {
+                u
+            } else {
+                4.0 * u - 2.0
+            }
+        })
+        .collect()
+}
+
+/// The bytes of an npy file with the given header dict, padded as NumPy
+/// pads it, followed by `data`.
+fn npy_file(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.as_bytes().to_vec();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header);
+    out.extend(data);
+    out
+}
+
+fn f4(shape: &str, data: &[f32]) -> Vec<u8> {
+    npy_file(
+        &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"),
+        &data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>(),
+    )
+}
+
+/// Layer norm in f64, row by row.
+fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f64) -> Vec<f64> {
+    let d = gamma.len();
+    let mut y = Vec::new();
+    for row in x.chunks(d) {
+        let mu = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        let var = row.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / d as f64;
+        let r = 1.0 / (var + eps).sqrt();
+        y.extend(row.iter().zip(gamma).zip(beta).map(|((&v, &g), &b)| (v as f64 - mu) * r * g as f64 + b as f64));
+    }
+    y
+}
+
+fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((g as f64 - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: {g} vs {w}");
+    }
+}
+
+#[test]
+fn json_report_for_layer_norm() {
+    let v = run_json(&["ir/norm/layer_norm.nj", "--dims", "N=64,D=1000"]);
+    assert_eq!(v["kernel"], "layer_norm");
+    assert_eq!(v["dims"]["N"], 64);
+    assert_eq!(v["dims"]["D"], 1000);
+    assert_eq!(v["engine"], "interp");
+    assert_eq!(v["seed"], 0);
+    assert_eq!(v["params"]["eps"].as_f64().unwrap(), 1e-5);
+    assert_eq!(v["inputs"]["x"]["generated"], true);
+    let outputs = v["outputs"].as_object().unwrap();
+    assert_eq!(outputs.keys().collect::<Vec<_>>(), ["y"]);
+    let y = &outputs["y"];
+    assert_eq!(y["shape"], serde_json::json!([64, 1000]));
+    let abs = y["max_abs_err"].as_f64().unwrap();
+    let rel = y["max_rel_err"].as_f64().unwrap();
+    // f32 against f64 over 64 000 elements: rounding shows, but is small.
+    assert!(abs > 0.0 && abs < 1e-4, "{abs}");
+    assert!(rel > 0.0 && rel < 1e-4, "{rel}");
+    assert!(y["rel_err_floor"].as_f64().unwrap() > 0.5);
+    let t = v["time_s"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 1.0, "{t}");
+    let reps = v["reps"].as_u64().unwrap();
+    assert!((1..=50).contains(&reps), "{reps}");
+}
+
+#[test]
+fn text_report_for_layer_norm() {
+    let out = run(&["ir/norm/layer_norm.nj", "--dims", "N=8,D=100", "--param", "eps=1e-4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("kernel   layer_norm (ir/norm/layer_norm.nj)\n"), "{text}");
+    assert!(text.contains("dims     N=8, D=100\n"), "{text}");
+    assert!(text.contains("params   eps=1e-4\n"), "{text}");
+    assert!(text.contains("engine   interp (f32)"), "{text}");
+    assert!(text.contains(" per call (median of "), "{text}");
+    let head = text.lines().find(|l| l.starts_with("output")).unwrap();
+    assert!(head.contains("shape") && head.contains("max_abs_err") && head.contains("max_rel_err"), "{text}");
+    let row: Vec<&str> = text.lines().find(|l| l.starts_with("y ")).unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["y", "[8,", "100]"], "{text}");
+    let rel: f64 = row[4].parse().unwrap();
+    assert!(rel < 1e-4, "{text}");
+}
+
+#[test]
+fn input_and_output_files_round_trip() {
+    let dir = tmpdir("round-trip");
+    let (n, d) = (7, 33);
+    let x = values(n * d, 1, false);
+    let gamma = values(d, 2, false);
+    let beta = values(d, 3, false);
+    let (a, g, b, y) = (dir.join("a.npy"), dir.join("g.npy"), dir.join("beta.npy"), dir.join("b.npy"));
+    write_f32(&a, &[n, d], &x).unwrap();
+    write_f32(&g, &[d], &gamma).unwrap();
+    write_f32(&b, &[d], &beta).unwrap();
+    // No --dims: N and D come from the shapes.
+    let v = run_json(&[
+        "ir/norm/layer_norm.nj",
+        "--input",
+        &format!("x={}", s(&a)),
+        "--input",
+        &format!("gamma={}", s(&g)),
+        "--input",
+        &format!("beta={}", s(&b)),
+        "--output",
+        &format!("y={}", s(&y)),
+        "--param",
+        "eps=1e-4",
+    ]);
+    assert_eq!((v["dims"]["N"].as_u64(), v["dims"]["D"].as_u64()), (Some(7), Some(33)));
+    assert_eq!(v["inputs"]["x"]["path"], s(&a));
+    assert_eq!(v["outputs"]["y"]["path"], s(&y));
+    let out = read_f32(&y).unwrap();
+    assert_eq!(out.shape, vec![n, d]);
+    assert_close(&out.data, &layer_norm(&x, &gamma, &beta, 1e-4), 1e-5, "y");
+    // The reported error is that of the file's values against f64.
+    let want = layer_norm(&x, &gamma, &beta, 1e-4);
+    let max_abs = out.data.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);
+    let reported = v["outputs"]["y"]["max_abs_err"].as_f64().unwrap();
+    assert!((reported - max_abs).abs() <= 1e-7 + 1e-3 * max_abs, "{reported} vs {max_abs}");
+    // Only the inputs and the output are in the directory (no temp files).
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a.npy", "b.npy", "beta.npy", "g.npy"]);
+}
+
+#[test]
+fn generated_inputs_follow_the_seed() {
+    let dir = tmpdir("seed");
+    let out = |seed: &str, name: &str| {
+        let p = dir.join(name);
+        run_json(&["ir/norm/rms_norm.nj", "--dims", "N=4,D=16", "--seed", seed, "--output", &format!("y={}", s(&p))]);
+        read_f32(&p).unwrap().data
+    };
+    let a = out("1", "a.npy");
+    assert_eq!(a.len(), 64);
+    assert_eq!(a, out("1", "b.npy"));
+    assert_ne!(a, out("2", "c.npy"));
+    // A given input replaces only its own generated tensor.
+    let x = dir.join("x.npy");
+    write_f32(&x, &[4, 16], &values(64, 9, false)).unwrap();
+    let v = run_json(&["ir/norm/rms_norm.nj", "--input", &format!("x={}", s(&x))]);
+    assert_eq!(v["inputs"]["x"]["path"], s(&x));
+    assert_eq!(v["inputs"]["gamma"]["generated"], true);
+}
+
+/// AdamW in f64 with the kernel's defaults: the new (p, m, v).
+fn adamw(p: &[f32], m: &[f32], v: &[f32], g: &[f32], t: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (lr, b1, b2, eps, wd) = (1e-3, 0.9, 0.999, 1e-8, 0.01);
+    let step = lr / (1.0 - f64::powf(b1, t));
+    let bc2 = (1.0 - f64::powf(b2, t)).sqrt();
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..p.len() {
+        let (p, m, v, g) = (p[i] as f64, m[i] as f64, v[i] as f64, g[i] as f64);
+        let m1 = b1 * m + (1.0 - b1) * g;
+        let v1 = b2 * v + (1.0 - b2) * g * g;
+        out.0.push(p * (1.0 - lr * wd) - step * m1 / (v1.sqrt() / bc2 + eps));
+        out.1.push(m1);
+        out.2.push(v1);
+    }
+    out
+}
+
+#[test]
+fn inout_tensors_can_be_saved_and_updated_in_place() {
+    let dir = tmpdir("inout");
+    let n = 257;
+    let (p, m, v, g) = (values(n, 11, false), values(n, 12, false), values(n, 13, true), values(n, 14, false));
+    let path = |name: &str| dir.join(name);
+    for (name, data) in [("p.npy", &p), ("m.npy", &m), ("v.npy", &v), ("g.npy", &g)] {
+        write_f32(&path(name), &[n], data).unwrap();
+    }
+    let inputs = |pfile: &str| {
+        vec![
+            "--input".to_string(),
+            format!("p={}", s(&path(pfile))),
+            "--input".into(),
+            format!("m={}", s(&path("m.npy"))),
+            "--input".into(),
+            format!("v={}", s(&path("v.npy"))),
+            "--input".into(),
+            format!("g={}", s(&path("g.npy"))),
+        ]
+    };
+    let (p1, m1, v1) = adamw(&p, &m, &v, &g, 3.0);
+    let mut args = vec!["ir/optim/adamw.nj".to_string(), "--param".into(), "t=3".into()];
+    args.extend(inputs("p.npy"));
+    args.extend([
+        "--output".into(),
+        format!("p={}", s(&path("p1.npy"))),
+        "--output".into(),
+        format!("m={}", s(&path("m1.npy"))),
+    ]);
+    args.extend(["--output".into(), format!("v={}", s(&path("v1.npy")))]);
+    let j = run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(j["outputs"].as_object().unwrap().len(), 3);
+    assert!(j["outputs"]["p"]["max_rel_err"].as_f64().unwrap() < 1e-5, "{j}");
+    let got = read_f32(&path("p1.npy")).unwrap();
+    assert_eq!(got.shape, vec![n]);
+    assert_close(&got.data, &p1, 1e-6, "p");
+    assert_close(&read_f32(&path("m1.npy")).unwrap().data, &m1, 1e-6, "m");
+    assert_close(&read_f32(&path("v1.npy")).unwrap().data, &v1, 1e-6, "v");
+    // The parameter file updated in place: read as input, replaced as output.
+    let mut args = vec!["ir/optim/adamw.nj".to_string(), "--param".into(), "t=3".into()];
+    args.extend(inputs("p.npy"));
+    args.extend(["--output".into(), format!("p={}", s(&path("p.npy")))]);
+    run_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(read_f32(&path("p.npy")).unwrap().data, got.data);
+}
+
+#[test]
+fn zero_dim_and_zero_length_outputs() {
+    let dir = tmpdir("shapes");
+    // spectral_norm's sigma is a 0-dim tensor: u1 . (W v1) after one step.
+    let (mm, kk) = (5, 3);
+    let w = values(mm * kk, 21, false);
+    let u = values(mm, 22, false);
+    let v = values(kk, 23, false);
+    let (wp, up, vp, sp) = (dir.join("w.npy"), dir.join("u.npy"), dir.join("v.npy"), dir.join("sigma.npy"));
+    write_f32(&wp, &[mm, kk], &w).unwrap();
+    write_f32(&up, &[mm], &u).unwrap();
+    write_f32(&vp, &[kk], &v).unwrap();
+    let j = run_json(&[
+        "ir/reg/spectral_norm.nj",
+        "--input",
+        &format!("w={}", s(&wp)),
+        "--input",
+        &format!("u={}", s(&up)),
+        "--input",
+        &format!("v={}", s(&vp)),
+        "--output",
+        &format!("sigma={}", s(&sp)),
+    ]);
+    assert_eq!(j["outputs"]["sigma"]["shape"], serde_json::json!([]));
+    let w64 = |i: usize, k: usize| w[i * kk + k] as f64;
+    let wtu: Vec<f64> = (0..kk).map(|k| (0..mm).map(|i| w64(i, k) * u[i] as f64).sum()).collect();
+    let nv = wtu.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let v1: Vec<f64> = wtu.iter().map(|x| x / nv).collect();
+    let wv: Vec<f64> = (0..mm).map(|i| (0..kk).map(|k| w64(i, k) * v1[k]).sum()).collect();
+    let nu = wv.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let sigma: f64 = wv.iter().map(|x| x / nu * x).sum();
+    let got = read_f32(&sp).unwrap();
+    assert_eq!(got.shape, Vec::<usize>::new());
+    assert_close(&got.data, &[sigma], 1e-5, "sigma");
+    // Zero rows: an empty output of shape (0, 4).
+    let yp = dir.join("y.npy");
+    let j = run_json(&["ir/norm/layer_norm.nj", "--dims", "N=0,D=4", "--output", &format!("y={}", s(&yp))]);
+    assert_eq!(j["outputs"]["y"]["max_abs_err"], 0.0);
+    let got = read_f32(&yp).unwrap();
+    assert_eq!((got.shape, got.data.len()), (vec![0, 4], 0));
+}
+
+/// Every mistake: exit 1, `error: ` and the expected words on stderr, and
+/// no output file (nor temporary file) created, an existing one untouched.
+#[test]
+fn every_mistake_exits_1_and_writes_nothing() {
+    let dir = tmpdir("errors");
+    let f = |name: &str| s(&dir.join(name));
+    let x45 = values(20, 1, false);
+    write_f32(&dir.join("x45.npy"), &[4, 5], &x45).unwrap();
+    write_f32(&dir.join("g6.npy"), &[6], &values(6, 2, false)).unwrap();
+    write_f32(&dir.join("flat.npy"), &[20], &x45).unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("trunc_data.npy", f4("(4, 5)", &x45)[..140].to_vec()),
+        ("trunc_header.npy", f4("(4, 5)", &x45)[..30].to_vec()),
+        ("corrupt.npy", npy_file("{'descr': '<f4', 'fortran_order': False}", &[0; 80])),
+        ("huge.npy", b"\x93NUMPY\x02\x00\xff\xff\xff\x7f{'descr'".to_vec()),
+        ("f8.npy", npy_file("{'descr': '<f8', 'fortran_order': False, 'shape': (4, 5), }", &[0; 160])),
+        ("i4.npy", npy_file("{'descr': '<i4', 'fortran_order': False, 'shape': (4, 5), }", &[0; 80])),
+        ("fortran.npy", npy_file("{'descr': '<f4', 'fortran_order': True, 'shape': (4, 5), }", &[0; 80])),
+        ("text.npy", b"x,y\n1,2\n".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    // An existing output that a failed run must leave alone.
+    write_f32(&dir.join("keep.npy"), &[1], &[42.0]).unwrap();
+    let keep = std::fs::read(dir.join("keep.npy")).unwrap();
+    let ln = "ir/norm/layer_norm.nj";
+    let inp = |spec: &str| format!("x={}", f(spec));
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (vec![ln.into(), "--input".into(), inp("nope.npy")], vec![f("nope.npy"), "no such file".into()]),
+        (vec![ln.into(), "--input".into(), inp("trunc_data.npy")], vec![f("trunc_data.npy"), "truncated data".into()]),
+        (
+            vec![ln.into(), "--input".into(), inp("trunc_header.npy")],
+            vec![f("trunc_header.npy"), "truncated header".into()],
+        ),
+        (
+            vec![ln.into(), "--input".into(), inp("corrupt.npy")],
+            vec![f("corrupt.npy"), "corrupt header".into(), "shape".into()],
+        ),
+        (vec![ln.into(), "--input".into(), inp("huge.npy")], vec![f("huge.npy"), "2147483647 bytes".into()]),
+        (vec![ln.into(), "--input".into(), inp("f8.npy")], vec![f("f8.npy"), "'<f8' (float64)".into()]),
+        (vec![ln.into(), "--input".into(), inp("i4.npy")], vec![f("i4.npy"), "'<i4' (int32)".into()]),
+        (vec![ln.into(), "--input".into(), inp("fortran.npy")], vec![f("fortran.npy"), "Fortran order".into()]),
+        (vec![ln.into(), "--input".into(), inp("text.npy")], vec![f("text.npy"), "not an npy file".into()]),
+        (vec![ln.into(), "--input".into(), format!("x={}", s(&dir))], vec![s(&dir), "cannot read".into()]),
+        // Shapes against --dims, against the declaration, against each other.
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=6".into(), "--input".into(), inp("x45.npy")],
+            vec!["dim `D` is 6 from --dims but 5 from the shape of `x` in".into(), f("x45.npy")],
+        ),
+        (
+            vec![ln.into(), "--input".into(), inp("flat.npy")],
+            vec![f("flat.npy"), "`x` is declared f32[N, D]".into(), "[20]".into()],
+        ),
+        (
+            vec![ln.into(), "--input".into(), inp("x45.npy"), "--input".into(), format!("gamma={}", f("g6.npy"))],
+            vec!["dim `D` is 5 from the shape of `x` in".into(), f("x45.npy"), f("g6.npy")],
+        ),
+        // Names.
+        (
+            vec![ln.into(), "--input".into(), format!("z={}", f("x45.npy"))],
+            vec!["no tensor `z`".into(), "x, gamma, beta".into()],
+        ),
+        (vec![ln.into(), "--input".into(), format!("y={}", f("x45.npy"))], vec!["`y` is an `out` tensor".into()]),
+        (vec![ln.into(), "--input".into(), "x".into()], vec!["--input `x`: expected NAME=PATH.npy".into()]),
+        (
+            vec![ln.into(), "--input".into(), inp("x45.npy"), "--input".into(), inp("x45.npy")],
+            vec!["tensor `x` is given twice".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--output".into(), format!("x={}", f("x.npy"))],
+            vec!["`x` is an `in` tensor".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--output".into(), format!("q={}", f("q.npy"))],
+            vec!["no tensor `q`".into(), "takes: y".into()],
+        ),
+        (
+            vec![
+                ln.into(),
+                "--dims".into(),
+                "N=4,D=5".into(),
+                "--output".into(),
+                format!("y={}", f("no/such/dir/y.npy")),
+            ],
+            vec!["no/such/dir".into(), "does not exist".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--output".into(), format!("y={}", s(&dir))],
+            vec!["is a directory".into()],
+        ),
+        // Params and dims.
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--param".into(), "lr=0.1".into()],
+            vec!["no param `lr`".into(), "eps".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--param".into(), "eps=abc".into()],
+            vec!["param `eps` = abc: not a number".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--param".into(), "eps=1,eps=2".into()],
+            vec!["`eps` is given twice".into()],
+        ),
+        (vec![ln.into(), "--dims".into(), "N=4".into()], vec!["dim `D` is not given".into(), "--dims D=SIZE".into()]),
+        (vec![ln.into()], vec!["dim `N` is not given".into()]),
+        (vec![ln.into(), "--dims".into(), "N=4,Q=5".into()], vec!["no dim `Q`".into()]),
+        (vec![ln.into(), "--dims".into(), "N=four,D=5".into()], vec!["--dims".into(), "N=four".into()]),
+        (
+            vec!["ir/optim/adamw.nj".into(), "--dims".into(), "P=8".into()],
+            vec!["param `t` has no default; pass --param t=VALUE".into()],
+        ),
+        (
+            vec!["no/such/kernel.nj".into(), "--dims".into(), "N=4".into()],
+            vec!["no/such/kernel.nj".into(), "cannot read".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4294967296,D=4294967296".into()],
+            vec!["more".into(), "N=4294967296".into()],
+        ),
+    ];
+    for (args, wants) in cases {
+        // Each case also asks for outputs that must not appear or change.
+        let mut all = args.clone();
+        let (out_new, out_keep) = (f("new.npy"), f("keep.npy"));
+        let written = if args[0] == ln { "y" } else { "p" };
+        if !args.iter().any(|a| a.starts_with(&format!("{written}="))) && !args.contains(&"--output".to_string()) {
+            all.extend(["--output".into(), format!("{written}={out_new}")]);
+        }
+        for json in [false, true] {
+            let mut a = all.clone();
+            if json {
+                a.push("--json".into());
+            }
+            let out = normjit().arg("run").args(&a).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{a:?}: {stderr}");
+            assert!(stderr.starts_with("error: "), "{a:?}: {stderr}");
+            for w in &wants {
+                assert!(stderr.contains(w.as_str()), "{a:?}: expected `{w}` in {stderr}");
+            }
+            assert!(out.stdout.is_empty(), "{a:?}: {}", String::from_utf8_lossy(&out.stdout));
+            assert!(!Path::new(&out_new).exists(), "{a:?} wrote {out_new}");
+            assert_eq!(std::fs::read(&out_keep).unwrap(), keep);
+        }
+    }
+    // Nothing but the fixtures is in the directory: no temporary files.
+    let n = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(n, 3 + files.len() + 1);
+}
+
+#[test]
+fn a_failing_run_leaves_existing_outputs_alone() {
+    let dir = tmpdir("keep");
+    let keep = dir.join("y.npy");
+    write_f32(&keep, &[1], &[42.0]).unwrap();
+    let before = std::fs::read(&keep).unwrap();
+    // The first output is valid, the second's directory is missing.
+    let out = run(&[
+        "ir/optim/adamw.nj",
+        "--dims",
+        "P=8",
+        "--param",
+        "t=1",
+        "--output",
+        &format!("p={}", s(&keep)),
+        "--output",
+        &format!("m={}", s(&dir.join("missing/m.npy"))),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--output m") && stderr.contains("does not exist"), "{stderr}");
+    assert_eq!(std::fs::read(&keep).unwrap(), before);
+    // Two tensors to one file, and one tensor to two files.
+    let same = s(&dir.join("same.npy"));
+    let out = run(&[
+        "ir/optim/adamw.nj",
+        "--dims",
+        "P=8",
+        "--param",
+        "t=1",
+        "--output",
+        &format!("p={same}"),
+        "--output",
+        &format!("m={same}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("also the destination of `p`"));
+    let out = run(&[
+        "ir/optim/adamw.nj",
+        "--dims",
+        "P=8",
+        "--param",
+        "t=1",
+        "--output",
+        &format!("p={same}"),
+        "--output",
+        "p=other.npy",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tensor `p` is given twice"));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+}
+
+/// Interoperability with NumPy itself, when it is installed (it is not
+/// required: the test prints a note and passes without it).
+#[test]
+fn numpy_reads_and_writes_our_files() {
+    let has_numpy = Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    if !has_numpy {
+        eprintln!("note: numpy is not installed; skipping the numpy interoperability test");
+        return;
+    }
+    let dir = tmpdir("numpy");
+    let ours = dir.join("ours.npy");
+    let data: Vec<f32> = (0..6).map(|i| i as f32 * 0.5 - 1.0).collect();
+    write_f32(&ours, &[2, 3], &data).unwrap();
+    write_f32(&dir.join("scalar.npy"), &[], &[2.5]).unwrap();
+    let script = format!(
+        r#"
+import numpy as np
+a = np.load({ours:?})
+assert a.dtype == np.float32 and a.shape == (2, 3), (a.dtype, a.shape)
+assert a.tolist() == [[-1.0, -0.5, 0.0], [0.5, 1.0, 1.5]], a
+s = np.load({scalar:?})
+assert s.shape == () and s.dtype == np.float32 and float(s) == 2.5
+np.save({theirs:?}, np.arange(12, dtype=np.float32).reshape(3, 4) / 4)
+np.save({f8:?}, np.zeros((2, 2)))
+np.save({fort:?}, np.asfortranarray(np.ones((2, 3), dtype=np.float32)))
+"#,
+        ours = s(&ours),
+        scalar = s(&dir.join("scalar.npy")),
+        theirs = s(&dir.join("theirs.npy")),
+        f8 = s(&dir.join("f8.npy")),
+        fort = s(&dir.join("fort.npy")),
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs = read_f32(&dir.join("theirs.npy")).unwrap();
+    assert_eq!(theirs.shape, vec![3, 4]);
+    assert_eq!(theirs.data, (0..12).map(|i| i as f32 / 4.0).collect::<Vec<_>>());
+    assert!(read_f32(&dir.join("f8.npy")).unwrap_err().to_string().contains("float64"));
+    assert!(read_f32(&dir.join("fort.npy")).unwrap_err().to_string().contains("Fortran order"));
+}
