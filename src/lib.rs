@@ -8,8 +8,10 @@
 //! act on — lives here.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod bind;
 pub mod inputs;
+pub mod jit;
 pub mod npy;
 pub mod source;
 
@@ -17,4 +19,5 @@ pub use normjit_interp as interp;
 pub use normjit_ir as ir;
 pub use normjit_codegen as codegen;
 pub use normjit_lower as lower;
+pub use jit::{Bindings, Compiler, CompilerOptions, Error, Kernel, RunInfo};
 pub use source::{load_kernel, LoadError, SourceFile};

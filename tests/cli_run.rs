@@ -110,8 +110,13 @@ fn json_report_for_layer_norm() {
     assert_eq!(v["kernel"], "layer_norm");
     assert_eq!(v["dims"]["N"], 64);
     assert_eq!(v["dims"]["D"], 1000);
-    assert_eq!(v["engine"], "interp");
+    assert_eq!(v["engine"], "both");
     assert_eq!(v["seed"], 0);
+    assert!(v["compile_us"].as_f64().unwrap() > 0.0);
+    for e in ["jit", "interp", "jit_vs_interp"] {
+        let rel = v["outputs"]["y"][e]["max_rel_err"].as_f64().unwrap();
+        assert!(rel < 1e-4, "{e}: {rel}");
+    }
     assert_eq!(v["params"]["eps"].as_f64().unwrap(), 1e-5);
     assert_eq!(v["inputs"]["x"]["generated"], true);
     let outputs = v["outputs"].as_object().unwrap();
@@ -138,14 +143,19 @@ fn text_report_for_layer_norm() {
     assert!(text.starts_with("kernel   layer_norm (ir/norm/layer_norm.nj)\n"), "{text}");
     assert!(text.contains("dims     N=8, D=100\n"), "{text}");
     assert!(text.contains("params   eps=1e-4\n"), "{text}");
-    assert!(text.contains("engine   interp (f32)"), "{text}");
+    assert!(text.contains("engine   both (threads "), "{text}");
+    assert!(text.contains("time     jit "), "{text}");
+    assert!(text.contains("time     interp "), "{text}");
     assert!(text.contains(" per call (median of "), "{text}");
     let head = text.lines().find(|l| l.starts_with("output")).unwrap();
-    assert!(head.contains("shape") && head.contains("max_abs_err") && head.contains("max_rel_err"), "{text}");
+    assert!(head.contains("shape") && head.contains("max abs/rel error"), "{text}");
     let row: Vec<&str> = text.lines().find(|l| l.starts_with("y ")).unwrap().split_whitespace().collect();
-    assert_eq!(row[..3], ["y", "[8,", "100]"], "{text}");
-    let rel: f64 = row[4].parse().unwrap();
-    assert!(rel < 1e-4, "{text}");
+    assert_eq!(row[..4], ["y", "[8,", "100]", "jit"], "{text}");
+    for (i, engine) in [(4, "jit"), (6, "interp"), (8, "jit-vs-interp")] {
+        assert_eq!(row[i - 1], engine, "{text}");
+        let rel: f64 = row[i].split('/').nth(1).unwrap().parse().unwrap();
+        assert!(rel < 1e-4, "{engine}: {text}");
+    }
 }
 
 #[test]
@@ -560,4 +570,26 @@ np.save({fort:?}, np.asfortranarray(np.ones((2, 3), dtype=np.float32)))
     assert_eq!(theirs.data, (0..12).map(|i| i as f32 / 4.0).collect::<Vec<_>>());
     assert!(read_f32(&dir.join("f8.npy")).unwrap_err().to_string().contains("float64"));
     assert!(read_f32(&dir.join("fort.npy")).unwrap_err().to_string().contains("Fortran order"));
+}
+
+#[test]
+fn engine_choice_and_thread_counts_give_identical_files() {
+    let dir = tmpdir("threads");
+    let mut files = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let out = dir.join(format!("y{threads}.npy"));
+        let r = run(&["ir/norm/batch_norm_train.nj", "--dims", "N=4,C=8,H=33,W=17", "--engine", "jit", "--threads", threads,
+            "--output", &format!("y={}", out.display())]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        files.push(std::fs::read(&out).unwrap());
+    }
+    assert!(files.len() == 3 && files[0] == files[1] && files[1] == files[2], "thread counts disagree");
+    let v = run_json(&["ir/optim/adamw.nj", "--dims", "P=1000", "--param", "t=3", "--engine", "interp"]);
+    assert_eq!(v["engine"], "interp");
+    assert!(v.get("compile_us").is_none());
+    assert!(v["outputs"]["p"]["jit"].is_null());
+    let v = run_json(&["ir/optim/adamw.nj", "--dims", "P=1000", "--param", "t=3", "--engine", "jit", "--threads", "1"]);
+    assert_eq!(v["engine"], "jit");
+    assert_eq!(v["threads"], 1);
+    assert!(v["outputs"]["p"]["jit"]["max_rel_err"].as_f64().unwrap() < 1e-5);
 }

@@ -52,6 +52,35 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Which engine runs: the JIT, the interpreter (f32), or both (compared
+    /// with each other and with the f64 reference).
+    #[arg(long, value_enum, default_value_t = Engine::Both)]
+    engine: Engine,
+    /// Threads for the JIT (default: all cores). Results are bit-identical
+    /// for every thread count.
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// The `--engine` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// Cranelift-compiled code.
+    Jit,
+    /// The reference interpreter in f32.
+    Interp,
+    /// Both.
+    Both,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Jit => "jit",
+            Engine::Interp => "interp",
+            Engine::Both => "both",
+        }
+    }
 }
 
 pub fn main(a: Args) -> ExitCode {
@@ -79,12 +108,24 @@ enum Source {
     Generated,
 }
 
-/// Accuracy of one output tensor.
+/// Accuracy of one output tensor: of the primary engine (the JIT when it
+/// runs) against f64, and per engine.
 struct OutputReport {
     name: String,
     shape: Vec<usize>,
     acc: Accuracy,
+    /// (engine, accuracy against f64), for each engine run.
+    per_engine: Vec<(&'static str, Accuracy)>,
+    /// The JIT against the f32 interpreter, when both ran.
+    jit_vs_interp: Option<Accuracy>,
     path: Option<PathBuf>,
+}
+
+/// Timing of one engine.
+struct EngineTime {
+    name: &'static str,
+    time: Duration,
+    reps: usize,
 }
 
 /// Everything `run` reports.
@@ -95,8 +136,12 @@ struct Report {
     params: Vec<(String, f64)>,
     seed: u64,
     sources: Vec<(String, Source)>,
-    time: Duration,
-    reps: usize,
+    engine: Engine,
+    /// Per engine run, primary first.
+    times: Vec<EngineTime>,
+    /// Lowering and compiling, when the JIT ran.
+    compile_us: Option<f64>,
+    threads: usize,
     outputs: Vec<OutputReport>,
 }
 
@@ -234,41 +279,100 @@ fn run(a: &Args) -> Result<Report, String> {
         .collect();
     drop(generated);
 
-    // The engine (f32, timed) and the reference (f64).
+    // The engines (timed) and the reference (f64).
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let mut times = Vec::new();
+    let mut compile_us = None;
+    let mut jit_out: Option<Vec<Vec<f32>>> = None;
+    if a.engine != Engine::Interp {
+        let compiler = normjit::Compiler::with_options(normjit::CompilerOptions { threads, ..Default::default() })
+            .map_err(|e| e.to_string())?;
+        let kernel = compiler.kernel(k.clone());
+        let mut bufs = entry.clone();
+        for (t, tensor) in k.tensors.iter() {
+            if tensor.role == Role::Out {
+                bufs[t.index()] = vec![0.0; tensor.dims.iter().map(|d| dims[d.index()]).product()];
+            }
+        }
+        let (_, us) = kernel.prepare(&dims).map_err(|e| e.to_string())?;
+        compile_us = Some(us);
+        // Each timed call starts from the entry values (inout tensors are
+        // updated in place); the copy is outside the timed region.
+        let mut work = bufs.clone();
+        let mut jit_times = Vec::new();
+        let budget = Instant::now();
+        loop {
+            for (w, b) in work.iter_mut().zip(&bufs) {
+                w.copy_from_slice(b);
+            }
+            let t = Instant::now();
+            jit_call(&k, &kernel, &mut work, &params, &dims)?;
+            jit_times.push(t.elapsed());
+            if jit_times.len() >= MAX_REPS || budget.elapsed() >= TIME_TARGET {
+                break;
+            }
+        }
+        let reps = jit_times.len();
+        times.push(EngineTime { name: "jit", time: median(&mut jit_times), reps });
+        jit_out = Some(work);
+    }
     let slices32: Vec<&[f32]> = entry.iter().map(Vec::as_slice).collect();
-    let start = Instant::now();
-    let out32 = normjit::interp::run::<f32>(&k, &dims, &params, &slices32).map_err(|e| e.to_string())?;
-    let first = start.elapsed();
-    let reps = if first.is_zero() {
-        MAX_REPS
-    } else {
-        (TIME_TARGET.as_secs_f64() / first.as_secs_f64()).ceil().clamp(1.0, MAX_REPS as f64) as usize
-    };
-    let mut times = vec![first];
-    for _ in 1..reps {
+    let mut out32 = None;
+    if a.engine != Engine::Jit {
         let start = Instant::now();
-        let r = normjit::interp::run::<f32>(&k, &dims, &params, &slices32);
-        times.push(start.elapsed());
-        drop(r);
+        let first_out = normjit::interp::run::<f32>(&k, &dims, &params, &slices32).map_err(|e| e.to_string())?;
+        let first = start.elapsed();
+        let reps = if first.is_zero() {
+            MAX_REPS
+        } else {
+            (TIME_TARGET.as_secs_f64() / first.as_secs_f64()).ceil().clamp(1.0, MAX_REPS as f64) as usize
+        };
+        let mut t = vec![first];
+        for _ in 1..reps {
+            let start = Instant::now();
+            let r = normjit::interp::run::<f32>(&k, &dims, &params, &slices32);
+            t.push(start.elapsed());
+            drop(r);
+        }
+        times.push(EngineTime { name: "interp", time: median(&mut t), reps });
+        out32 = Some(first_out);
     }
     let entry64: Vec<Vec<f64>> = entry.iter().map(|v| v.iter().map(|&x| f64::from(x)).collect()).collect();
     let slices64: Vec<&[f64]> = entry64.iter().map(Vec::as_slice).collect();
     let out64 = normjit::interp::run::<f64>(&k, &dims, &params, &slices64).map_err(|e| e.to_string())?;
     drop(entry64);
 
-    // Accuracy per written tensor, and the files, staged then committed.
+    // Accuracy per written tensor, and the files (the primary engine's
+    // results: the JIT's when it ran), staged then committed.
     let mut reports = Vec::new();
     let mut staged = Vec::new();
     for (t, tensor) in k.tensors.iter().filter(|(_, t)| t.role.is_written()) {
         let shape: Vec<usize> = tensor.dims.iter().map(|d| dims[d.index()]).collect();
-        let (Some(got), Some(want)) = (out32.get(t), out64.get(t)) else {
+        let Some(want) = out64.get(t) else {
             return Err(format!("the interpreter returned no value for `{}`", tensor.name));
         };
+        let jit = jit_out.as_ref().map(|o| o[t.index()].as_slice());
+        let interp = match &out32 {
+            Some(o) => Some(o.get(t).ok_or_else(|| format!("the interpreter returned no value for `{}`", tensor.name))?),
+            None => None,
+        };
+        let mut per_engine = Vec::new();
+        if let Some(j) = jit {
+            per_engine.push(("jit", accuracy(j, want)));
+        }
+        if let Some(i) = interp {
+            per_engine.push(("interp", accuracy(i, want)));
+        }
+        let jit_vs_interp = match (jit, interp) {
+            (Some(j), Some(i)) => Some(accuracy(j, &i.iter().map(|&x| f64::from(x)).collect::<Vec<_>>())),
+            _ => None,
+        };
+        let primary = jit.or(interp).expect("some engine ran");
         let path = outputs.iter().find(|(u, _)| *u == t).map(|(_, p)| p.clone());
         if let Some(p) = &path {
-            staged.push(npy::stage_f32(p, &shape, got).map_err(|e| format!("--output {}: {e}", tensor.name))?);
+            staged.push(npy::stage_f32(p, &shape, primary).map_err(|e| format!("--output {}: {e}", tensor.name))?);
         }
-        reports.push(OutputReport { name: tensor.name.clone(), shape, acc: accuracy(got, want), path });
+        reports.push(OutputReport { name: tensor.name.clone(), shape, acc: per_engine[0].1, per_engine, jit_vs_interp, path });
     }
     for s in staged {
         s.commit().map_err(|e| e.to_string())?;
@@ -281,10 +385,30 @@ fn run(a: &Args) -> Result<Report, String> {
         params: k.params.iter().map(|(p, param)| (param.name.clone(), params[p.index()])).collect(),
         seed: a.seed,
         sources,
-        time: median(&mut times),
-        reps,
+        engine: a.engine,
+        times,
+        compile_us,
+        threads,
         outputs: reports,
     })
+}
+
+/// One JIT call on `bufs` (all tensors, by index; updated in place).
+fn jit_call(k: &Kernel, kernel: &normjit::Kernel, bufs: &mut [Vec<f32>], params: &[f64], dims: &[usize]) -> Result<(), String> {
+    let mut b = normjit::Bindings::new();
+    let mut rest: &mut [Vec<f32>] = bufs;
+    for (_, tensor) in k.tensors.iter() {
+        let (first, tail) = rest.split_first_mut().expect("one buffer per tensor");
+        rest = tail;
+        b = if tensor.role == Role::In { b.input(&tensor.name, first) } else { b.output(&tensor.name, first) };
+    }
+    for (p, param) in k.params.iter() {
+        b = b.param(&param.name, params[p.index()]);
+    }
+    for (d, dim) in k.dims.iter() {
+        b = b.dim(&dim.name, dims[d.index()]);
+    }
+    kernel.run(b).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Refuses sizes whose tensors (in f32 and f64, entry and result) could not
@@ -446,25 +570,39 @@ impl Report {
                     "max_rel_err": num(o.acc.max_rel),
                     "rel_err_floor": num(o.acc.floor),
                 });
+                for (e, acc) in &o.per_engine {
+                    v[*e] = json!({"max_abs_err": num(acc.max_abs), "max_rel_err": num(acc.max_rel)});
+                }
+                if let Some(acc) = &o.jit_vs_interp {
+                    v["jit_vs_interp"] = json!({"max_abs_err": num(acc.max_abs), "max_rel_err": num(acc.max_rel)});
+                }
                 if let Some(p) = &o.path {
                     v["path"] = json!(p.display().to_string());
                 }
                 (o.name.clone(), v)
             })
             .collect();
-        json!({
+        let mut v = json!({
             "kernel": self.kernel,
             "file": self.file.display().to_string(),
             "dims": dims,
             "params": params,
             "seed": self.seed,
             "inputs": inputs,
-            "engine": "interp",
+            "engine": self.engine.name(),
             "reference": "interp-f64",
-            "time_s": self.time.as_secs_f64(),
-            "reps": self.reps,
+            "time_s": self.times[0].time.as_secs_f64(),
+            "reps": self.times[0].reps,
+            "threads": self.threads,
             "outputs": outputs,
-        })
+        });
+        for t in &self.times {
+            v[format!("time_s_{}", t.name)] = json!(t.time.as_secs_f64());
+        }
+        if let Some(us) = self.compile_us {
+            v["compile_us"] = json!(us);
+        }
+        v
     }
 
     /// The readable table.
@@ -486,8 +624,14 @@ impl Report {
             })
             .collect();
         s += &format!("inputs   {} (seed {})\n", join(inputs), self.seed);
-        s += "engine   interp (f32), checked against interp in f64\n";
-        s += &format!("time     {} per call (median of {})\n\n", time_text(self.time), self.reps);
+        s += &format!("engine   {} (threads {}), checked against interp in f64\n", self.engine.name(), self.threads);
+        if let Some(us) = self.compile_us {
+            s += &format!("compile  {us:.0} us\n");
+        }
+        for t in &self.times {
+            s += &format!("time     {:<6} {} per call (median of {})\n", t.name, time_text(t.time), t.reps);
+        }
+        s.push('\n');
         let rows: Vec<[String; 4]> = self
             .outputs
             .iter()
@@ -497,10 +641,17 @@ impl Report {
                     Some(p) => format!("{} -> {}", o.name, p.display()),
                     None => o.name.clone(),
                 };
-                [name, shape, err_text(o.acc.max_abs), err_text(o.acc.max_rel)]
+                let mut errs = Vec::new();
+                for (e, acc) in &o.per_engine {
+                    errs.push(format!("{e} {}/{}", err_text(acc.max_abs), err_text(acc.max_rel)));
+                }
+                if let Some(acc) = &o.jit_vs_interp {
+                    errs.push(format!("jit-vs-interp {}/{}", err_text(acc.max_abs), err_text(acc.max_rel)));
+                }
+                [name, shape, errs.join("  "), String::new()]
             })
             .collect();
-        let head = ["output", "shape", "max_abs_err", "max_rel_err"].map(String::from);
+        let head = ["output", "shape", "max abs/rel error", ""].map(String::from);
         let mut w = [0usize; 4];
         for r in std::iter::once(&head).chain(&rows) {
             for (i, c) in r.iter().enumerate() {

@@ -1,0 +1,154 @@
+//! The safe runtime API: binding by name, validation before any write,
+//! foreach, concurrency, and code memory released with the last kernel.
+
+mod common;
+
+use normjit::{Bindings, Compiler, CompilerOptions, Error};
+use std::path::Path;
+
+fn load(rel: &str) -> normjit::ir::Kernel {
+    normjit::load_kernel(&Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+fn compiler(threads: usize) -> Compiler {
+    Compiler::with_options(CompilerOptions { threads, ..Default::default() }).unwrap()
+}
+
+fn layer_norm_ref(x: &[f32], g: &[f32], b: &[f32], d: usize) -> Vec<f64> {
+    let mut y = Vec::new();
+    for row in x.chunks(d) {
+        let mu = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        let var = row.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / d as f64;
+        let r = 1.0 / (var + 1e-5).sqrt();
+        y.extend(row.iter().zip(g).zip(b).map(|((&v, &g), &b)| (v as f64 - mu) * r * g as f64 + b as f64));
+    }
+    y
+}
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0).collect()
+}
+
+#[test]
+fn layer_norm_by_name_with_inferred_dims() {
+    let k = compiler(2).kernel(load("ir/norm/layer_norm.nj"));
+    let (n, d) = (37, 1023);
+    let (x, g, b) = (data(n * d, 1), data(d, 2), data(d, 3));
+    let mut y = vec![0.0f32; n * d];
+    let info = k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y)).unwrap();
+    assert_eq!(info.dims, vec![n, d]);
+    assert!(info.compile_us > 0.0);
+    let want = layer_norm_ref(&x, &g, &b, d);
+    for (i, (&a, &w)) in y.iter().zip(&want).enumerate() {
+        assert!((a as f64 - w).abs() < 1e-5 * (1.0 + w.abs()), "y[{i}] = {a}, want {w}");
+    }
+    // The second run reuses the code.
+    let info = k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y)).unwrap();
+    assert_eq!(info.compile_us, 0.0);
+}
+
+#[test]
+fn every_misuse_is_an_error_before_anything_is_written() {
+    let k = compiler(1).kernel(load("ir/norm/layer_norm.nj"));
+    let (x, g, b) = (data(12, 1), data(4, 2), data(4, 3));
+    let fresh = || vec![7.0f32; 12];
+    let mut y = fresh();
+    let mut cases: Vec<(&str, Result<normjit::RunInfo, Error>)> = Vec::new();
+    cases.push(("wrong length", k.run(Bindings::new().input("x", &x[..11]).input("gamma", &g).input("beta", &b).output("y", &mut y))));
+    cases.push(("missing", k.run(Bindings::new().input("x", &x).input("gamma", &g).output("y", &mut y))));
+    cases.push(("extra", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).input("z", &b).output("y", &mut y))));
+    cases.push(("twice", k.run(Bindings::new().input("x", &x).input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y))));
+    cases.push(("role", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).input("y", &x))));
+    cases.push(("param", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).param("eps", f64::NAN))));
+    cases.push(("unknown param", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).param("lr", 1.0))));
+    cases.push(("dims", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).dim("N", 5))));
+    cases.push(("overflow", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).dim("N", usize::MAX / 2).dim("D", 4))));
+    let expect = ["has 11 elements, expected 12", "`beta` is not bound", "no tensor `z`", "`x` is bound twice", "is `out`: bind it with `output`", "must be finite", "no param `lr`", "not a multiple of 5", "overflows"];
+    for ((what, r), want) in cases.into_iter().zip(expect) {
+        let e = r.expect_err(what).to_string();
+        assert!(e.contains(want), "{what}: {e}");
+    }
+    assert!(y.iter().all(|&v| v == 7.0), "a failed run wrote to y");
+    // An inout bound twice, in adamw.
+    let a = compiler(1).kernel(load("ir/optim/adamw.nj"));
+    let (mut p, mut m, mut v, mut p2, gg) = (data(8, 1), vec![0.0; 8], vec![0.0; 8], data(8, 1), data(8, 2));
+    let e = a.run(Bindings::new().output("p", &mut p).output("p", &mut p2).output("m", &mut m).output("v", &mut v).input("g", &gg).param("t", 1.0)).unwrap_err();
+    assert!(e.to_string().contains("`p` is bound twice"), "{e}");
+    let e = a.run(Bindings::new().output("p", &mut p).output("m", &mut m).output("v", &mut v).input("g", &gg)).unwrap_err();
+    assert!(e.to_string().contains("param `t` has no default"), "{e}");
+    assert_eq!(p, data(8, 1));
+}
+
+#[test]
+fn an_output_aliasing_an_input_is_refused() {
+    let k = compiler(1).kernel(load("ir/norm/rms_norm.nj"));
+    let mut buf = data(8, 5);
+    let before = buf.clone();
+    let g = data(4, 6);
+    let ptr = buf.as_mut_ptr();
+    // SAFETY: `buf` outlives the bindings and nothing else touches it; the
+    // overlap between `x` and `y` is what the run must refuse (it creates
+    // no Rust references, so the aliasing itself is not undefined).
+    let b = unsafe { Bindings::new().input_raw("x", ptr, 8).input("gamma", &g).output_raw("y", ptr.add(2), 6) };
+    let e = k.run(b.dim("N", 2)).unwrap_err();
+    assert!(matches!(e, Error::Alias { .. }) || e.to_string().contains("elements"), "{e}");
+    // Same lengths, full overlap.
+    let b = unsafe { Bindings::new().input_raw("x", ptr, 8).input("gamma", &g).output_raw("y", ptr, 8) };
+    let e = k.run(b).unwrap_err();
+    assert!(matches!(e, Error::Alias { .. }), "{e}");
+    assert_eq!(buf, before);
+}
+
+#[test]
+fn foreach_matches_separate_runs() {
+    let c = compiler(2);
+    let k = c.kernel(load("ir/optim/adamw.nj"));
+    let lens = [1usize, 7, 1000, 4097];
+    let mut state: Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> =
+        lens.iter().map(|&n| (data(n, 1), data(n, 2).iter().map(|x| x * 0.1).collect(), data(n, 3).iter().map(|x| x.abs()).collect(), data(n, 4))).collect();
+    let mut separate = state.clone();
+    for (p, m, v, g) in &mut separate {
+        k.run(Bindings::new().output("p", p).output("m", m).output("v", v).input("g", g).param("t", 5.0).param("lr", 0.01)).unwrap();
+    }
+    let groups: Vec<Bindings> = state.iter_mut().map(|(p, m, v, g)| Bindings::new().output("p", p).output("m", m).output("v", v).input("g", g)).collect();
+    let infos = k.run_foreach(&[("t", 5.0), ("lr", 0.01)], groups).unwrap();
+    assert_eq!(infos.len(), 4);
+    for ((a, b), n) in state.iter().zip(&separate).zip(lens) {
+        assert_eq!(a.0, b.0, "p of length {n}");
+        assert_eq!(a.1, b.1, "m of length {n}");
+        assert_eq!(a.2, b.2, "v of length {n}");
+    }
+}
+
+#[test]
+fn many_threads_share_kernels_and_get_identical_results() {
+    let c = compiler(2);
+    let ln = std::sync::Arc::new(c.kernel(load("ir/norm/layer_norm.nj")));
+    let rms = std::sync::Arc::new(c.kernel(load("ir/norm/rms_norm.nj")));
+    let (x, g, b) = (data(64 * 257, 1), data(257, 2), data(257, 3));
+    let mut want_ln = vec![0.0f32; x.len()];
+    ln.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut want_ln)).unwrap();
+    let mut want_rms = vec![0.0f32; x.len()];
+    rms.run(Bindings::new().input("x", &x).input("gamma", &g).output("y", &mut want_rms)).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (ln, rms, x, g, b, want_ln, want_rms) = (ln.clone(), rms.clone(), &x, &g, &b, &want_ln, &want_rms);
+            let c = c.clone();
+            s.spawn(move || {
+                for i in 0..20 {
+                    let mut y = vec![0.0f32; x.len()];
+                    if (t + i) % 2 == 0 {
+                        ln.run(Bindings::new().input("x", x).input("gamma", g).input("beta", b).output("y", &mut y)).unwrap();
+                        assert_eq!(&y, want_ln);
+                    } else {
+                        // A fresh handle on the same IR compiles or reuses shared code.
+                        let k = c.kernel(rms.ir().clone());
+                        k.run(Bindings::new().input("x", x).input("gamma", g).output("y", &mut y)).unwrap();
+                        assert_eq!(&y, want_rms);
+                    }
+                }
+            });
+        }
+    });
+}
+
