@@ -114,6 +114,14 @@ pub enum Error {
         /// The other binding.
         b: String,
     },
+    /// A random-number domain too large for the generated code.
+    #[error("`uniform` over {axes} has {elements} elements; at most 2^32 are supported")]
+    RandomDomain {
+        /// The axes.
+        axes: String,
+        /// Their element count.
+        elements: u128,
+    },
     /// Lowering or code generation failed: a bug in normjit.
     #[error("{0}")]
     Internal(String),
@@ -465,6 +473,15 @@ impl Kernel {
             if found != expected {
                 let shape = tensor.dims.iter().map(|d| format!("{}={}", k.dims[*d].name, dims[d.index()])).collect::<Vec<_>>().join(", ");
                 return Err(Error::Length { tensor: tensor.name.clone(), expected, found, shape: if shape.is_empty() { "a 0-dim tensor".into() } else { shape } });
+            }
+        }
+        // The generated code numbers random elements in 32 bits.
+        for (_, n) in k.nodes.iter() {
+            if let normjit_ir::Op::Uniform(_, axes) = n.op {
+                let elements: u128 = axes.iter().map(|d| dims[d.index()] as u128).product();
+                if elements > 1 << 32 {
+                    return Err(Error::RandomDomain { axes: k.axis_names(axes), elements });
+                }
             }
         }
         // No output may overlap any other binding.

@@ -19,6 +19,8 @@ enum Command {
     Check(cli::check::Args),
     /// Show how a kernel is lowered: phases, loops, hoisting, traffic.
     Explain(cli::explain::Args),
+    /// Show the generated machine code (and Cranelift IR).
+    Asm(cli::asm::Args),
     /// Run a kernel on given or generated inputs; report accuracy against f64 and time per call.
     Run(cli::run::Args),
 }
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => cli::check::main(a),
         Command::Explain(a) => cli::explain::main(a),
+        Command::Asm(a) => cli::asm::main(a),
         Command::Run(a) => cli::run::main(a),
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the error exit they share.
 
+pub mod asm;
 pub mod check;
 pub mod explain;
 pub mod run;

@@ -166,7 +166,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let index = self.offset(&dims, None);
                 let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
-                ops::uniform(self.b, W::S, s, index, None)
+                ops::uniform(self.b, s, index)
             }
             op => {
                 let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
@@ -187,17 +187,16 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.b.ins().store(flags(), x, a, 0);
     }
 
-    /// A counted loop `for i in lo..hi`, with `body` emitted inside.
+    /// A counted loop `for i in (lo..hi).step_by(step)`, with `body`
+    /// emitted inside. Bottom-tested (one branch per iteration), behind a
+    /// guard for the empty range.
     fn counted<F: FnMut(&mut Self, Value)>(&mut self, lo: Value, hi: Value, step: i64, mut body: F) {
+        use cranelift_codegen::ir::condcodes::IntCC;
         let i = self.b.declare_var(types::I64);
         self.b.def_var(i, lo);
-        let header = self.b.create_block();
         let block = self.b.create_block();
         let exit = self.b.create_block();
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let iv = self.b.use_var(i);
-        let c = self.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, iv, hi);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, lo, hi);
         self.b.ins().brif(c, block, &[], exit, &[]);
         self.b.switch_to_block(block);
         let saved = self.sc.clone();
@@ -206,7 +205,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.sc = saved;
         let next = self.b.ins().iadd_imm_s(iv, step);
         self.b.def_var(i, next);
-        self.b.ins().jump(header, &[]);
+        let c = self.b.ins().icmp(IntCC::SignedLessThan, next, hi);
+        self.b.ins().brif(c, block, &[], exit, &[]);
         self.b.switch_to_block(exit);
     }
 
@@ -448,14 +448,25 @@ impl<'a, 'b> Fx<'a, 'b> {
             let p0 = self.addr(base, off);
             pre.insert(s, (p0, self.stride_of(&dims, d)));
         }
-        // Uniform values: index at inner position 0, and inner stride.
-        let mut ubase: HashMap<LValue, (Value, i64, Value)> = HashMap::new();
+        // Uniform values: keys, the i32 index at inner position 0, the
+        // inner stride, and (for vectors) the lane offsets, all hoisted.
+        let mut ubase: HashMap<LValue, UniformPre> = HashMap::new();
         for &v in &inner_nodes {
             if let LOp::Uniform(seed, axes) = self.p.node(v).op {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let off = self.offset(&dims, Some(d));
+                let base = self.b.ins().ireduce(types::I32, off);
+                let stride = self.stride_of(&dims, d);
                 let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
-                ubase.insert(v, (off, self.stride_of(&dims, d), s));
+                let (k1, k2) = ops::uniform_keys(self.b, s);
+                let (vk1, vk2) = (self.b.ins().splat(types::I32X4, k1), self.b.ins().splat(types::I32X4, k2));
+                let zero = self.b.ins().iconst(types::I32, 0);
+                let mut lanes = self.b.ins().splat(types::I32X4, zero);
+                for l in 1..4u8 {
+                    let x = self.b.ins().iconst(types::I32, l as i64 * stride);
+                    lanes = self.b.ins().insertlane(lanes, x, l);
+                }
+                ubase.insert(v, UniformPre { base, stride, k1, k2, vk1, vk2, lanes });
             }
         }
         let wide = width > 1;
@@ -490,32 +501,65 @@ impl<'a, 'b> Fx<'a, 'b> {
         // Main loop over whole blocks.
         let w = if wide { W::V } else { W::S };
         self.counted(lo, main_end, block, |fx, i| {
+            let addrs = fx.stream_addrs(&ctx, i);
             for u in 0..unroll {
-                let e = fx.b.ins().iadd_imm_s(i, (u * width) as i64);
-                let vals = fx.eval_inner(&ctx, w, e);
-                fx.sink(ph, &ctx, w, e, &vals, regs, Some(u));
+                let at = At { i, addrs: &addrs, elem: (u * width) as i64 };
+                let vals = fx.eval_inner(&ctx, w, &at);
+                fx.sink(ph, &ctx, w, &at, &vals, regs, Some(u));
             }
         });
         // Scalar tail.
         self.counted(main_end, hi, 1, |fx, i| {
-            let vals = fx.eval_inner(&ctx, W::S, i);
-            fx.sink(ph, &ctx, W::S, i, &vals, regs, None);
+            let addrs = fx.stream_addrs(&ctx, i);
+            let at = At { i, addrs: &addrs, elem: 0 };
+            let vals = fx.eval_inner(&ctx, W::S, &at);
+            fx.sink(ph, &ctx, W::S, &at, &vals, regs, None);
         });
     }
 
-    /// Values of the innermost nodes at inner index `e` with width `w`.
-    fn eval_inner(&mut self, c: &Inner, w: W, e: Value) -> HashMap<LValue, Value> {
+    /// The address of every stream at inner index `i` (element 0 of this
+    /// iteration); slots add immediate offsets to it.
+    fn stream_addrs(&mut self, c: &Inner, i: Value) -> HashMap<Access, Value> {
+        let mut scaled: HashMap<i64, Value> = HashMap::new();
+        let mut out = HashMap::new();
+        let mut keys: Vec<&Access> = c.pre.keys().collect();
+        keys.sort_by_key(|k| format!("{k:?}"));
+        for key in keys {
+            let (p0, stride) = c.pre[key];
+            let bytes = *scaled.entry(stride).or_insert_with(|| {
+                if stride == 1 {
+                    self.b.ins().ishl_imm_u(i, 2)
+                } else {
+                    self.b.ins().imul_imm_s(i, 4 * stride)
+                }
+            });
+            out.insert(*key, self.b.ins().iadd(p0, bytes));
+        }
+        out
+    }
+
+    /// Values of the innermost nodes at position `at` with width `w`.
+    fn eval_inner(&mut self, c: &Inner, w: W, at: &At) -> HashMap<LValue, Value> {
         let mut vals: HashMap<LValue, Value> = HashMap::new();
         for &v in c.inner_nodes {
             let node = self.p.node(v).clone();
             let x = match &node.op {
-                LOp::Load(t) => self.inner_load(c, Access::Tensor(*t), w, e),
-                LOp::Reduced(a) => self.inner_load(c, Access::Acc(*a), w, e),
+                LOp::Load(t) => self.inner_load(c, Access::Tensor(*t), w, at),
+                LOp::Reduced(a) => self.inner_load(c, Access::Acc(*a), w, at),
                 LOp::Uniform(..) => {
-                    let (off, stride, seed) = c.ubase[&v];
-                    let se = if stride == 1 { e } else { self.b.ins().imul_imm_s(e, stride) };
-                    let index = self.b.ins().iadd(off, se);
-                    ops::uniform(self.b, w, seed, index, if w == W::V { Some(stride) } else { None })
+                    let u = &c.ubase[&v];
+                    let e = self.b.ins().iadd_imm_s(at.i, at.elem);
+                    let e = self.b.ins().ireduce(types::I32, e);
+                    let se = if u.stride == 1 { e } else { self.b.ins().imul_imm_s(e, u.stride) };
+                    let lo = self.b.ins().iadd(u.base, se);
+                    match w {
+                        W::S => ops::uniform_bits(self.b, w, u.k1, u.k2, lo),
+                        W::V => {
+                            let lo = self.b.ins().splat(types::I32X4, lo);
+                            let lo = self.b.ins().iadd(lo, u.lanes);
+                            ops::uniform_bits(self.b, w, u.vk1, u.vk2, lo)
+                        }
+                    }
                 }
                 op => {
                     let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
@@ -537,32 +581,32 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
     }
 
-    fn inner_addr(&mut self, c: &Inner, acc: Access, e: Value) -> Value {
-        let (p0, stride) = c.pre[&acc];
-        let bytes = self.b.ins().imul_imm_s(e, 4 * stride);
-        self.b.ins().iadd(p0, bytes)
+    /// Address and immediate offset of stream `acc` at `at`.
+    fn inner_addr(&self, c: &Inner, acc: Access, at: &At) -> (Value, i32) {
+        let stride = c.pre[&acc].1;
+        (at.addrs[&acc], (at.elem * 4 * stride) as i32)
     }
 
-    fn inner_load(&mut self, c: &Inner, acc: Access, w: W, e: Value) -> Value {
-        let ad = self.inner_addr(c, acc, e);
-        self.b.ins().load(w.f32(), flags(), ad, 0)
+    fn inner_load(&mut self, c: &Inner, acc: Access, w: W, at: &At) -> Value {
+        let (ad, off) = self.inner_addr(c, acc, at);
+        self.b.ins().load(w.f32(), flags(), ad, off)
     }
 
     /// Accumulates and stores the innermost values of one element (or one
     /// vector) at inner index `e`; `slot` is the unroll slot in the main
     /// loop, `None` in the tail.
     #[allow(clippy::too_many_arguments)]
-    fn sink(&mut self, ph: usize, c: &Inner, w: W, e: Value, vals: &HashMap<LValue, Value>, regs: &HashMap<AccId, (Vec<Variable>, Variable)>, slot: Option<usize>) {
+    fn sink(&mut self, ph: usize, c: &Inner, w: W, at: &At, vals: &HashMap<LValue, Value>, regs: &HashMap<AccId, (Vec<Variable>, Variable)>, slot: Option<usize>) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
         for &a in &phase.accums {
             let acc = self.p.accums[a.0 as usize].clone();
             let x = self.operand(c, vals, acc.operand, w);
             if acc.flush_depth == k {
-                let ad = self.inner_addr(c, Access::Acc(a), e);
-                let s = self.b.ins().load(w.f32(), flags(), ad, 0);
+                let (ad, off) = self.inner_addr(c, Access::Acc(a), at);
+                let s = self.b.ins().load(w.f32(), flags(), ad, off);
                 let r = ops::combine(self.b, acc.op, w, s, x);
-                self.b.ins().store(flags(), r, ad, 0);
+                self.b.ins().store(flags(), r, ad, off);
             } else {
                 let (slots, tail) = &regs[&a];
                 let var = match slot {
@@ -576,8 +620,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
         for &(t, v) in &phase.stores {
             let x = self.operand(c, vals, v, w);
-            let ad = self.inner_addr(c, Access::Tensor(t), e);
-            self.b.ins().store(flags(), x, ad, 0);
+            let (ad, off) = self.inner_addr(c, Access::Tensor(t), at);
+            self.b.ins().store(flags(), x, ad, off);
         }
     }
 }
@@ -589,9 +633,29 @@ enum Access {
     Acc(AccId),
 }
 
+/// Where in the innermost loop an element (or vector) is: the iteration's
+/// index `i`, its stream addresses, and the element offset `elem` of this
+/// unroll slot from `i`.
+struct At<'c> {
+    i: Value,
+    addrs: &'c HashMap<Access, Value>,
+    elem: i64,
+}
+
+/// Hoisted parts of a `uniform` in an innermost loop.
+struct UniformPre {
+    base: Value,
+    stride: i64,
+    k1: Value,
+    k2: Value,
+    vk1: Value,
+    vk2: Value,
+    lanes: Value,
+}
+
 struct Inner<'c> {
     inner_nodes: &'c [LValue],
     pre: &'c HashMap<Access, (Value, i64)>,
-    ubase: &'c HashMap<LValue, (Value, i64, Value)>,
+    ubase: &'c HashMap<LValue, UniformPre>,
     splats: &'c HashMap<LValue, Value>,
 }

@@ -235,32 +235,23 @@ fn xor_const(b: &mut FunctionBuilder, x: Value, c: u32) -> Value {
     b.ins().bxor(x, k)
 }
 
-/// `uniform(seed, index)` (see `normjit_ir::rng`): `index` is the i64
-/// element index (of lane 0, for vectors); lanes `l` get `index + l *
-/// stride`. A vector is assumed not to straddle a 2^32 index boundary
-/// (tensors that large do not fit this machine).
-pub fn uniform(b: &mut FunctionBuilder, w: W, seed: Value, index: Value, lane_stride: Option<i64>) -> Value {
-    let hi64 = b.ins().ushr_imm_u(index, 32);
-    let hi = b.ins().ireduce(types::I32, hi64);
-    let lo = b.ins().ireduce(types::I32, index);
-    let h = xor_const(b, hi, 0x9E37_79B9);
-    let h = hash32(b, W::S, h);
-    let k1 = b.ins().bxor(seed, h);
+/// The two keys of `uniform` for a seed, for element indices below 2^32
+/// (the runtime refuses larger random domains), so they are computed once
+/// per call: `k1 = hash32(seed ^ hash32(0 ^ 0x9E3779B9))`,
+/// `k2 = hash32(k1 ^ 0x85EBCA6B)` (see `normjit_ir::rng`).
+pub fn uniform_keys(b: &mut FunctionBuilder, seed: Value) -> (Value, Value) {
+    let h0 = normjit_ir::rng::hash32(0x9E37_79B9);
+    let k1 = xor_const(b, seed, h0);
     let k1 = hash32(b, W::S, k1);
     let k2 = xor_const(b, k1, 0x85EB_CA6B);
     let k2 = hash32(b, W::S, k2);
-    let (lo, k1, k2) = match w {
-        W::S => (lo, k1, k2),
-        W::V => {
-            let s = lane_stride.unwrap_or(1);
-            let mut lanes = b.ins().splat(types::I32X4, lo);
-            for l in 1..4u8 {
-                let x = b.ins().iadd_imm_s(lo, l as i64 * s);
-                lanes = b.ins().insertlane(lanes, x, l);
-            }
-            (lanes, b.ins().splat(types::I32X4, k1), b.ins().splat(types::I32X4, k2))
-        }
-    };
+    (k1, k2)
+}
+
+/// `uniform` for the i32 element index `lo` (one per lane for vectors,
+/// with keys splatted for vectors): `hash32(hash32(lo ^ k1) ^ k2) >> 8`,
+/// scaled to `[0, 1)`.
+pub fn uniform_bits(b: &mut FunctionBuilder, w: W, k1: Value, k2: Value, lo: Value) -> Value {
     let x = b.ins().bxor(lo, k1);
     let x = hash32(b, w, x);
     let x = b.ins().bxor(x, k2);
@@ -272,4 +263,11 @@ pub fn uniform(b: &mut FunctionBuilder, w: W, seed: Value, index: Value, lane_st
     };
     let scale = fconst(b, w, 1.0 / 16_777_216.0);
     b.ins().fmul(f, scale)
+}
+
+/// Scalar `uniform(seed, index)` for an i64 index below 2^32.
+pub fn uniform(b: &mut FunctionBuilder, seed: Value, index: Value) -> Value {
+    let (k1, k2) = uniform_keys(b, seed);
+    let lo = b.ins().ireduce(types::I32, index);
+    uniform_bits(b, W::S, k1, k2, lo)
 }

@@ -1,0 +1,62 @@
+//! `normjit asm FILE --dims ...`: the machine code of each generated
+//! function (and, with `--clif`, the Cranelift IR it came from).
+
+use crate::cli::fail;
+use normjit::bind::{parse_pairs, resolve_dims};
+use normjit::codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
+use normjit::source::SourceFile;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `asm`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The kernel file.
+    file: PathBuf,
+    /// Sizes, as `N=64,D=1000` (code is specialized to them).
+    #[arg(long, default_value = "")]
+    dims: String,
+    /// Also print the Cranelift IR of each function.
+    #[arg(long)]
+    clif: bool,
+    /// Compile for the SSE4.2 baseline instead of the host (no AVX/FMA).
+    #[arg(long)]
+    baseline: bool,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    let kernel = match SourceFile::read(&a.file).and_then(|s| s.kernel()) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let dims = match parse_pairs(&a.dims).and_then(|given| resolve_dims(&kernel, &given, &[])) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let plan = match normjit::lower::lower(&kernel, &dims, &normjit::lower::Options::default()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let isa = match Isa::new(if a.baseline { IsaChoice::Baseline } else { IsaChoice::Native }) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let code = match Compiled::new(&plan, &isa, &CodegenOptions { listing: true }) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    println!("; kernel {} for {} ({})", kernel.name, isa.triple(), isa.flags);
+    for l in code.listings() {
+        let what = match &l.unit {
+            Unit::Group => "the group body (all phases, per group iteration)".to_string(),
+            Unit::Phase(p) => format!("phase {p} \"{}\"", plan.phases[*p].name),
+            Unit::Store(s) => format!("group-level store (step {s})"),
+        };
+        println!("\n; ===== {what} =====");
+        if a.clif {
+            println!("{}", l.clif);
+        }
+        println!("{}", l.asm);
+    }
+    ExitCode::SUCCESS
+}
