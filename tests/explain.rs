@@ -1,0 +1,116 @@
+//! `normjit explain --json`: the plan's contract fields, and the fusion
+//! result that matters — kernels whose data fit the cache assumption move
+//! exactly their minimum bytes (each input read once, each output written
+//! once). The cache size is pinned to 2 MiB so the plans do not depend on
+//! the machine running the test.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn explain(file: &str, dims: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_normjit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["explain", file, "--dims", dims, "--json", "--cache-bytes", "2097152"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn total(v: &Value) -> (u64, u64) {
+    (v["bytes_read"].as_u64().unwrap() + v["bytes_written"].as_u64().unwrap(), v["min_bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn fused_kernels_move_their_minimum_bytes() {
+    let cases = [
+        ("ir/norm/layer_norm.nj", "N=4096,D=1024"),
+        ("ir/norm/rms_norm.nj", "N=4096,D=4096"),
+        ("ir/norm/add_rms_norm.nj", "N=2048,D=8192"),
+        ("ir/norm/instance_norm.nj", "N=16,C=64,S=3136"),
+        ("ir/norm/group_norm.nj", "N=16,G=32,K=8,S=3136"),
+        ("ir/norm/batch_norm_infer.nj", "N=32,C=64,H=112,W=112"),
+        ("ir/norm/batch_norm_train.nj", "N=32,C=64,H=112,W=112"),
+        ("ir/optim/sgd.nj", "P=33554432"),
+        ("ir/optim/sgd_nesterov.nj", "P=33554432"),
+        ("ir/optim/adam.nj", "P=33554432"),
+        ("ir/optim/adamw.nj", "P=33554432"),
+        ("ir/optim/l1_subgrad.nj", "P=33554432"),
+        ("ir/optim/prox_l1.nj", "P=33554432"),
+        ("ir/optim/elastic_net.nj", "P=33554432"),
+        ("ir/reg/dropout.nj", "N=33554432"),
+    ];
+    for (file, dims) in cases {
+        let v = explain(file, dims);
+        let (moved, min) = total(&v);
+        assert!(min > 0, "{file}");
+        assert_eq!(moved, min, "{file} at {dims} moves {moved} bytes, minimum {min}:\n{v:#}");
+    }
+}
+
+#[test]
+fn batch_norm_train_reads_x_once_from_a_cached_channel_slab() {
+    let v = explain("ir/norm/batch_norm_train.nj", "N=32,C=64,H=112,W=112");
+    assert_eq!(v["group"], serde_json::json!(["C"]));
+    // Three passes over each channel's slab (mean, variance, normalize)...
+    let phases = v["phases"].as_array().unwrap();
+    assert_eq!(phases.iter().filter(|p| p["reads"].get("x").is_some()).count(), 3);
+    // ...but x counts once: the 1.53 MiB slab stays in the assumed cache.
+    assert_eq!(v["tensors"]["x"]["reads"], 1);
+    let ws = v["group_working_set"].as_u64().unwrap();
+    assert_eq!(ws, 32 * 112 * 112 * 4);
+    assert!(v["assumptions"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("stays in")));
+    // With a smaller cache, the model says so and counts the re-reads.
+    let out = Command::new(env!("CARGO_BIN_EXE_normjit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["explain", "ir/norm/batch_norm_train.nj", "--dims", "N=32,C=64,H=112,W=112", "--json", "--cache-bytes", "1048576"])
+        .output()
+        .unwrap();
+    let small: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(small["tensors"]["x"]["reads"], 3);
+    let (moved, min) = total(&small);
+    assert!(moved > min);
+}
+
+#[test]
+fn adamw_clip_needs_a_second_pass_over_g() {
+    // The global norm must be complete before any update: g is read twice.
+    let v = explain("ir/optim/adamw_clip.nj", "P=33554432");
+    assert_eq!(v["phases"].as_array().unwrap().len(), 2);
+    assert_eq!(v["tensors"]["g"]["reads"], 2);
+    let (moved, min) = total(&v);
+    assert_eq!(moved - min, 33554432 * 4);
+}
+
+#[test]
+fn json_contract_fields() {
+    let v = explain("ir/norm/layer_norm.nj", "N=64,D=1000");
+    assert_eq!(v["kernel"], "layer_norm");
+    assert_eq!(v["dims"]["N"], 64);
+    assert_eq!(v["dims"]["D"], 1000);
+    for p in v["phases"].as_array().unwrap() {
+        assert!(p["name"].is_string());
+        assert!(p["loops"].is_array());
+        assert!(p["reads"].is_object());
+        assert!(p["writes"].is_object());
+    }
+    assert_eq!(v["phases"][2]["writes"]["y"], 1);
+    for f in ["bytes_read", "bytes_written", "min_bytes"] {
+        assert!(v[f].is_u64(), "{f}");
+    }
+    // Per-row statistics are hoisted out of the inner loop: the per-call
+    // and per-row values are listed as group values.
+    assert!(v["group_values"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().contains("rsqrt")));
+}
+
+#[test]
+fn batch_norm_inference_is_a_per_channel_scale_and_shift() {
+    let v = explain("ir/norm/batch_norm_infer.nj", "N=8,C=64,H=56,W=56");
+    assert_eq!(v["phases"].as_array().unwrap().len(), 1);
+    // The scale (with its rsqrt) and the shift are computed in the C loop,
+    // outside the H, W loops: per channel, never per element.
+    let hoisted = v["phases"][0]["hoisted"].as_array().unwrap();
+    let at_c: Vec<&Value> = hoisted.iter().filter(|h| h["loop"] == "C").collect();
+    assert!(at_c.iter().any(|h| h["value"].as_str().unwrap().contains("rsqrt")), "{hoisted:?}");
+    assert!(hoisted.iter().all(|h| h["loop"] != "W"));
+}
