@@ -1,8 +1,8 @@
 //! What `normjit bench` measures the JIT against, on the same buffers:
 //!
-//! - [`reference`]: hand-fused kernels compiled by rustc, one per library
-//!   pipeline, written the way a good engineer would (two-pass statistics,
-//!   several accumulators, FMA where the ISA has it);
+//! - [`reference`](mod@reference): hand-fused kernels compiled by rustc,
+//!   one per library pipeline, written the way a good engineer would
+//!   (two-pass statistics, several accumulators, FMA where the ISA has it);
 //! - [`roofline`]: stream kernels with a pipeline's read and write streams
 //!   and trivial arithmetic, whose bandwidth is what any kernel with those
 //!   streams can hope for on this machine;
@@ -59,9 +59,7 @@ impl Isa {
         match self {
             Isa::Baseline => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-            }
+            Isa::Avx2Fma => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => Isa::Avx2Fma.is_available() && std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
@@ -167,8 +165,8 @@ impl<const L: usize> Lanes<L> {
         let chunks = xs.chunks_exact(L);
         let tail = chunks.remainder();
         for c in chunks {
-            for l in 0..L {
-                self.0[l] = f(self.0[l], c[l]);
+            for (a, &x) in self.0.iter_mut().zip(c) {
+                *a = f(*a, x);
             }
         }
         for (a, &x) in self.0.iter_mut().zip(tail) {

@@ -3,11 +3,14 @@
 //! One function per library pipeline, computing the same math as its file
 //! under `ir/` (same formulas, conventions and f32 arithmetic; rounding may
 //! differ, e.g. by FMA), written the way a good engineer writes it by hand:
-//! two-pass statistics in one sweep per row or channel, eight vector
-//! registers of independent accumulators in every reduction, scalars hoisted out of the
-//! loops, FMA where the ISA has it, and plain loops that LLVM vectorizes for
-//! AVX-512, AVX2 or the baseline target, picked at run time. Each also has a
-//! `_par` variant that splits rows, channels or elements across a rayon pool.
+//! two-pass statistics a row (or channel) at a time, so that the later
+//! passes find it in cache; eight vector registers of independent
+//! accumulators in every reduction; scalars hoisted out of the loops; FMA
+//! where the ISA has it; plain loops that LLVM vectorizes for AVX-512, AVX2
+//! or the baseline target, picked at run time. Each also has a `_par`
+//! variant that splits rows, channels or elements across a rayon pool, on
+//! the calling thread's [`Isa`]; the split never changes a bit
+//! of the result.
 //!
 //! Shapes come from the slice lengths (`D` is `gamma.len()`, and so on). A
 //! length that does not fit is a bug in the caller: the functions panic,
@@ -60,8 +63,7 @@ fn layer_norm_body<const FMA: bool, const L: usize>(x: &[f32], gamma: &[f32], be
 }
 
 /// [`layer_norm`] with the rows split into one contiguous piece per thread
-/// of `pool`, on the ISA of the calling thread. Results do not depend on
-/// the pool.
+/// of `pool`. Results do not depend on the pool.
 pub fn layer_norm_par(pool: &ThreadPool, x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], eps: f32) {
     let n = rows(x, gamma.len(), "x", "gamma");
     same_len(y, x, "y", "x");
@@ -71,7 +73,9 @@ pub fn layer_norm_par(pool: &ThreadPool, x: &[f32], gamma: &[f32], beta: &[f32],
     let chunk = piece(n, pool.current_num_threads(), 1) * gamma.len();
     let isa = Isa::current();
     pool.install(|| {
-        x.par_chunks(chunk).zip(y.par_chunks_mut(chunk)).for_each(|(x, y)| with_isa(isa, || layer_norm(x, gamma, beta, y, eps)))
+        x.par_chunks(chunk)
+            .zip(y.par_chunks_mut(chunk))
+            .for_each(|(x, y)| with_isa(isa, || layer_norm(x, gamma, beta, y, eps)))
     });
 }
 
@@ -478,8 +482,14 @@ pub enum Pipeline {
 
 impl Pipeline {
     /// Every pipeline with a reference kernel.
-    pub const ALL: [Pipeline; 6] =
-        [Pipeline::LayerNorm, Pipeline::RmsNorm, Pipeline::BatchNormTrain, Pipeline::AdamW, Pipeline::Sgd, Pipeline::ProxL1];
+    pub const ALL: [Pipeline; 6] = [
+        Pipeline::LayerNorm,
+        Pipeline::RmsNorm,
+        Pipeline::BatchNormTrain,
+        Pipeline::AdamW,
+        Pipeline::Sgd,
+        Pipeline::ProxL1,
+    ];
 
     /// Its file, relative to the library root `ir/`.
     pub fn path(self) -> &'static str {
@@ -552,9 +562,7 @@ impl Reference {
     /// A kernel that differs in anything else gets `None`, so a reference
     /// never runs in place of different math.
     pub fn for_kernel(k: &Kernel) -> Option<Reference> {
-        let pipeline = Pipeline::ALL
-            .into_iter()
-            .find(|p| normjit_ir::parse(p.source()).is_ok_and(|lib| lib == *k))?;
+        let pipeline = Pipeline::ALL.into_iter().find(|p| normjit_ir::parse(p.source()).is_ok_and(|lib| lib == *k))?;
         let ids: Vec<TensorId> = pipeline.tensors().iter().map(|n| k.tensor(n)).collect::<Option<_>>()?;
         let tensors = ids.iter().map(|t| t.index()).collect();
         let shapes = ids.iter().map(|&t| k.tensors[t].dims.iter().map(|d| d.index()).collect()).collect();

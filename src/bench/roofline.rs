@@ -3,18 +3,22 @@
 //! [`stream`] reads some buffers, updates some in place and writes others,
 //! all of one length, with trivial arithmetic: the mean of the values read
 //! at each index. With one buffer read and one written it is a copy. A
-//! kernel with the same streams cannot move its bytes faster than this one,
-//! so its effective bandwidth over this one's is how close it gets to the
-//! machine.
+//! kernel with the same streams, storing the ordinary way, cannot move its
+//! bytes faster than this one, so its effective bandwidth over this one's is
+//! how close it gets to the machine. (libc's `memcpy` copies large buffers
+//! with non-temporal stores, which skip reading the destination first, and
+//! so beats this copy at DRAM sizes; neither the JIT nor these kernels
+//! use such stores.)
 //!
 //! In-place streams are separate from read plus write streams because they
 //! cost less: a written line must first be read into the cache (read for
 //! ownership), unless it is already there because the same loop just read
 //! it. AdamW's `p` is an in-place stream; a copy's destination is not.
 //!
-//! The loops run over blocks of 64 elements into a local array, so LLVM
-//! vectorizes them without runtime alias checks (which it gives up on with
-//! many streams), once per (reads, in-place, writes) count, for each ISA.
+//! The loops run over blocks of eight vectors into a local array that
+//! lives in registers, so LLVM vectorizes them without runtime alias checks
+//! (which it gives up on with many streams), once per (reads, in-place,
+//! writes) count, for each ISA.
 
 use super::{multiversion, piece, with_isa, Isa, Lanes};
 use rayon::prelude::*;
@@ -26,9 +30,6 @@ pub const MAX_READS: usize = 5;
 pub const MAX_INOUTS: usize = 3;
 /// Most buffers [`stream`] writes.
 pub const MAX_WRITES: usize = 3;
-
-/// Elements per block: a few vectors on every ISA.
-const BLOCK: usize = 64;
 
 multiversion! {
     /// Streams once over buffers of one length `n`: at each index, the mean
@@ -59,8 +60,7 @@ pub fn stream_par(pool: &ThreadPool, reads: &[&[f32]], inouts: &mut [&mut [f32]]
     let tasks = n.div_ceil(chunk);
     // One set of sub-slices per task: shared pieces of the reads, disjoint
     // pieces of everything written.
-    let mut per_task: Vec<(Vec<&[f32]>, Vec<&mut [f32]>, Vec<&mut [f32]>)> =
-        (0..tasks).map(|_| (Vec::new(), Vec::new(), Vec::new())).collect();
+    let mut per_task: Vec<Pieces> = (0..tasks).map(|_| (Vec::new(), Vec::new(), Vec::new())).collect();
     for r in reads {
         for (t, c) in per_task.iter_mut().zip(r.chunks(chunk)) {
             t.0.push(c);
@@ -77,12 +77,14 @@ pub fn stream_par(pool: &ThreadPool, reads: &[&[f32]], inouts: &mut [&mut [f32]]
         }
     }
     let isa = Isa::current();
-    let sums: Vec<f32> =
-        pool.install(|| {
+    let sums: Vec<f32> = pool.install(|| {
         per_task.into_par_iter().map(|(r, mut u, mut w)| with_isa(isa, || stream(&r, &mut u, &mut w))).collect()
     });
     sums.iter().sum()
 }
+
+/// One task's pieces of the reads, in-place buffers and writes.
+type Pieces<'a> = (Vec<&'a [f32]>, Vec<&'a mut [f32]>, Vec<&'a mut [f32]>);
 
 /// The one length of every buffer; panics on a mismatch or too many.
 fn common_len(reads: &[&[f32]], inouts: &[&mut [f32]], writes: &[&mut [f32]]) -> usize {
@@ -93,7 +95,8 @@ fn common_len(reads: &[&[f32]], inouts: &[&mut [f32]], writes: &[&mut [f32]]) ->
         inouts.len(),
         writes.len()
     );
-    let lens = reads.iter().map(|s| s.len()).chain(inouts.iter().map(|s| s.len())).chain(writes.iter().map(|s| s.len()));
+    let lens =
+        reads.iter().map(|s| s.len()).chain(inouts.iter().map(|s| s.len())).chain(writes.iter().map(|s| s.len()));
     let mut n = None;
     for len in lens {
         let first = *n.get_or_insert(len);
@@ -128,7 +131,12 @@ fn by_reads<const L: usize>(r: &[&[f32]], u: &mut [&mut [f32]], w: &mut [&mut [f
 }
 
 #[inline(always)]
-fn by_inouts<const L: usize, const R: usize>(r: &[&[f32]], u: &mut [&mut [f32]], w: &mut [&mut [f32]], n: usize) -> f32 {
+fn by_inouts<const L: usize, const R: usize>(
+    r: &[&[f32]],
+    u: &mut [&mut [f32]],
+    w: &mut [&mut [f32]],
+    n: usize,
+) -> f32 {
     match u.len() {
         0 => by_writes::<L, R, 0>(r, u, w, n),
         1 => by_writes::<L, R, 1>(r, u, w, n),
@@ -163,12 +171,13 @@ fn by_writes<const L: usize, const R: usize, const U: usize>(
     }
 }
 
-/// The loop for fixed counts; every slice has length `n`.
+/// The loop for fixed counts; every slice has length `n`. A block is `L`
+/// elements, eight vector registers.
 #[inline(always)]
 fn run<const L: usize, const R: usize, const U: usize, const W: usize>(
     r: [&[f32]; R],
-    mut u: [&mut [f32]; U],
-    mut w: [&mut [f32]; W],
+    u: [&mut [f32]; U],
+    w: [&mut [f32]; W],
     n: usize,
 ) -> f32 {
     if U + W == 0 {
@@ -178,30 +187,33 @@ fn run<const L: usize, const R: usize, const U: usize, const W: usize>(
     // The value stored at one index, from the sum there; a copy (one
     // stream read) stores the value itself.
     let mean = |s: f32| if R + U > 1 { s * scale } else { s };
-    let full = n / BLOCK * BLOCK;
+    let full = n / L * L;
     let mut j = 0;
     while j < full {
-        let mut s = [0.0f32; BLOCK];
+        let mut s = [0.0f32; L];
         // Stream k of the reads, then of the in-place buffers. `k` runs
         // over a constant range, so the loop unrolls and `k == 0` folds.
         for k in 0..R + U {
-            let q = if k < R { &r[k][j..j + BLOCK] } else { &u[k - R][j..j + BLOCK] };
-            let q: &[f32; BLOCK] = q.try_into().expect("a whole block");
+            let q = if k < R { &r[k][j..j + L] } else { &u[k - R][j..j + L] };
+            let q: &[f32; L] = q.try_into().expect("a whole block");
             if k == 0 {
                 s = *q;
             } else {
-                for l in 0..BLOCK {
+                for l in 0..L {
                     s[l] += q[l];
                 }
             }
         }
-        for x in &mut s {
-            *x = mean(*x);
+        // Element by element, not `copy_from_slice`, which would make a
+        // memcpy from `s` spilled to the stack.
+        for k in 0..U + W {
+            let q = if k < U { &mut u[k][j..j + L] } else { &mut w[k - U][j..j + L] };
+            let q: &mut [f32; L] = q.try_into().expect("a whole block");
+            for l in 0..L {
+                q[l] = mean(s[l]);
+            }
         }
-        for q in u.iter_mut().map(|q| &mut q[j..j + BLOCK]).chain(w.iter_mut().map(|q| &mut q[j..j + BLOCK])) {
-            q.copy_from_slice(&s);
-        }
-        j += BLOCK;
+        j += L;
     }
     for j in full..n {
         let mut s = 0.0;
@@ -209,9 +221,9 @@ fn run<const L: usize, const R: usize, const U: usize, const W: usize>(
             let x = if k < R { r[k][j] } else { u[k - R][j] };
             s = if k == 0 { x } else { s + x };
         }
-        let s = mean(s);
-        for q in u.iter_mut().map(|q| &mut q[j]).chain(w.iter_mut().map(|q| &mut q[j])) {
-            *q = s;
+        for k in 0..U + W {
+            let q = if k < U { &mut u[k][j] } else { &mut w[k - U][j] };
+            *q = mean(s);
         }
     }
     0.0
@@ -226,8 +238,8 @@ fn sum<const L: usize, const R: usize>(r: [&[f32]; R], n: usize) -> f32 {
     while j < full {
         for q in &r {
             let q: &[f32; L] = q[j..j + L].try_into().expect("a whole block");
-            for l in 0..L {
-                acc.0[l] += q[l];
+            for (a, &x) in acc.0.iter_mut().zip(q) {
+                *a += x;
             }
         }
         j += L;
