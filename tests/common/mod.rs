@@ -75,10 +75,16 @@ pub fn inputs(k: &Kernel, dims: &[usize], params: &[f64], seed: u64, specials: b
 }
 
 /// Checks `got` (an f32 engine) against the f64 reference `want64` and the
-/// f32 reference `want32`. NaN must appear exactly where the f32 reference
-/// has NaN; where the f64 reference is finite and the f32 reference agrees
-/// with it to 1e-3, `got` must be within `rel` of it, relative to
-/// `|want| + mean|want|` (the tensor's scale). Returns the max error seen.
+/// f32 reference `want32`:
+/// - where the f64 reference is finite, NaN must appear in `got` exactly
+///   where the f32 reference has NaN, and finite values must be within
+///   `rel` of the f64 value, relative to `|want| + mean|want|` (the
+///   tensor's scale), or within 4x the f32 reference's own error;
+/// - where the f64 reference is infinite or NaN, `got` must be non-finite
+///   too. Which non-finite value comes out there can depend on summation
+///   order: a sum with huge terms may overflow to +inf and then meet -inf
+///   (NaN) in one order and not in another, so f32 engines need not agree.
+/// Returns the max error seen.
 pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64) -> Result<f64, String> {
     if got.len() != want64.len() {
         return Err(format!("{what}: length {} vs {}", got.len(), want64.len()));
@@ -88,12 +94,22 @@ pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64
     let mut worst = 0.0f64;
     for i in 0..got.len() {
         let (g, w, w32) = (got[i] as f64, want64[i], want32[i] as f64);
+        if !w.is_finite() {
+            if g.is_finite() {
+                return Err(format!("{what}[{i}]: got {g}, but the f64 reference is {w}"));
+            }
+            continue;
+        }
         if w32.is_nan() != g.is_nan() {
             return Err(format!("{what}[{i}]: got {g}, f32 reference {w32}, f64 reference {w}"));
         }
-        if !w.is_finite() || !w32.is_finite() {
-            if w32.is_infinite() && g != w32 && w.is_infinite() {
-                return Err(format!("{what}[{i}]: got {g}, references {w32} / {w}"));
+        if !w32.is_finite() || !g.is_finite() {
+            // An f32 engine overflowed where f64 did not. Near the f32 range
+            // (or when huge inputs cancel) that depends on the order of
+            // summation; otherwise both engines must overflow alike.
+            let overflow_regime = w.abs() > f32::MAX as f64 / 16.0 || scale > 1e30;
+            if !overflow_regime && g != w32 && !(g.is_nan() && w32.is_nan()) {
+                return Err(format!("{what}[{i}]: got {g}, f32 reference {w32}, f64 reference {w}"));
             }
             continue;
         }

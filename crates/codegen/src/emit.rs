@@ -276,9 +276,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let n = self.lay.scratch_len[a.0 as usize] as i64;
                 let base = self.acc_base(a);
                 let id = ops::identity(self.b, op);
-                let (z, hi) = (self.iconst(0), self.iconst(n));
-                self.counted(z, hi, 1, |fx, i| {
-                    let ad = fx.addr(base, i);
+                self.for_each_elem(base, n, |fx, ad| {
                     fx.b.ins().store(flags(), id, ad, 0);
                 });
             }
@@ -295,9 +293,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let n = self.lay.scratch_len[a.0 as usize] as i64;
                 let base = self.acc_base(a);
                 let c = self.b.ins().f32const(count);
-                let (z, hi) = (self.iconst(0), self.iconst(n));
-                self.counted(z, hi, 1, |fx, i| {
-                    let ad = fx.addr(base, i);
+                self.for_each_elem(base, n, |fx, ad| {
                     let s = fx.b.ins().load(types::F32, flags(), ad, 0);
                     let q = fx.b.ins().fdiv(s, c);
                     fx.b.ins().store(flags(), q, ad, 0);
@@ -305,6 +301,23 @@ impl<'a, 'b> Fx<'a, 'b> {
             }
         }
         self.phase = None;
+    }
+
+    /// Runs `f` on the address of each of `n` f32s from `base`: unrolled for
+    /// the short scratch arrays of per-group statistics, a loop otherwise.
+    fn for_each_elem<F: FnMut(&mut Self, Value)>(&mut self, base: Value, n: i64, mut f: F) {
+        if n <= 4 {
+            for i in 0..n {
+                let ad = self.b.ins().iadd_imm_s(base, 4 * i);
+                f(self, ad);
+            }
+        } else {
+            let (z, hi) = (self.iconst(0), self.iconst(n));
+            self.counted(z, hi, 1, |fx, i| {
+                let ad = fx.addr(base, i);
+                f(fx, ad);
+            });
+        }
     }
 
     /// Slot and tail variables of every register accumulator of a phase.
