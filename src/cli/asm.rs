@@ -2,9 +2,7 @@
 //! function (and, with `--clif`, the Cranelift IR it came from).
 
 use crate::cli::fail;
-use normjit::bind::{parse_pairs, resolve_dims};
 use normjit::codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
-use normjit::source::SourceFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,13 +23,9 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let kernel = match SourceFile::read(&a.file).and_then(|s| s.kernel()) {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
-    let dims = match parse_pairs(&a.dims).and_then(|given| resolve_dims(&kernel, &given, &[])) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
+    let (kernel, dims) = match crate::cli::kernel_and_dims(&a.file, &a.dims) {
+        Ok(kd) => kd,
+        Err(code) => return code,
     };
     let plan = match normjit::lower::lower(&kernel, &dims, &normjit::lower::Options::default()) {
         Ok(p) => p,

@@ -2,8 +2,6 @@
 //! hoisting, accumulators, parallel split and memory traffic.
 
 use crate::cli::fail;
-use normjit::bind::{parse_pairs, resolve_dims};
-use normjit::source::SourceFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,13 +23,9 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let kernel = match SourceFile::read(&a.file).and_then(|s| s.kernel()) {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
-    let dims = match parse_pairs(&a.dims).and_then(|given| resolve_dims(&kernel, &given, &[])) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
+    let (kernel, dims) = match crate::cli::kernel_and_dims(&a.file, &a.dims) {
+        Ok(kd) => kd,
+        Err(code) => return code,
     };
     let mut opts = normjit::lower::Options::default();
     if let Some(c) = a.cache_bytes {

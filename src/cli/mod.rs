@@ -1,11 +1,24 @@
 //! One module per subcommand, plus the error exit they share.
 
 pub mod asm;
+pub mod bench;
 pub mod check;
 pub mod explain;
 pub mod run;
 
+use normjit::bind::{parse_pairs, resolve_dims};
+use normjit::ir::Kernel;
+use normjit::source::SourceFile;
+use std::path::Path;
 use std::process::ExitCode;
+
+/// Reads and verifies `file`, and binds `--dims` text to every dim: what
+/// the commands that plan a kernel (`explain`, `asm`) start with.
+pub fn kernel_and_dims(file: &Path, dims: &str) -> Result<(Kernel, Vec<usize>), ExitCode> {
+    let kernel = SourceFile::read(file).and_then(|s| s.kernel()).map_err(fail)?;
+    let dims = parse_pairs(dims).and_then(|given| resolve_dims(&kernel, &given, &[])).map_err(fail)?;
+    Ok((kernel, dims))
+}
 
 /// Prints `err` as `error: ...` (or as already-rendered diagnostics) and
 /// returns exit code 1.
