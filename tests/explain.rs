@@ -114,3 +114,14 @@ fn batch_norm_inference_is_a_per_channel_scale_and_shift() {
     assert!(at_c.iter().any(|h| h["value"].as_str().unwrap().contains("rsqrt")), "{hoisted:?}");
     assert!(hoisted.iter().all(|h| h["loop"] != "W"));
 }
+
+#[test]
+fn one_pass_statistics_fuse_sum_and_sum_of_squares() {
+    // Written in the IR text (E[x^2] - E[x]^2): both sums share a pass, so
+    // the row is read twice instead of three times.
+    let two = explain("ir/norm/layer_norm.nj", "N=4096,D=1024");
+    let one = explain("ir/norm/layer_norm_onepass.nj", "N=4096,D=1024");
+    assert_eq!(two["phases"].as_array().unwrap().len(), 3);
+    assert_eq!(one["phases"].as_array().unwrap().len(), 2);
+    assert_eq!(one["phases"][0]["accumulators"].as_array().unwrap().len(), 2);
+}
