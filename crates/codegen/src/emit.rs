@@ -510,10 +510,36 @@ impl<'a, 'b> Fx<'a, 'b> {
                 splats.insert(o, ops::splat(self.b, self.p.node(o).ty, s));
             }
         }
+        // Software prefetch (see `normjit_lower::Prefetch`): a base pointer
+        // one group iteration ahead for each touched tensor, or this
+        // iteration's again on the last one (never out of bounds).
+        let mut touch: Vec<(Value, i64)> = Vec::new();
+        if let Some(pf) = self.p.prefetch.clone().filter(|pf| pf.phase == ph && wide) {
+            let gi = self.idx[pf.axis.index()].expect("inside the group loop");
+            let gn = self.p.dims[pf.axis.index()] as i64;
+            for t in pf.tensors {
+                let dims = self.p.kernel.tensors[t].dims.clone();
+                let off = self.offset(&dims, Some(d));
+                let base = self.tensor_base(t);
+                let p0 = self.addr(base, off);
+                let next = self.b.ins().iadd_imm_s(gi, 1);
+                let more = self.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, next, gn);
+                let ahead = self.iconst(self.stride_of(&dims, pf.axis) * 4);
+                let zero = self.iconst(0);
+                let shift = self.b.ins().select(more, ahead, zero);
+                touch.push((self.b.ins().iadd(p0, shift), self.stride_of(&dims, d)));
+            }
+        }
         let ctx = Inner { inner_nodes: &inner_nodes, pre: &pre, ubase: &ubase, splats: &splats };
         // Main loop over whole blocks.
         let w = if wide { W::V } else { W::S };
         self.counted(lo, main_end, block, |fx, i| {
+            for &(tp, stride) in &touch {
+                let b = fx.b.ins().imul_imm_s(i, 4 * stride);
+                let a = fx.b.ins().iadd(tp, b);
+                // The value is unused: the load only brings the line in.
+                fx.b.ins().load(types::F32, flags(), a, 0);
+            }
             let addrs = fx.stream_addrs(&ctx, i);
             for u in 0..unroll {
                 let at = At { i, addrs: &addrs, elem: (u * width) as i64 };

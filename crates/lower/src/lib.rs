@@ -20,6 +20,7 @@ mod order;
 mod phases;
 pub mod pipeline;
 mod place;
+mod prefetch;
 mod split;
 mod stores;
 mod traffic;

@@ -192,6 +192,22 @@ pub struct Traffic {
     pub assumptions: Vec<String>,
 }
 
+/// Touching the next group iteration's data during the last phase, so its
+/// reads from memory overlap this iteration's writes. (A row kernel's
+/// statistics pass only reads and its normalize pass only writes; without
+/// this, the two streams never overlap and DRAM bandwidth goes idle.)
+/// Cranelift has no prefetch instruction, so engines that act on it issue
+/// plain loads whose values are unused; it has no effect on results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prefetch {
+    /// The phase that touches (the last one).
+    pub phase: usize,
+    /// The innermost group axis: the next iteration is one step along it.
+    pub axis: DimId,
+    /// Tensors the first phase streams from memory.
+    pub tensors: Vec<TensorId>,
+}
+
 /// A lowered kernel.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -215,6 +231,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Memory traffic.
     pub traffic: Traffic,
+    /// Software prefetch of the next group iteration, if any.
+    pub prefetch: Option<Prefetch>,
 }
 
 impl Plan {
@@ -366,6 +384,10 @@ impl fmt::Display for Plan {
         }
         if !self.group.is_empty() {
             writeln!(f, "  }}")?;
+        }
+        if let Some(pf) = &self.prefetch {
+            let names: Vec<&str> = pf.tensors.iter().map(|t| k.tensors[*t].name.as_str()).collect();
+            writeln!(f, "  prefetch: phase {} touches the next {} iteration of {}", pf.phase, self.dim_name(pf.axis), names.join(", "))?;
         }
         let t = &self.traffic;
         writeln!(f, "  traffic: read {} B, written {} B, minimum {} B", t.bytes_read, t.bytes_written, t.min_bytes)?;

@@ -4,7 +4,7 @@
 //! after every pass to stderr.
 
 use crate::loopir::*;
-use crate::{check, group, import, order, phases, place, split, stores, traffic, vectorize, LowerError, Options};
+use crate::{check, group, import, order, phases, place, prefetch, split, stores, traffic, vectorize, LowerError, Options};
 use normjit_ir::{AxisSet, Kernel};
 
 /// Lowers `kernel` to a [`Plan`], choosing the schedule for sizes `dims`
@@ -30,6 +30,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
         phases: Vec::new(),
         steps: Vec::new(),
         traffic: Traffic::default(),
+        prefetch: None,
     };
     let dump = |name: &str, p: &Plan| {
         if opts.dump {
@@ -65,6 +66,9 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     // What each pass costs in memory traffic.
     p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &p.steps, opts.cache_bytes);
     dump("traffic", &p);
+    // The last pass touches the next group iteration's input (no effect on results).
+    p.prefetch = prefetch::plan(&p);
+    dump("prefetch", &p);
     if cfg!(debug_assertions) || opts.verify {
         check::check(&p).map_err(LowerError::Internal)?;
     }

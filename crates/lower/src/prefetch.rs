@@ -1,0 +1,37 @@
+//! Pass `prefetch`: overlap the next group iteration's reads with this
+//! one's writes.
+//!
+//! Establishes [`Plan::prefetch`] when the plan has a group and at least two
+//! phases, and the group's re-read data fits the cache (so later phases read
+//! from cache and the first phase is the one that streams from memory). The
+//! last phase then touches the first phase's tensors one group iteration
+//! ahead. Measured on this machine's DRAM-sized RMSNorm: the plain two-pass
+//! kernel ran at 0.65x of copy bandwidth, as the Cranelift notes predicted.
+
+use crate::loopir::*;
+
+pub fn plan(p: &Plan) -> Option<Prefetch> {
+    let axis = *p.group.last()?;
+    let phases: Vec<usize> = p.steps.iter().filter_map(|s| if let Step::Phase(q) = s { Some(*q) } else { None }).collect();
+    let (&first, &last) = (phases.first()?, phases.last()?);
+    if first == last || p.traffic.group_working_set > p.traffic.cache_bytes {
+        return None;
+    }
+    let g = p.group.iter().fold(normjit_ir::AxisSet::EMPTY, |s, &d| s.with(d));
+    let mut tensors = Vec::new();
+    for &(v, _) in &p.phases[first].nodes {
+        if let LOp::Load(t) = p.node(v).op {
+            if g.is_subset(p.kernel.tensors[t].axes()) && !tensors.contains(&t) {
+                tensors.push(t);
+            }
+        }
+    }
+    // Only when the last phase streams along the same inner axis (the
+    // touches follow its loop).
+    let inner_last = p.phases[last].loops.last();
+    let inner_first = p.phases[first].loops.last();
+    if tensors.is_empty() || inner_last != inner_first || p.phases[last].width == 1 {
+        return None;
+    }
+    Some(Prefetch { phase: last, axis, tensors })
+}
