@@ -23,6 +23,8 @@ enum Command {
     Asm(cli::asm::Args),
     /// Run a kernel on given or generated inputs; report accuracy against f64 and time per call.
     Run(cli::run::Args),
+    /// Benchmark pipelines: JIT vs interpreter vs hand-fused rustc kernels vs the stream roofline.
+    Bench(cli::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +34,6 @@ fn main() -> ExitCode {
         Command::Explain(a) => cli::explain::main(a),
         Command::Asm(a) => cli::asm::main(a),
         Command::Run(a) => cli::run::main(a),
+        Command::Bench(a) => cli::bench::main(a),
     }
 }

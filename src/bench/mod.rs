@@ -18,6 +18,7 @@
 
 pub mod buffers;
 pub mod reference;
+pub mod report;
 pub mod roofline;
 
 pub use buffers::{Buffers, Placement};
