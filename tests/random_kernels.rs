@@ -24,8 +24,9 @@
 
 mod common;
 
-use common::gen::{cases, run_case, Case, Engines, Env, Failure, Stats};
-use normjit::ir::{Kernel, Op, Role, TensorId, ValueId};
+use common::gen::{cases, inout_store_cycle, known_bug, run_case, Case, Engines, Env, Failure, Stats, KNOWN_BUGS};
+use normjit::ir::{Op, ValueId};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -45,22 +46,10 @@ fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
-/// Known bugs in the engines, excluded while they are open: a case that hits
-/// one is rerun without the broken engine (every other check still applies
-/// to it), and counted and printed under the bug's name with the smallest
-/// example seen. `NORMJIT_STRICT=1` makes them failures again.
-const KNOWN_BUGS: [&str; 2] = [
-    "codegen: `exp`/`log`/`pow` in a vectorized loop fail Cranelift verification (ops::libcall, W::V, \
-     starts from `splat.f32x4` of an operand that is already f32x4); rerun without the JIT",
-    "lowering: stores::order_inout_stores never terminates when group-level stores of `inout` tensors \
-     read each other (`a = b; b = a` on 0-dim tensors); rerun with the reference interpreters and the \
-     oracle only",
-];
-
-fn is_libcall_splat_bug(f: &Failure) -> bool {
-    f.kind == "codegen" && f.msg.contains("splat.f32x4") && f.msg.contains("expected f32")
-}
-
+/// Known bugs (`gen::KNOWN_BUGS`) are excluded while they are open: a case
+/// that hits one is rerun without the broken engine (every other check
+/// still applies to it), and counted and printed under the bug's name with
+/// the smallest example seen. `NORMJIT_STRICT=1` makes them failures again.
 fn strict() -> bool {
     std::env::var_os("NORMJIT_STRICT").is_some_and(|v| v != "0")
 }
@@ -72,61 +61,23 @@ type Outcome = Result<(Stats, Option<usize>), Failure>;
 fn run(case: &Case, env: &Env, jit: bool) -> Outcome {
     if inout_store_cycle(&case.kernel) && !lowering_terminates(case) {
         if strict() {
-            return Err(Failure { kind: "lowering does not terminate", msg: "killed after 10 s".into() });
+            return Err(Failure { kind: "lowering does not terminate", msg: "killed after 2 s of lowering".into() });
         }
         return check(case, env, Engines::Reference).map(|s| (s, Some(1)));
     }
     match check(case, env, if jit { Engines::All } else { Engines::NoJit }) {
         Ok(s) => Ok((s, None)),
-        Err(f) if jit && is_libcall_splat_bug(&f) && !strict() => check(case, env, Engines::NoJit).map(|s| (s, Some(0))),
-        Err(f) => Err(f),
+        Err(f) => match known_bug(&f) {
+            Some(b) if jit && !strict() => check(case, env, Engines::NoJit).map(|s| (s, Some(b))),
+            _ => Err(f),
+        },
     }
-}
-
-/// True when the stores of `inout` tensors read each other in a cycle (the
-/// stored value of `a` loads `b`, and `b`'s loads `a`): the shape of the
-/// kernels whose lowering may not terminate.
-fn inout_store_cycle(k: &Kernel) -> bool {
-    let inouts: Vec<TensorId> = k.tensors.iter().filter(|(_, t)| t.role == Role::InOut).map(|(id, _)| id).collect();
-    if inouts.len() < 2 {
-        return false;
-    }
-    let reads = |t: TensorId| -> Vec<TensorId> {
-        let mut seen = vec![false; k.nodes.len()];
-        let mut todo: Vec<ValueId> = k.stored_value(t).into_iter().collect();
-        let mut out = vec![];
-        while let Some(v) = todo.pop() {
-            if std::mem::replace(&mut seen[v.index()], true) {
-                continue;
-            }
-            match k.nodes[v].op {
-                Op::Load(u) if u != t && inouts.contains(&u) => out.push(u),
-                ref op => todo.extend(op.operands()),
-            }
-        }
-        out
-    };
-    let edges: Vec<Vec<usize>> =
-        inouts.iter().map(|&t| reads(t).iter().map(|u| inouts.iter().position(|x| x == u).unwrap()).collect()).collect();
-    // A cycle exists iff some node reaches itself.
-    (0..inouts.len()).any(|start| {
-        let mut seen = vec![false; inouts.len()];
-        let mut todo = edges[start].clone();
-        while let Some(n) = todo.pop() {
-            if n == start {
-                return true;
-            }
-            if !std::mem::replace(&mut seen[n], true) {
-                todo.extend(&edges[n]);
-            }
-        }
-        false
-    })
 }
 
 /// Lowers `case` in a child process (this test binary, running
-/// `lower_child`), killed after 10 s: a lowering that does not terminate
-/// cannot be stopped in-process.
+/// `lower_child`), killed if the lowering itself takes over 2 s (it takes
+/// milliseconds): a lowering that does not terminate cannot be stopped
+/// in-process.
 fn lowering_terminates(case: &Case) -> bool {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("random_kernels");
@@ -134,13 +85,21 @@ fn lowering_terminates(case: &Case) -> bool {
     let path = dir.join(format!("child_{}_{}.nj", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&path, case.to_string()).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["lower_child", "--exact", "--test-threads=1", "-q"])
+        .args(["lower_child", "--exact", "--test-threads=1", "--nocapture", "-q"])
         .env("NORMJIT_LOWER_CHILD", &path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the test binary");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Wait for the child to start lowering (or to exit), then give it 2 s.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    while let Some(Ok(l)) = lines.next() {
+        if l == CHILD_MARKER {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
     let done = loop {
         if child.try_wait().unwrap().is_some() {
             break true;
@@ -150,11 +109,13 @@ fn lowering_terminates(case: &Case) -> bool {
             let _ = child.wait();
             break false;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     };
     let _ = std::fs::remove_file(&path);
     done
 }
+
+const CHILD_MARKER: &str = "normjit: lowering starts";
 
 /// Reads a saved case: a `.nj` file with a `# case:` comment line.
 fn read_case(path: &std::ffi::OsStr) -> Case {
@@ -170,6 +131,7 @@ fn lower_child() {
     let Some(path) = std::env::var_os("NORMJIT_LOWER_CHILD") else { return };
     let case = read_case(&path);
     let opts = normjit::lower::Options { chunk_elems: case.chunk, verify: true, ..Default::default() };
+    eprintln!("{CHILD_MARKER}");
     let _ = normjit::lower::lower(&case.kernel, &case.dims, &opts);
 }
 
@@ -178,7 +140,7 @@ fn lower_child() {
 fn check(case: &Case, env: &Env, engines: Engines) -> Result<Stats, Failure> {
     let text = case.kernel.to_string();
     if let Err(d) = normjit::ir::parse(&text) {
-        return Err(Failure { kind: "printed kernel does not parse", msg: format!("{}", d.render("case.nj", &text)) });
+        return Err(Failure { kind: "printed kernel does not parse", msg: d.render("case.nj", &text).to_string() });
     }
     match catch_unwind(AssertUnwindSafe(|| run_case(case, env, engines))) {
         Ok(r) => r,
@@ -202,15 +164,17 @@ fn runner(seed: u64, i: usize) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 
+/// A case hitting a known bug: its index, the length of its text, the case.
+type Example = (usize, usize, Case);
+
 #[derive(Default)]
 struct Worker {
     stats: Stats,
     found: Vec<Found>,
     /// Cases by size class: volume 0, ≤ 1k, ≤ 10k, larger.
     sizes: [usize; 4],
-    /// Per known bug: cases hitting it, and the smallest example (index,
-    /// text length, case).
-    known: Vec<(usize, Option<(usize, usize, Case)>)>,
+    /// Per known bug: cases hitting it, and the smallest example.
+    known: Vec<(usize, Option<Example>)>,
 }
 
 struct Found {
@@ -257,6 +221,7 @@ fn random_kernels_agree_across_engines() {
     let long = std::env::var_os("NORMJIT_LONG").is_some_and(|v| v != "0");
     let n = env_usize("NORMJIT_RANDOM_CASES").unwrap_or(if long { 100_000 } else { 10_000 });
     let seed = env_usize("NORMJIT_RANDOM_SEED").map_or(0x6e6a_7261_6e64_0001, |s| s as u64);
+    let jit_every = env_usize("NORMJIT_JIT_EVERY").unwrap_or(JIT_EVERY).max(1);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     // Panics are caught and reported as failures; keep shrinking quiet.
     std::panic::set_hook(Box::new(|_| {}));
@@ -282,7 +247,7 @@ fn random_kernels_agree_across_engines() {
                             1001..=10_000 => 2,
                             _ => 3,
                         }] += 1;
-                        let jit = i % JIT_EVERY == 0;
+                        let jit = i % jit_every == 0;
                         match run(&case, &env, jit) {
                             Ok((st, bug)) => {
                                 stats.add(&st);
@@ -315,12 +280,12 @@ fn random_kernels_agree_across_engines() {
     let mut stats = Stats::default();
     let mut found = vec![];
     let mut sizes = [0usize; 4];
-    let mut known: Vec<(usize, Option<(usize, usize, Case)>)> = vec![(0, None); KNOWN_BUGS.len()];
+    let mut known: Vec<(usize, Option<Example>)> = vec![(0, None); KNOWN_BUGS.len()];
     for r in results {
         stats.add(&r.stats);
         found.extend(r.found);
-        for i in 0..4 {
-            sizes[i] += r.sizes[i];
+        for (total, n) in sizes.iter_mut().zip(r.sizes) {
+            *total += n;
         }
         for (b, (count, example)) in r.known.into_iter().enumerate() {
             known[b].0 += count;
@@ -346,7 +311,7 @@ fn random_kernels_agree_across_engines() {
     );
     println!(
         "  skipped: no case; the JIT part of {known_hits} cases, for known bugs{}:",
-        if JIT_EVERY > 1 { format!(" (the JIT runs every {JIT_EVERY}th case)") } else { String::new() }
+        if jit_every > 1 { format!(" (the JIT runs every {jit_every}th case)") } else { String::new() }
     );
     for (name, (count, example)) in KNOWN_BUGS.iter().zip(&known) {
         println!("    {count} cases: {name}");
@@ -409,4 +374,150 @@ fn repro() {
         Ok(s) => println!("passes: {s:?}"),
         Err(f) => panic!("{f}"),
     }
+}
+
+/// The generator covers what it promises: counts of each feature over 3000
+/// generated kernels (printed), each of which must appear.
+#[test]
+fn generator_coverage() {
+    use normjit::ir::{AxisSet, Binary, Cmp, Reduce, Stmt, Unary};
+    use std::collections::BTreeMap;
+    let strategy = cases();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut hit = |what: String| *seen.entry(what).or_default() += 1;
+    let mut words_used = vec![];
+    for i in 0..3000 {
+        let mut r = runner(0xC0FE, i);
+        let case = strategy.new_tree(&mut r).unwrap().current();
+        let k = &case.kernel;
+        // How many choice words a full-length sequence needs.
+        let mut ch = common::gen::Choices::new((0..2000u32).map(|j| (j.wrapping_mul(2_654_435_761) ^ i as u32).rotate_left(7)).collect());
+        let _ = Case::decode(&mut ch, 0);
+        words_used.push(ch.used());
+        hit(format!("dims: {}", k.dims.len()));
+        if case.dims.contains(&0) {
+            hit("size: a zero dim".into());
+        }
+        if case.dims.contains(&1) {
+            hit("size: a dim of 1".into());
+        }
+        if case.dims.iter().any(|&d| d >= 1000) {
+            hit("size: a dim ≥ 1000".into());
+        }
+        hit(format!("chunk: {}", case.chunk));
+        hit(format!("threads: {}", case.threads));
+        hit(format!("specials: 1 in {}", case.specials));
+        for (_, t) in k.tensors.iter() {
+            hit(format!("tensor: {}", t.role.keyword()));
+            if t.dims.is_empty() {
+                hit("tensor: 0-dim".into());
+            }
+            if t.dims.windows(2).any(|w| w[0] > w[1]) {
+                hit("tensor: transposed layout".into());
+            }
+        }
+        for (_, p) in k.params.iter() {
+            hit(format!("param: {} {}", p.ty.name(), if p.default.is_some() { "with default" } else { "bound at call" }));
+        }
+        for s in &k.stmts {
+            match s {
+                Stmt::Let { .. } => hit("stmt: let".into()),
+                Stmt::Store { tensor, value } => {
+                    hit("stmt: store".into());
+                    if k.nodes[*value].axes != k.tensors[*tensor].axes() {
+                        hit("stmt: broadcasting store".into());
+                    }
+                }
+            }
+        }
+        let has_reduce = |v: ValueId| -> bool {
+            let mut todo = vec![v];
+            while let Some(v) = todo.pop() {
+                if matches!(k.nodes[v].op, Op::Reduce(..)) {
+                    return true;
+                }
+                todo.extend(k.nodes[v].op.operands());
+            }
+            false
+        };
+        let mut uses = vec![0usize; k.nodes.len()];
+        for (_, n) in k.nodes.iter() {
+            for o in n.op.operands() {
+                uses[o.index()] += 1;
+            }
+        }
+        if uses.iter().any(|&u| u > 1) {
+            hit("value used twice (shared)".into());
+        }
+        for (_, n) in k.nodes.iter() {
+            let name = match &n.op {
+                Op::Const(_) => "const".to_string(),
+                Op::Param(_) => "param value".into(),
+                Op::Load(_) => "load".into(),
+                Op::Unary(u, _) => format!("unary {}", u.name()),
+                Op::Binary(b, x, y) => {
+                    let (ax, ay) = (k.nodes[*x].axes, k.nodes[*y].axes);
+                    if ax != ay && (has_reduce(*x) || has_reduce(*y)) {
+                        hit("reduced value broadcast into a bigger expression".into());
+                    }
+                    format!("binary {}", b.name())
+                }
+                Op::Compare(c, ..) => format!("compare {}", c.name()),
+                Op::Select(..) => "select".into(),
+                Op::Reduce(r, a, axes) => {
+                    if has_reduce(*a) {
+                        hit("reduction of a reduction".into());
+                    }
+                    if *axes != k.nodes[*a].axes {
+                        hit("partial reduction (keeps axes)".into());
+                    } else {
+                        hit("full reduction".into());
+                    }
+                    if axes.len() > 1 {
+                        hit("reduction over several axes".into());
+                    }
+                    format!("reduce {}", r.name())
+                }
+                Op::Count(_) => "count".into(),
+                Op::Uniform(..) => "uniform".into(),
+            };
+            hit(name);
+        }
+        let _ = AxisSet::EMPTY;
+    }
+    let mut expected: Vec<String> = vec![];
+    expected.extend(Unary::ALL.iter().map(|u| format!("unary {}", u.name())));
+    expected.extend(
+        [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Pow, Binary::Min, Binary::Max]
+            .iter()
+            .map(|b| format!("binary {}", b.name())),
+    );
+    expected.extend([Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge, Cmp::Eq, Cmp::Ne].iter().map(|c| format!("compare {}", c.name())));
+    expected.extend([Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min].iter().map(|r| format!("reduce {}", r.name())));
+    expected.extend((1..=4).map(|n| format!("dims: {n}")));
+    expected.extend(common::gen::CHUNKS.iter().map(|c| format!("chunk: {c}")));
+    expected.extend((1..=3).map(|t| format!("threads: {t}")));
+    expected.extend(common::gen::SPECIALS.iter().map(|s| format!("specials: 1 in {s}")));
+    for s in [
+        "const", "param value", "load", "select", "count", "uniform", "size: a zero dim", "size: a dim of 1",
+        "size: a dim ≥ 1000", "tensor: in", "tensor: out", "tensor: inout", "tensor: 0-dim", "tensor: transposed layout",
+        "param: f32 with default", "param: f32 bound at call", "param: u32 with default", "param: u32 bound at call",
+        "stmt: let", "stmt: store", "stmt: broadcasting store", "value used twice (shared)", "reduction of a reduction",
+        "partial reduction (keeps axes)", "full reduction", "reduction over several axes",
+        "reduced value broadcast into a bigger expression",
+    ] {
+        expected.push(s.to_string());
+    }
+    words_used.sort();
+    println!(
+        "choice words a kernel consumes: median {}, 90th percentile {}, max {} (the strategy draws 0..=400)",
+        words_used[words_used.len() / 2],
+        words_used[words_used.len() * 9 / 10],
+        words_used.last().unwrap()
+    );
+    for (k, v) in &seen {
+        println!("{v:>7}  {k}");
+    }
+    let missing: Vec<&String> = expected.iter().filter(|e| !seen.contains_key(*e)).collect();
+    assert!(missing.is_empty(), "never generated: {missing:?}");
 }
