@@ -44,7 +44,7 @@ pub fn main(a: Args) -> ExitCode {
         let what = match &l.unit {
             Unit::Group => "the group body (all phases, per group iteration)".to_string(),
             Unit::Phase(p) => format!("phase {p} \"{}\"", plan.phases[*p].name),
-            Unit::Store(s) => format!("group-level store (step {s})"),
+            Unit::Stores(s) => format!("group-level stores (steps {s:?})"),
         };
         println!("\n; ===== {what} =====");
         if a.clif {

@@ -24,8 +24,9 @@ pub enum Unit {
     Group,
     /// Phase `p`, for iterations `lo..hi` of its split loop.
     Phase(usize),
-    /// A group-level store step (0-dim tensors when there is no group).
-    Store(usize),
+    /// The group-level store steps (0-dim tensors when there is no group),
+    /// which the plan puts last: every value is computed before any store.
+    Stores(Vec<usize>),
 }
 
 pub(crate) struct Args {
@@ -175,6 +176,18 @@ impl<'a, 'b> Fx<'a, 'b> {
         };
         self.sc.insert(v, x);
         x
+    }
+
+    /// Emits the group-level stores at step indices `steps`: all values
+    /// first, then all stores (so stores reading each other see entry values).
+    pub fn stores(&mut self, steps: &[usize]) {
+        let list: Vec<(TensorId, LValue)> = steps.iter().filter_map(|&i| if let Step::Store(t, v) = self.p.steps[i] { Some((t, v)) } else { None }).collect();
+        for &(_, v) in &list {
+            self.scalar(v);
+        }
+        for (t, v) in list {
+            self.store_scalar(t, v);
+        }
     }
 
     /// Emits a group-level store of `v` to `t` at the current indices.

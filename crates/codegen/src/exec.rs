@@ -105,7 +105,7 @@ impl Compiled {
         for &(ref unit, f) in &self.units {
             match *unit {
                 Unit::Phase(p) => self.phase(p, f, ptrs, &mut scratch, pool),
-                Unit::Store(_) | Unit::Group => {
+                Unit::Stores(_) | Unit::Group => {
                     // SAFETY: per the contract of `execute`; a store unit
                     // writes one element of a 0-dim tensor.
                     unsafe { ptrs.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), 0, 0) }

@@ -111,15 +111,12 @@ impl Compiled {
 
         let layout = Layout::new(plan);
         let units: Vec<Unit> = if plan.group.is_empty() {
-            plan.steps
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| match s {
-                    Step::Phase(p) => Some(Unit::Phase(*p)),
-                    Step::Store(..) => Some(Unit::Store(i)),
-                    Step::Compute(_) => None,
-                })
-                .collect()
+            let mut units: Vec<Unit> = plan.steps.iter().filter_map(|s| if let Step::Phase(p) = s { Some(Unit::Phase(*p)) } else { None }).collect();
+            let stores: Vec<usize> = plan.steps.iter().enumerate().filter(|(_, s)| matches!(s, Step::Store(..))).map(|(i, _)| i).collect();
+            if !stores.is_empty() {
+                units.push(Unit::Stores(stores));
+            }
+            units
         } else {
             vec![Unit::Group]
         };
@@ -151,10 +148,7 @@ impl Compiled {
                         let (lo, hi) = (fx.a.lo, fx.a.hi);
                         fx.phase(*p, Some((lo, hi)), false)
                     }
-                    Unit::Store(si) => match plan.steps[*si] {
-                        Step::Store(t, v) => fx.store_scalar(t, v),
-                        _ => unreachable!("store units come from store steps"),
-                    },
+                    Unit::Stores(steps) => fx.stores(steps),
                 }
                 b.ins().return_(&[]);
                 b.seal_all_blocks();

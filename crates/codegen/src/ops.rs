@@ -125,8 +125,9 @@ fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
             b.inst_results(call)[0]
         }
         W::V => {
-            // No vector libm: one call per lane.
-            let mut out = b.ins().splat(types::F32X4, args[0]);
+            // No vector libm: one call per lane, written over a copy of the
+            // first (vector) argument.
+            let mut out = args[0];
             for lane in 0..4u8 {
                 let lane_args: Vec<Value> = args.iter().map(|&a| b.ins().extractlane(a, lane)).collect();
                 let call = b.ins().call(f, &lane_args);

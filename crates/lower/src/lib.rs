@@ -90,6 +90,9 @@ pub fn l2_bytes() -> usize {
 pub enum LowerError {
     /// The sizes do not fit the kernel.
     Dims(String),
+    /// A kernel shape the lowering cannot handle yet (the message says why
+    /// and what to do instead).
+    Unsupported(String),
     /// A pass produced an invalid plan: a bug in normjit.
     Internal(String),
 }
@@ -97,7 +100,7 @@ pub enum LowerError {
 impl std::fmt::Display for LowerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LowerError::Dims(s) => f.write_str(s),
+            LowerError::Dims(s) | LowerError::Unsupported(s) => f.write_str(s),
             LowerError::Internal(s) => write!(f, "internal error in lowering (a normjit bug): {s}"),
         }
     }

@@ -51,7 +51,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     (p.phases, p.steps) = (phased.phases, phased.steps);
     dump("phases", &p);
     // Stores to inout tensors wait until the last pass that reads them.
-    stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps);
+    stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps).map_err(LowerError::Unsupported)?;
     phases::compact(&mut p.phases, &mut p.steps, &mut p.accums);
     phases::finish_accums(kernel, &p.nodes, &mut p.accums, &mut p.phases);
     dump("stores", &p);

@@ -16,8 +16,16 @@ pub fn place(group: AxisSet, nodes: &[LNode], accums: &[Accum], phases: &mut [Ph
     let is_group = |v: LValue| nodes[v.0 as usize].axes.is_subset(group);
     let mut computed = vec![false; nodes.len()];
     let mut out = Vec::new();
+    // All group-level stores come last (see `stores`); their values are all
+    // computed before the first of them, so a swap reads entry values.
+    let store_values: Vec<LValue> = steps.iter().filter_map(|s| if let Step::Store(_, v) = s { Some(*v) } else { None }).collect();
+    let mut stores_seen = false;
     for step in steps.iter() {
         let roots: Vec<LValue> = match step {
+            Step::Store(..) if !stores_seen => {
+                stores_seen = true;
+                store_values.clone()
+            }
             Step::Compute(v) | Step::Store(_, v) => vec![*v],
             Step::Phase(p) => {
                 let ph = &phases[*p];

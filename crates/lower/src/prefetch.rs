@@ -19,9 +19,13 @@ pub fn plan(p: &Plan) -> Option<Prefetch> {
     }
     let g = p.group.iter().fold(normjit_ir::AxisSet::EMPTY, |s, &d| s.with(d));
     let mut tensors = Vec::new();
+    // The touch is addressed with the last phase's loop indices, so every
+    // non-group dim of a touched tensor must be one of its loops.
+    let last_loops = p.phases[last].loops.iter().fold(g, |s, &d| s.with(d));
     for &(v, _) in &p.phases[first].nodes {
         if let LOp::Load(t) = p.node(v).op {
-            if g.is_subset(p.kernel.tensors[t].axes()) && !tensors.contains(&t) {
+            let axes = p.kernel.tensors[t].axes();
+            if g.is_subset(axes) && axes.is_subset(last_loops) && !tensors.contains(&t) {
                 tensors.push(t);
             }
         }

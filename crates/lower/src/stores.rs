@@ -41,6 +41,9 @@ fn step_loads(nodes: &[LNode], accums: &[Accum], phases: &[Phase], s: &Step) -> 
     }
 }
 
+/// Moves stores after the last read of their tensor. Two `inout` tensors
+/// stored from each other's entry values in different steps (a swap) would
+/// need a temporary copy; normjit does not make one, and says so.
 pub fn order_inout_stores(
     k: &Kernel,
     order: &[DimId],
@@ -49,11 +52,34 @@ pub fn order_inout_stores(
     accums: &[Accum],
     phases: &mut Vec<Phase>,
     steps: &mut Vec<Step>,
-) {
-    // Each move only goes later and the number of steps is bounded by the
-    // number of stores, so this terminates.
+) -> Result<(), String> {
+    // Group-level stores go last, and `place` computes all their values
+    // before the first of them, so they read entry values even when they
+    // read each other (a swap); their reads count at the first store.
+    let (mut group_stores, rest): (Vec<Step>, Vec<Step>) = steps.drain(..).partition(|s| matches!(s, Step::Store(..)));
+    *steps = rest;
+    steps.append(&mut group_stores);
+    // Without a cycle every store moves at most once per other step; more
+    // moves than that mean stores chase each other.
+    let mut budget = (steps.len() + 1) * (k.tensors.len() + 1) * 4;
     'again: loop {
-        let loads: Vec<BTreeSet<TensorId>> = steps.iter().map(|s| step_loads(nodes, accums, phases, s)).collect();
+        if budget == 0 {
+            let names: Vec<&str> = k.tensors.iter().filter(|(_, t)| t.role == normjit_ir::Role::InOut).map(|(_, t)| t.name.as_str()).collect();
+            return Err(format!(
+                "the stores of inout tensors ({}) read each other's entry values in different passes; \
+                 this needs a temporary copy, which normjit does not make yet: bind the entry value \
+                 you read to a separate `in` tensor",
+                names.join(", ")
+            ));
+        }
+        budget -= 1;
+        let mut loads: Vec<BTreeSet<TensorId>> = steps.iter().map(|s| step_loads(nodes, accums, phases, s)).collect();
+        if let Some(first) = steps.iter().position(|s| matches!(s, Step::Store(..))) {
+            for i in first + 1..steps.len() {
+                let moved = std::mem::take(&mut loads[i]);
+                loads[first].extend(moved);
+            }
+        }
         for si in 0..steps.len() {
             let stored: Vec<(TensorId, LValue)> = match &steps[si] {
                 Step::Store(t, v) => vec![(*t, *v)],
@@ -105,6 +131,6 @@ pub fn order_inout_stores(
             Step::Phase(p) => !phases[*p].accums.is_empty() || !phases[*p].stores.is_empty(),
             _ => true,
         });
-        return;
+        return Ok(());
     }
 }
