@@ -14,9 +14,14 @@
 //!   f64 reference must lie in the same interval wherever nothing overflowed.
 //!
 //! Cases: 10,000 by default, every one through lowering, the loop IR, both
-//! reference interpreters and the oracle, and through the JIT too (see
-//! `JIT_EVERY`); `NORMJIT_LONG=1` runs 100,000; `NORMJIT_RANDOM_CASES=N`
-//! overrides the count, `NORMJIT_RANDOM_SEED=S` the seed. A failure is
+//! reference interpreters and the oracle, and through the JIT too
+//! (`NORMJIT_JIT_EVERY=N` sends only every Nth); about 30 s on 2 cores in
+//! the dev profile. `NORMJIT_LONG=1` runs 100,000 (about 5 min);
+//! `NORMJIT_RANDOM_CASES=N` overrides the count, `NORMJIT_RANDOM_SEED=S` the
+//! seed. Known, still open engine bugs (`gen::KNOWN_BUGS`, none today) are
+//! excluded case by case — the case reruns without the JIT — and counted
+//! and printed with their smallest example; `NORMJIT_STRICT=1` turns them
+//! into failures. Nothing else is skipped. A failure is
 //! shrunk, printed as a `.nj` file whose comments hold the sizes, params,
 //! input seed, chunk and threads, and saved under the cargo target tmpdir;
 //! rerun one with `NORMJIT_REPRO=path/to/case.nj cargo test --test
@@ -26,14 +31,13 @@ mod common;
 
 use common::gen::{cases, inout_store_cycle, known_bug, run_case, Case, Engines, Env, Failure, Stats, KNOWN_BUGS};
 use normjit::ir::{Op, ValueId};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use std::io::{BufRead, BufReader};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Every `JIT_EVERY`-th case also goes through the JIT.
 const JIT_EVERY: usize = 1;
@@ -59,11 +63,10 @@ type Outcome = Result<(Stats, Option<usize>), Failure>;
 
 /// Runs one case with the known-bug exclusions (see `KNOWN_BUGS`).
 fn run(case: &Case, env: &Env, jit: bool) -> Outcome {
+    // Lowering such kernels once looped forever; a hang must be a failure,
+    // not a stuck test run.
     if inout_store_cycle(&case.kernel) && !lowering_terminates(case) {
-        if strict() {
-            return Err(Failure { kind: "lowering does not terminate", msg: "killed after 2 s of lowering".into() });
-        }
-        return check(case, env, Engines::Reference).map(|s| (s, Some(1)));
+        return Err(Failure { kind: "lowering does not terminate", msg: "killed after 2 s of lowering".into() });
     }
     match check(case, env, if jit { Engines::All } else { Engines::NoJit }) {
         Ok(s) => Ok((s, None)),

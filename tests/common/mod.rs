@@ -84,6 +84,7 @@ pub fn inputs(k: &Kernel, dims: &[usize], params: &[f64], seed: u64, specials: b
 ///   too. Which non-finite value comes out there can depend on summation
 ///   order: a sum with huge terms may overflow to +inf and then meet -inf
 ///   (NaN) in one order and not in another, so f32 engines need not agree.
+///
 /// Returns the max error seen.
 pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64) -> Result<f64, String> {
     if got.len() != want64.len() {
