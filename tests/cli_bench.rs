@@ -47,7 +47,7 @@ fn assert_xmlish(text: &str) {
         assert!(!text_before.contains('>'), "stray `>` in text: {text_before}");
         let end = rest[i..].find('>').expect("an unterminated tag") + i;
         let tag = &rest[i + 1..end];
-        assert!(tag.matches('"').count() % 2 == 0, "unbalanced quotes in <{tag}>");
+        assert!(tag.matches('"').count().is_multiple_of(2), "unbalanced quotes in <{tag}>");
         if let Some(name) = tag.strip_prefix('/') {
             assert_eq!(stack.pop().as_deref(), Some(name.trim()), "mismatched </{name}>");
             closed_root = stack.is_empty();

@@ -66,7 +66,7 @@ fn values(n: usize, seed: u64, nonneg: bool) -> Vec<f32> {
 /// pads it, followed by `data`.
 fn npy_file(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut header = dict.as_bytes().to_vec();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');

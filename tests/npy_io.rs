@@ -18,7 +18,7 @@ fn tmpdir(test: &str) -> PathBuf {
 fn npy_file(version: (u8, u8), dict: &str, data: &[u8]) -> Vec<u8> {
     let pre = if version.0 == 1 { 10 } else { 12 };
     let mut header = dict.as_bytes().to_vec();
-    while (pre + header.len() + 1) % 64 != 0 {
+    while !(pre + header.len() + 1).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');

@@ -258,7 +258,7 @@ fn random_kernels_agree_across_engines() {
                                     let (count, example) = &mut known[b];
                                     *count += 1;
                                     let len = case.kernel.to_string().len();
-                                    if example.as_ref().map_or(true, |(_, l, _)| len < *l) {
+                                    if example.as_ref().is_none_or(|(_, l, _)| len < *l) {
                                         *example = Some((i, len, case.clone()));
                                     }
                                 }
@@ -293,7 +293,7 @@ fn random_kernels_agree_across_engines() {
         for (b, (count, example)) in r.known.into_iter().enumerate() {
             known[b].0 += count;
             if let Some(e) = example {
-                if known[b].1.as_ref().map_or(true, |k| e.1 < k.1) {
+                if known[b].1.as_ref().is_none_or(|k| e.1 < k.1) {
                     known[b].1 = Some(e);
                 }
             }

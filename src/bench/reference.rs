@@ -645,7 +645,7 @@ fn rows(x: &[f32], d: usize, x_name: &str, d_name: &str) -> usize {
         assert!(x.is_empty(), "{x_name} has {} elements but {d_name} is 0", x.len());
         return 0;
     }
-    assert!(x.len() % d == 0, "{x_name} has {} elements, not a multiple of {d_name} = {d}", x.len());
+    assert!(x.len().is_multiple_of(d), "{x_name} has {} elements, not a multiple of {d_name} = {d}", x.len());
     x.len() / d
 }
 

@@ -661,7 +661,7 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
                             s.finite &= k
                                 .tensors
                                 .iter()
-                                .all(|(t, _)| out.get(t).map_or(true, |v| v.iter().all(|x| x.is_finite())));
+                                .all(|(t, _)| out.get(t).is_none_or(|v| v.iter().all(|x| x.is_finite())));
                         }
                     }
                 }
