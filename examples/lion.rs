@@ -73,7 +73,8 @@ fn main() {
     let mut params: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> =
         lens.iter().enumerate().map(|(i, &n)| (data(n, i as u64), vec![0.0; n], data(n, 100 + i as u64))).collect();
     let before = params.clone();
-    let groups = params.iter_mut().map(|(p, m, g)| Bindings::new().output("p", p).output("m", m).input("g", g)).collect();
+    let groups =
+        params.iter_mut().map(|(p, m, g)| Bindings::new().output("p", p).output("m", m).input("g", g)).collect();
     let shared = [("lr", 1e-3), ("wd", 0.1)];
     let infos = k.run_foreach(&shared, groups).expect("valid bindings");
     for (info, n) in infos.iter().zip(lens) {
@@ -85,7 +86,8 @@ fn main() {
     for ((p0, m0, g), (p1, m1, _)) in before.iter().zip(&params) {
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let (p64, m64, g64) = (widen(p0), widen(m0), widen(g));
-        let out = normjit::interp::run::<f64>(&kernel, &[p0.len()], &[1e-3, 0.9, 0.99, 0.1], &[&p64, &m64, &g64]).expect("interpreter");
+        let out = normjit::interp::run::<f64>(&kernel, &[p0.len()], &[1e-3, 0.9, 0.99, 0.1], &[&p64, &m64, &g64])
+            .expect("interpreter");
         for (got, t) in [(p1, "p"), (m1, "m")] {
             let want = out.get(kernel.tensor(t).unwrap()).unwrap();
             for (a, b) in got.iter().zip(want) {

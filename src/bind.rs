@@ -104,7 +104,11 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
 
 /// Sizes of every dim, by dim index: from `given` (`NAME=SIZE`) and from the
 /// shapes of tensors supplied as arrays, which must agree.
-pub fn resolve_dims(k: &Kernel, given: &[(String, String)], shapes: &[(TensorId, Vec<usize>)]) -> Result<Vec<usize>, BindError> {
+pub fn resolve_dims(
+    k: &Kernel,
+    given: &[(String, String)],
+    shapes: &[(TensorId, Vec<usize>)],
+) -> Result<Vec<usize>, BindError> {
     let mut size: Vec<Option<(usize, String)>> = vec![None; k.dims.len()];
     for (name, value) in given {
         let d = k.dim(name).ok_or_else(|| BindError::Unknown {
@@ -136,14 +140,23 @@ pub fn resolve_dims(k: &Kernel, given: &[(String, String)], shapes: &[(TensorId,
             let src = format!("the shape of `{}`", tensor.name);
             match &size[d.index()] {
                 Some((m, from)) if *m != n => {
-                    return Err(BindError::DimConflict { dim: k.dims[*d].name.clone(), a: *m, a_src: from.clone(), b: n, b_src: src })
+                    return Err(BindError::DimConflict {
+                        dim: k.dims[*d].name.clone(),
+                        a: *m,
+                        a_src: from.clone(),
+                        b: n,
+                        b_src: src,
+                    })
                 }
                 Some(_) => {}
                 None => size[d.index()] = Some((n, src)),
             }
         }
     }
-    k.dims.iter().map(|(d, dim)| size[d.index()].as_ref().map(|s| s.0).ok_or_else(|| BindError::MissingDim(dim.name.clone()))).collect()
+    k.dims
+        .iter()
+        .map(|(d, dim)| size[d.index()].as_ref().map(|s| s.0).ok_or_else(|| BindError::MissingDim(dim.name.clone())))
+        .collect()
 }
 
 /// Value of every param, by param index: `given` (`NAME=VALUE`) over the
@@ -165,7 +178,10 @@ pub fn resolve_params(k: &Kernel, given: &[(String, String)]) -> Result<Vec<f64>
         let v: f64 = text.parse().map_err(|_| bad("not a number"))?;
         vals[p.index()] = Some(check_param(k.params[p].ty, v).map_err(|w| bad(&w))?);
     }
-    k.params.iter().map(|(p, param)| vals[p.index()].ok_or_else(|| BindError::MissingParam(param.name.clone()))).collect()
+    k.params
+        .iter()
+        .map(|(p, param)| vals[p.index()].ok_or_else(|| BindError::MissingParam(param.name.clone())))
+        .collect()
 }
 
 /// Checks a param value against its type.

@@ -179,8 +179,12 @@ pub fn nonneg_tensors(k: &Kernel, dims: &[usize], params: &[f64]) -> Vec<bool> {
                         t[x.index()] = true;
                         changed = true;
                     }
-                    Op::Binary(Binary::Add | Binary::Min | Binary::Max, a, b) | Op::Select(_, a, b) => todo.extend([a, b]),
-                    Op::Binary(Binary::Div | Binary::Pow, a, _) | Op::Reduce(_, a, _) | Op::Unary(Unary::Recip, a) => todo.push(a),
+                    Op::Binary(Binary::Add | Binary::Min | Binary::Max, a, b) | Op::Select(_, a, b) => {
+                        todo.extend([a, b])
+                    }
+                    Op::Binary(Binary::Div | Binary::Pow, a, _) | Op::Reduce(_, a, _) | Op::Unary(Unary::Recip, a) => {
+                        todo.push(a)
+                    }
                     Op::Binary(Binary::Mul, ..) => todo.extend(odd_factors(k, v)),
                     _ => {}
                 }

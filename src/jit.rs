@@ -178,7 +178,12 @@ impl Compiler {
     pub fn with_options(opts: CompilerOptions) -> Result<Compiler, Error> {
         let isa = Isa::new(opts.isa).map_err(Error::Internal)?;
         let pool = if opts.threads > 1 {
-            Some(rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().map_err(|e| Error::Internal(e.to_string()))?)
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(opts.threads)
+                    .build()
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            )
         } else {
             None
         };
@@ -326,8 +331,12 @@ impl Kernel {
             Some(c) if c.plan().kernel == *self.ir => (c, 0.0),
             _ => {
                 let t = Instant::now();
-                let plan = normjit_lower::lower(&self.ir, dims, &inner.opts.lower).map_err(|e| Error::Internal(e.to_string()))?;
-                let code = Arc::new(Compiled::new(&plan, &inner.isa, &CodegenOptions::default()).map_err(|e| Error::Internal(e.to_string()))?);
+                let plan = normjit_lower::lower(&self.ir, dims, &inner.opts.lower)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let code = Arc::new(
+                    Compiled::new(&plan, &inner.isa, &CodegenOptions::default())
+                        .map_err(|e| Error::Internal(e.to_string()))?,
+                );
                 let us = t.elapsed().as_secs_f64() * 1e6;
                 let mut cache = inner.cache.lock().unwrap_or_else(|e| e.into_inner());
                 cache.retain(|_, w| w.strong_count() > 0);
@@ -368,7 +377,8 @@ impl Kernel {
         let mut bound = Vec::with_capacity(groups.len());
         let mut groups = groups;
         for g in &mut groups {
-            let mut shared: Vec<(&str, f64)> = params.iter().filter(|(n, _)| !g.params.iter().any(|(m, _)| m == n)).copied().collect();
+            let mut shared: Vec<(&str, f64)> =
+                params.iter().filter(|(n, _)| !g.params.iter().any(|(m, _)| m == n)).copied().collect();
             shared.extend(g.params.iter().copied());
             g.params = shared;
             bound.push(self.bind(g)?);
@@ -404,7 +414,11 @@ impl Kernel {
         let k = &*self.ir;
         let nt = k.tensors.len();
         let mut slot: Vec<Option<(*mut f32, usize, bool)>> = vec![None; nt];
-        let unknown = |name: &str| Error::UnknownTensor { kernel: k.name.clone(), name: name.to_string(), known: names(k.tensors.iter().map(|(_, t)| t.name.as_str())) };
+        let unknown = |name: &str| Error::UnknownTensor {
+            kernel: k.name.clone(),
+            name: name.to_string(),
+            known: names(k.tensors.iter().map(|(_, t)| t.name.as_str())),
+        };
         for &(name, ptr, len) in &b.inputs {
             let t = k.tensor(name).ok_or_else(|| unknown(name))?;
             let tensor = &k.tensors[t];
@@ -462,17 +476,32 @@ impl Kernel {
                 break;
             }
         }
-        let missing: Vec<&str> = k.dims.iter().filter(|(d, _)| dims[d.index()].is_none()).map(|(_, d)| d.name.as_str()).collect();
+        let missing: Vec<&str> =
+            k.dims.iter().filter(|(d, _)| dims[d.index()].is_none()).map(|(_, d)| d.name.as_str()).collect();
         if !missing.is_empty() {
             return Err(Error::UninferredDims(missing.join(", ")));
         }
         let dims: Vec<usize> = dims.into_iter().map(|d| d.unwrap_or(0)).collect();
         for (t, tensor) in k.tensors.iter() {
-            let expected = tensor.dims.iter().try_fold(1usize, |n, d| n.checked_mul(dims[d.index()])).ok_or_else(|| Error::Overflow(tensor.name.clone()))?;
+            let expected = tensor
+                .dims
+                .iter()
+                .try_fold(1usize, |n, d| n.checked_mul(dims[d.index()]))
+                .ok_or_else(|| Error::Overflow(tensor.name.clone()))?;
             let found = lens[t.index()].1;
             if found != expected {
-                let shape = tensor.dims.iter().map(|d| format!("{}={}", k.dims[*d].name, dims[d.index()])).collect::<Vec<_>>().join(", ");
-                return Err(Error::Length { tensor: tensor.name.clone(), expected, found, shape: if shape.is_empty() { "a 0-dim tensor".into() } else { shape } });
+                let shape = tensor
+                    .dims
+                    .iter()
+                    .map(|d| format!("{}={}", k.dims[*d].name, dims[d.index()]))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::Length {
+                    tensor: tensor.name.clone(),
+                    expected,
+                    found,
+                    shape: if shape.is_empty() { "a 0-dim tensor".into() } else { shape },
+                });
             }
         }
         // The generated code numbers random elements in 32 bits.
@@ -496,14 +525,21 @@ impl Kernel {
                 }
                 let (s2, e2) = (q as usize, q as usize + m * 4);
                 if s < e2 && s2 < e {
-                    return Err(Error::Alias { a: k.tensors.iter().nth(t).map(|(_, x)| x.name.clone()).unwrap_or_default(), b: k.tensors.iter().nth(u).map(|(_, x)| x.name.clone()).unwrap_or_default() });
+                    return Err(Error::Alias {
+                        a: k.tensors.iter().nth(t).map(|(_, x)| x.name.clone()).unwrap_or_default(),
+                        b: k.tensors.iter().nth(u).map(|(_, x)| x.name.clone()).unwrap_or_default(),
+                    });
                 }
             }
         }
         // Params: given over defaults; finite f32s, whole u32s.
         let mut vals: Vec<Option<f64>> = k.params.iter().map(|(_, p)| p.default).collect();
         for &(name, v) in &b.params {
-            let p = k.param(name).ok_or_else(|| Error::UnknownParam { kernel: k.name.clone(), name: name.to_string(), known: names(k.params.iter().map(|(_, p)| p.name.as_str())) })?;
+            let p = k.param(name).ok_or_else(|| Error::UnknownParam {
+                kernel: k.name.clone(),
+                name: name.to_string(),
+                known: names(k.params.iter().map(|(_, p)| p.name.as_str())),
+            })?;
             vals[p.index()] = Some(v);
         }
         let mut words = Vec::with_capacity(vals.len());
@@ -511,7 +547,11 @@ impl Kernel {
             let v = vals[p.index()].ok_or_else(|| Error::MissingParam(param.name.clone()))?;
             let why = crate::bind::check_param(param.ty, v).err();
             if let Some(why) = why {
-                let why = if param.ty == ParamType::F32 { format!("{why}: a NaN or infinite `{}` would poison every output", param.name) } else { why };
+                let why = if param.ty == ParamType::F32 {
+                    format!("{why}: a NaN or infinite `{}` would poison every output", param.name)
+                } else {
+                    why
+                };
                 return Err(Error::BadParam { name: param.name.clone(), value: v, why });
             }
             words.push(match param.ty {

@@ -15,9 +15,9 @@ pub mod jit;
 pub mod npy;
 pub mod source;
 
+pub use jit::{Bindings, Compiler, CompilerOptions, Error, Kernel, RunInfo};
+pub use normjit_codegen as codegen;
 pub use normjit_interp as interp;
 pub use normjit_ir as ir;
-pub use normjit_codegen as codegen;
 pub use normjit_lower as lower;
-pub use jit::{Bindings, Compiler, CompilerOptions, Error, Kernel, RunInfo};
 pub use source::{load_kernel, LoadError, SourceFile};

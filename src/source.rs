@@ -56,7 +56,8 @@ pub fn load_kernel(path: &Path) -> Result<Kernel, LoadError> {
 pub fn collect_nj_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         entries.sort();
         for e in entries {
             if e.is_dir() {

@@ -54,16 +54,62 @@ fn every_misuse_is_an_error_before_anything_is_written() {
     let fresh = || vec![7.0f32; 12];
     let mut y = fresh();
     let mut cases: Vec<(&str, Result<normjit::RunInfo, Error>)> = Vec::new();
-    cases.push(("wrong length", k.run(Bindings::new().input("x", &x[..11]).input("gamma", &g).input("beta", &b).output("y", &mut y))));
+    cases.push((
+        "wrong length",
+        k.run(Bindings::new().input("x", &x[..11]).input("gamma", &g).input("beta", &b).output("y", &mut y)),
+    ));
     cases.push(("missing", k.run(Bindings::new().input("x", &x).input("gamma", &g).output("y", &mut y))));
-    cases.push(("extra", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).input("z", &b).output("y", &mut y))));
-    cases.push(("twice", k.run(Bindings::new().input("x", &x).input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y))));
+    cases.push((
+        "extra",
+        k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).input("z", &b).output("y", &mut y)),
+    ));
+    cases.push((
+        "twice",
+        k.run(Bindings::new().input("x", &x).input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y)),
+    ));
     cases.push(("role", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).input("y", &x))));
-    cases.push(("param", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).param("eps", f64::NAN))));
-    cases.push(("unknown param", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).param("lr", 1.0))));
-    cases.push(("dims", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).dim("N", 5))));
-    cases.push(("overflow", k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).dim("N", usize::MAX / 2).dim("D", 4))));
-    let expect = ["has 11 elements, expected 12", "`beta` is not bound", "no tensor `z`", "`x` is bound twice", "is `out`: bind it with `output`", "must be finite", "no param `lr`", "not a multiple of 5", "overflows"];
+    cases.push((
+        "param",
+        k.run(
+            Bindings::new()
+                .input("x", &x)
+                .input("gamma", &g)
+                .input("beta", &b)
+                .output("y", &mut y)
+                .param("eps", f64::NAN),
+        ),
+    ));
+    cases.push((
+        "unknown param",
+        k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).param("lr", 1.0)),
+    ));
+    cases.push((
+        "dims",
+        k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y).dim("N", 5)),
+    ));
+    cases.push((
+        "overflow",
+        k.run(
+            Bindings::new()
+                .input("x", &x)
+                .input("gamma", &g)
+                .input("beta", &b)
+                .output("y", &mut y)
+                .dim("N", usize::MAX / 2)
+                .dim("D", 4),
+        ),
+    ));
+    let expect = [
+        "has 11 elements, expected 12",
+        "`beta` is not bound",
+        "no tensor `z`",
+        "`x` is bound twice",
+        "is `out`: bind it with `output`",
+        "must be finite",
+        "no param `lr`",
+        "not a multiple of 5",
+        "overflows",
+    ];
     for ((what, r), want) in cases.into_iter().zip(expect) {
         let e = r.expect_err(what).to_string();
         assert!(e.contains(want), "{what}: {e}");
@@ -72,9 +118,20 @@ fn every_misuse_is_an_error_before_anything_is_written() {
     // An inout bound twice, in adamw.
     let a = compiler(1).kernel(load("ir/optim/adamw.nj"));
     let (mut p, mut m, mut v, mut p2, gg) = (data(8, 1), vec![0.0; 8], vec![0.0; 8], data(8, 1), data(8, 2));
-    let e = a.run(Bindings::new().output("p", &mut p).output("p", &mut p2).output("m", &mut m).output("v", &mut v).input("g", &gg).param("t", 1.0)).unwrap_err();
+    let e = a
+        .run(
+            Bindings::new()
+                .output("p", &mut p)
+                .output("p", &mut p2)
+                .output("m", &mut m)
+                .output("v", &mut v)
+                .input("g", &gg)
+                .param("t", 1.0),
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("`p` is bound twice"), "{e}");
-    let e = a.run(Bindings::new().output("p", &mut p).output("m", &mut m).output("v", &mut v).input("g", &gg)).unwrap_err();
+    let e =
+        a.run(Bindings::new().output("p", &mut p).output("m", &mut m).output("v", &mut v).input("g", &gg)).unwrap_err();
     assert!(e.to_string().contains("param `t` has no default"), "{e}");
     assert_eq!(p, data(8, 1));
 }
@@ -104,13 +161,34 @@ fn foreach_matches_separate_runs() {
     let c = compiler(2);
     let k = c.kernel(load("ir/optim/adamw.nj"));
     let lens = [1usize, 7, 1000, 4097];
-    let mut state: Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> =
-        lens.iter().map(|&n| (data(n, 1), data(n, 2).iter().map(|x| x * 0.1).collect(), data(n, 3).iter().map(|x| x.abs()).collect(), data(n, 4))).collect();
+    let mut state: Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> = lens
+        .iter()
+        .map(|&n| {
+            (
+                data(n, 1),
+                data(n, 2).iter().map(|x| x * 0.1).collect(),
+                data(n, 3).iter().map(|x| x.abs()).collect(),
+                data(n, 4),
+            )
+        })
+        .collect();
     let mut separate = state.clone();
     for (p, m, v, g) in &mut separate {
-        k.run(Bindings::new().output("p", p).output("m", m).output("v", v).input("g", g).param("t", 5.0).param("lr", 0.01)).unwrap();
+        k.run(
+            Bindings::new()
+                .output("p", p)
+                .output("m", m)
+                .output("v", v)
+                .input("g", g)
+                .param("t", 5.0)
+                .param("lr", 0.01),
+        )
+        .unwrap();
     }
-    let groups: Vec<Bindings> = state.iter_mut().map(|(p, m, v, g)| Bindings::new().output("p", p).output("m", m).output("v", v).input("g", g)).collect();
+    let groups: Vec<Bindings> = state
+        .iter_mut()
+        .map(|(p, m, v, g)| Bindings::new().output("p", p).output("m", m).output("v", v).input("g", g))
+        .collect();
     let infos = k.run_foreach(&[("t", 5.0), ("lr", 0.01)], groups).unwrap();
     assert_eq!(infos.len(), 4);
     for ((a, b), n) in state.iter().zip(&separate).zip(lens) {
@@ -138,7 +216,8 @@ fn many_threads_share_kernels_and_get_identical_results() {
                 for i in 0..20 {
                     let mut y = vec![0.0f32; x.len()];
                     if (t + i) % 2 == 0 {
-                        ln.run(Bindings::new().input("x", x).input("gamma", g).input("beta", b).output("y", &mut y)).unwrap();
+                        ln.run(Bindings::new().input("x", x).input("gamma", g).input("beta", b).output("y", &mut y))
+                            .unwrap();
                         assert_eq!(&y, want_ln);
                     } else {
                         // A fresh handle on the same IR compiles or reuses shared code.
@@ -151,4 +230,3 @@ fn many_threads_share_kernels_and_get_identical_results() {
         }
     });
 }
-

@@ -42,8 +42,17 @@ fn check_rejects_bad_files_with_exit_1() {
         ("empty.nj", vec![], "no kernel found"),
         ("random.nj", random, "error"),
         ("utf8.nj", b"kernel k {\xff}".to_vec(), "not valid UTF-8"),
-        ("long.nj", format!("kernel k {{ dims N\n out y: f32[N]\n y = {}1\n}}", "1 + ".repeat(260_000)).into_bytes(), "nested too deeply"),
-        ("parens.nj", format!("kernel k {{ dims N\n out y: f32[N]\n y = {}1{}\n}}", "(".repeat(100_000), ")".repeat(100_000)).into_bytes(), "nested too deeply"),
+        (
+            "long.nj",
+            format!("kernel k {{ dims N\n out y: f32[N]\n y = {}1\n}}", "1 + ".repeat(260_000)).into_bytes(),
+            "nested too deeply",
+        ),
+        (
+            "parens.nj",
+            format!("kernel k {{ dims N\n out y: f32[N]\n y = {}1{}\n}}", "(".repeat(100_000), ")".repeat(100_000))
+                .into_bytes(),
+            "nested too deeply",
+        ),
     ];
     for (name, bytes, want) in cases {
         let p = tmp(name, &bytes);

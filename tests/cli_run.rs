@@ -578,8 +578,17 @@ fn engine_choice_and_thread_counts_give_identical_files() {
     let mut files = Vec::new();
     for threads in ["1", "2", "3"] {
         let out = dir.join(format!("y{threads}.npy"));
-        let r = run(&["ir/norm/batch_norm_train.nj", "--dims", "N=4,C=8,H=33,W=17", "--engine", "jit", "--threads", threads,
-            "--output", &format!("y={}", out.display())]);
+        let r = run(&[
+            "ir/norm/batch_norm_train.nj",
+            "--dims",
+            "N=4,C=8,H=33,W=17",
+            "--engine",
+            "jit",
+            "--threads",
+            threads,
+            "--output",
+            &format!("y={}", out.display()),
+        ]);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         files.push(std::fs::read(&out).unwrap());
     }

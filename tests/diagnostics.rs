@@ -8,7 +8,11 @@ use std::path::Path;
 fn must_fail_corpus_matches_golden_diagnostics() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/errors");
     let bless = std::env::var_os("NORMJIT_BLESS").is_some();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "nj")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "nj"))
+        .collect();
     files.sort();
     assert!(files.len() >= 30, "only {} must-fail programs", files.len());
     let mut failures = Vec::new();

@@ -63,7 +63,15 @@ fn batch_norm_train_reads_x_once_from_a_cached_channel_slab() {
     // With a smaller cache, the model says so and counts the re-reads.
     let out = Command::new(env!("CARGO_BIN_EXE_normjit"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["explain", "ir/norm/batch_norm_train.nj", "--dims", "N=32,C=64,H=112,W=112", "--json", "--cache-bytes", "1048576"])
+        .args([
+            "explain",
+            "ir/norm/batch_norm_train.nj",
+            "--dims",
+            "N=32,C=64,H=112,W=112",
+            "--json",
+            "--cache-bytes",
+            "1048576",
+        ])
         .output()
         .unwrap();
     let small: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -9,10 +9,13 @@ fn library() -> Vec<(PathBuf, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
     let files = normjit::source::collect_nj_files(&root).unwrap();
     assert!(files.len() >= 18, "library has {} files", files.len());
-    files.into_iter().map(|f| {
-        let s = std::fs::read_to_string(&f).unwrap();
-        (f, s)
-    }).collect()
+    files
+        .into_iter()
+        .map(|f| {
+            let s = std::fs::read_to_string(&f).unwrap();
+            (f, s)
+        })
+        .collect()
 }
 
 fn load(rel: &str) -> Kernel {
@@ -26,7 +29,8 @@ fn every_library_file_parses_prints_and_reparses_to_the_same_kernel() {
         let k = ir::parse(&src).unwrap_or_else(|d| panic!("{}", d.render(&path.display().to_string(), &src)));
         ir::verify(&k).unwrap();
         let printed = k.to_string();
-        let k2 = ir::parse(&printed).unwrap_or_else(|d| panic!("reparse of {}:\n{}", path.display(), d.render("printed", &printed)));
+        let k2 = ir::parse(&printed)
+            .unwrap_or_else(|d| panic!("reparse of {}:\n{}", path.display(), d.render("printed", &printed)));
         assert_eq!(k, k2, "{} does not round-trip; printed:\n{printed}", path.display());
         assert_eq!(printed, k2.to_string(), "printing is not a fixed point for {}", path.display());
     }
@@ -50,24 +54,138 @@ fn library_contract() {
     type Tensors = &'static [(&'static str, Role, &'static [&'static str])];
     type Params = &'static [(&'static str, Option<f64>)];
     let table: &[(&str, Tensors, Params)] = &[
-        ("ir/norm/layer_norm.nj", &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("beta", In, &["D"]), ("y", Out, &["N", "D"])], &[("eps", Some(1e-5))]),
-        ("ir/norm/rms_norm.nj", &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("y", Out, &["N", "D"])], &[("eps", Some(1e-6))]),
-        ("ir/norm/add_rms_norm.nj", &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("residual", InOut, &["N", "D"]), ("y", Out, &["N", "D"])], &[("eps", Some(1e-6))]),
-        ("ir/norm/batch_norm_train.nj", &[("x", In, &["N", "C", "H", "W"]), ("gamma", In, &["C"]), ("beta", In, &["C"]), ("running_mean", InOut, &["C"]), ("running_var", InOut, &["C"]), ("y", Out, &["N", "C", "H", "W"])], &[("eps", Some(1e-5)), ("momentum", Some(0.1))]),
-        ("ir/norm/batch_norm_train_nhwc.nj", &[("x", In, &["N", "H", "W", "C"]), ("gamma", In, &["C"]), ("beta", In, &["C"]), ("running_mean", InOut, &["C"]), ("running_var", InOut, &["C"]), ("y", Out, &["N", "H", "W", "C"])], &[("eps", Some(1e-5)), ("momentum", Some(0.1))]),
-        ("ir/norm/batch_norm_infer.nj", &[("x", In, &["N", "C", "H", "W"]), ("gamma", In, &["C"]), ("beta", In, &["C"]), ("running_mean", In, &["C"]), ("running_var", In, &["C"]), ("y", Out, &["N", "C", "H", "W"])], &[("eps", Some(1e-5))]),
-        ("ir/norm/group_norm.nj", &[("x", In, &["N", "G", "K", "S"]), ("gamma", In, &["G", "K"]), ("beta", In, &["G", "K"]), ("y", Out, &["N", "G", "K", "S"])], &[("eps", Some(1e-5))]),
-        ("ir/norm/instance_norm.nj", &[("x", In, &["N", "C", "S"]), ("gamma", In, &["C"]), ("beta", In, &["C"]), ("y", Out, &["N", "C", "S"])], &[("eps", Some(1e-5))]),
-        ("ir/optim/sgd.nj", &[("p", InOut, &["P"]), ("buf", InOut, &["P"]), ("g", In, &["P"])], &[("lr", None), ("momentum", Some(0.9)), ("dampening", Some(0.0)), ("wd", Some(0.0))]),
-        ("ir/optim/sgd_nesterov.nj", &[("p", InOut, &["P"]), ("buf", InOut, &["P"]), ("g", In, &["P"])], &[("lr", None), ("momentum", Some(0.9)), ("dampening", Some(0.0)), ("wd", Some(0.0))]),
-        ("ir/optim/adam.nj", &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])], &[("lr", Some(1e-3)), ("beta1", Some(0.9)), ("beta2", Some(0.999)), ("eps", Some(1e-8)), ("wd", Some(0.0)), ("t", None)]),
-        ("ir/optim/adamw.nj", &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])], &[("lr", Some(1e-3)), ("beta1", Some(0.9)), ("beta2", Some(0.999)), ("eps", Some(1e-8)), ("wd", Some(0.01)), ("t", None)]),
-        ("ir/optim/adamw_clip.nj", &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])], &[("lr", Some(1e-3)), ("beta1", Some(0.9)), ("beta2", Some(0.999)), ("eps", Some(1e-8)), ("wd", Some(0.01)), ("t", None), ("max_norm", None)]),
+        (
+            "ir/norm/layer_norm.nj",
+            &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("beta", In, &["D"]), ("y", Out, &["N", "D"])],
+            &[("eps", Some(1e-5))],
+        ),
+        (
+            "ir/norm/rms_norm.nj",
+            &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("y", Out, &["N", "D"])],
+            &[("eps", Some(1e-6))],
+        ),
+        (
+            "ir/norm/add_rms_norm.nj",
+            &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("residual", InOut, &["N", "D"]), ("y", Out, &["N", "D"])],
+            &[("eps", Some(1e-6))],
+        ),
+        (
+            "ir/norm/batch_norm_train.nj",
+            &[
+                ("x", In, &["N", "C", "H", "W"]),
+                ("gamma", In, &["C"]),
+                ("beta", In, &["C"]),
+                ("running_mean", InOut, &["C"]),
+                ("running_var", InOut, &["C"]),
+                ("y", Out, &["N", "C", "H", "W"]),
+            ],
+            &[("eps", Some(1e-5)), ("momentum", Some(0.1))],
+        ),
+        (
+            "ir/norm/batch_norm_train_nhwc.nj",
+            &[
+                ("x", In, &["N", "H", "W", "C"]),
+                ("gamma", In, &["C"]),
+                ("beta", In, &["C"]),
+                ("running_mean", InOut, &["C"]),
+                ("running_var", InOut, &["C"]),
+                ("y", Out, &["N", "H", "W", "C"]),
+            ],
+            &[("eps", Some(1e-5)), ("momentum", Some(0.1))],
+        ),
+        (
+            "ir/norm/batch_norm_infer.nj",
+            &[
+                ("x", In, &["N", "C", "H", "W"]),
+                ("gamma", In, &["C"]),
+                ("beta", In, &["C"]),
+                ("running_mean", In, &["C"]),
+                ("running_var", In, &["C"]),
+                ("y", Out, &["N", "C", "H", "W"]),
+            ],
+            &[("eps", Some(1e-5))],
+        ),
+        (
+            "ir/norm/group_norm.nj",
+            &[
+                ("x", In, &["N", "G", "K", "S"]),
+                ("gamma", In, &["G", "K"]),
+                ("beta", In, &["G", "K"]),
+                ("y", Out, &["N", "G", "K", "S"]),
+            ],
+            &[("eps", Some(1e-5))],
+        ),
+        (
+            "ir/norm/instance_norm.nj",
+            &[("x", In, &["N", "C", "S"]), ("gamma", In, &["C"]), ("beta", In, &["C"]), ("y", Out, &["N", "C", "S"])],
+            &[("eps", Some(1e-5))],
+        ),
+        (
+            "ir/optim/sgd.nj",
+            &[("p", InOut, &["P"]), ("buf", InOut, &["P"]), ("g", In, &["P"])],
+            &[("lr", None), ("momentum", Some(0.9)), ("dampening", Some(0.0)), ("wd", Some(0.0))],
+        ),
+        (
+            "ir/optim/sgd_nesterov.nj",
+            &[("p", InOut, &["P"]), ("buf", InOut, &["P"]), ("g", In, &["P"])],
+            &[("lr", None), ("momentum", Some(0.9)), ("dampening", Some(0.0)), ("wd", Some(0.0))],
+        ),
+        (
+            "ir/optim/adam.nj",
+            &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])],
+            &[
+                ("lr", Some(1e-3)),
+                ("beta1", Some(0.9)),
+                ("beta2", Some(0.999)),
+                ("eps", Some(1e-8)),
+                ("wd", Some(0.0)),
+                ("t", None),
+            ],
+        ),
+        (
+            "ir/optim/adamw.nj",
+            &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])],
+            &[
+                ("lr", Some(1e-3)),
+                ("beta1", Some(0.9)),
+                ("beta2", Some(0.999)),
+                ("eps", Some(1e-8)),
+                ("wd", Some(0.01)),
+                ("t", None),
+            ],
+        ),
+        (
+            "ir/optim/adamw_clip.nj",
+            &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])],
+            &[
+                ("lr", Some(1e-3)),
+                ("beta1", Some(0.9)),
+                ("beta2", Some(0.999)),
+                ("eps", Some(1e-8)),
+                ("wd", Some(0.01)),
+                ("t", None),
+                ("max_norm", None),
+            ],
+        ),
         ("ir/optim/l1_subgrad.nj", &[("p", InOut, &["P"]), ("g", In, &["P"])], &[("lr", None), ("lam", None)]),
         ("ir/optim/prox_l1.nj", &[("p", InOut, &["P"]), ("g", In, &["P"])], &[("lr", None), ("lam", None)]),
-        ("ir/optim/elastic_net.nj", &[("p", InOut, &["P"]), ("g", In, &["P"])], &[("lr", None), ("l1", None), ("l2", None)]),
+        (
+            "ir/optim/elastic_net.nj",
+            &[("p", InOut, &["P"]), ("g", In, &["P"])],
+            &[("lr", None), ("l1", None), ("l2", None)],
+        ),
         ("ir/reg/dropout.nj", &[("x", In, &["N"]), ("y", Out, &["N"])], &[("p", Some(0.1))]),
-        ("ir/reg/spectral_norm.nj", &[("w", In, &["M", "K"]), ("u", InOut, &["M"]), ("v", InOut, &["K"]), ("w_sn", Out, &["M", "K"]), ("sigma", Out, &[])], &[]),
+        (
+            "ir/reg/spectral_norm.nj",
+            &[
+                ("w", In, &["M", "K"]),
+                ("u", InOut, &["M"]),
+                ("v", InOut, &["K"]),
+                ("w_sn", Out, &["M", "K"]),
+                ("sigma", Out, &[]),
+            ],
+            &[],
+        ),
     ];
     for (file, tensors, params) in table {
         let k = load(file);

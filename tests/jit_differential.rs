@@ -82,12 +82,20 @@ fn jit_agrees_with_the_interpreter_at_odd_shapes_with_nan_and_inf() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures in {runs} runs:\n{}", failures.len(), failures[..failures.len().min(20)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures in {runs} runs:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
 }
 
 #[test]
 fn results_are_bit_identical_for_1_2_and_3_threads() {
-    let compilers: Vec<Compiler> = [1, 2, 3].iter().map(|&t| Compiler::with_options(CompilerOptions { threads: t, ..Default::default() }).unwrap()).collect();
+    let compilers: Vec<Compiler> = [1, 2, 3]
+        .iter()
+        .map(|&t| Compiler::with_options(CompilerOptions { threads: t, ..Default::default() }).unwrap())
+        .collect();
     for (_, k) in library() {
         let params = params(&k);
         // Large enough for several thread chunks.
@@ -101,7 +109,12 @@ fn results_are_bit_identical_for_1_2_and_3_threads() {
         let results: Vec<Vec<Vec<f32>>> = compilers.iter().map(|c| run_jit(c, &k, &dims, &params, &inputs)).collect();
         for (id, t) in k.tensors.iter().filter(|(_, t)| t.role != Role::In) {
             let bits = |r: &Vec<Vec<f32>>| r[id.index()].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert!(bits(&results[0]) == bits(&results[1]) && bits(&results[1]) == bits(&results[2]), "{} `{}` differs across thread counts", k.name, t.name);
+            assert!(
+                bits(&results[0]) == bits(&results[1]) && bits(&results[1]) == bits(&results[2]),
+                "{} `{}` differs across thread counts",
+                k.name,
+                t.name
+            );
         }
     }
 }

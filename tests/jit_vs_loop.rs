@@ -10,13 +10,24 @@ use normjit::ir::{Kernel, ParamType};
 use normjit::lower::{exec, lower, Options};
 
 fn param_words(k: &Kernel, params: &[f64]) -> Vec<u32> {
-    k.params.iter().map(|(id, p)| match p.ty {
-        ParamType::F32 => (params[id.index()] as f32).to_bits(),
-        ParamType::U32 => params[id.index()] as u32,
-    }).collect()
+    k.params
+        .iter()
+        .map(|(id, p)| match p.ty {
+            ParamType::F32 => (params[id.index()] as f32).to_bits(),
+            ParamType::U32 => params[id.index()] as u32,
+        })
+        .collect()
 }
 
-fn check(k: &Kernel, dims: &[usize], seed: u64, specials: bool, chunk: usize, isa: &Isa, threads: usize) -> Result<(), String> {
+fn check(
+    k: &Kernel,
+    dims: &[usize],
+    seed: u64,
+    specials: bool,
+    chunk: usize,
+    isa: &Isa,
+    threads: usize,
+) -> Result<(), String> {
     let params = params(k);
     let inputs = inputs(k, dims, &params, seed, specials);
     let opts = Options { chunk_elems: chunk, verify: true, ..Options::default() };
@@ -63,6 +74,10 @@ fn jit_matches_the_loop_ir_bit_for_bit() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {runs} failed:\n{}", failures.len(), failures[..failures.len().min(15)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} failed:\n{}",
+        failures.len(),
+        failures[..failures.len().min(15)].join("\n")
+    );
 }
-

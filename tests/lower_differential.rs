@@ -54,7 +54,12 @@ fn loop_ir_agrees_with_the_reference_on_every_pipeline() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {runs} cases failed:\n{}", failures.len(), failures[..failures.len().min(20)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} cases failed:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
 }
 
 #[test]

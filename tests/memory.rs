@@ -32,7 +32,16 @@ fn compile_run_drop_cycles_keep_memory_flat() {
     let (mut m, mut v, g) = (vec![0.0f32; 1000], vec![0.0f32; 1000], data(1000, 2));
     let mut cycle = || {
         let k = c.kernel(ir.clone());
-        let info = k.run(Bindings::new().output("p", &mut p).output("m", &mut m).output("v", &mut v).input("g", &g).param("t", 1.0)).unwrap();
+        let info = k
+            .run(
+                Bindings::new()
+                    .output("p", &mut p)
+                    .output("m", &mut m)
+                    .output("v", &mut v)
+                    .input("g", &g)
+                    .param("t", 1.0),
+            )
+            .unwrap();
         assert!(info.compile_us > 0.0, "each cycle compiles afresh");
     };
     for _ in 0..100 {

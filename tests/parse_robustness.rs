@@ -37,9 +37,9 @@ fn library_sources() -> Vec<Vec<u8>> {
 }
 
 const VOCAB: &[&str] = &[
-    "kernel", "k", "{", "}", "\n", ";", "dims", "N", "D", ",", "in", "out", "inout", "param", "x", "y", ":", "f32", "u32",
-    "[", "]", "(", ")", "=", "+", "-", "*", "/", "^", "<", ">=", "==", "!=", "sum", "mean", "max", "min", "count",
-    "uniform", "select", "sqrt", "rsqrt", "1e-5", "0", "2.5", "1e39", "eps", "seed", "#c\n", " ",
+    "kernel", "k", "{", "}", "\n", ";", "dims", "N", "D", ",", "in", "out", "inout", "param", "x", "y", ":", "f32",
+    "u32", "[", "]", "(", ")", "=", "+", "-", "*", "/", "^", "<", ">=", "==", "!=", "sum", "mean", "max", "min",
+    "count", "uniform", "select", "sqrt", "rsqrt", "1e-5", "0", "2.5", "1e39", "eps", "seed", "#c\n", " ",
 ];
 
 proptest! {

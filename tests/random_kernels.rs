@@ -268,7 +268,13 @@ fn random_kernels_agree_across_engines() {
                                 let do_shrink = found.len() < SHRUNK_FAILURES;
                                 let (case, failure) = if do_shrink { shrink(tree, f, &env, jit) } else { (case, f) };
                                 let rep = do_shrink.then(|| reproduces_from_text(&case, failure.kind, &env, jit));
-                                found.push(Found { index: i, case, failure, shrunk: do_shrink, reproduces_from_text: rep });
+                                found.push(Found {
+                                    index: i,
+                                    case,
+                                    failure,
+                                    shrunk: do_shrink,
+                                    reproduces_from_text: rep,
+                                });
                             }
                         }
                     }
@@ -394,7 +400,9 @@ fn generator_coverage() {
         let case = strategy.new_tree(&mut r).unwrap().current();
         let k = &case.kernel;
         // How many choice words a full-length sequence needs.
-        let mut ch = common::gen::Choices::new((0..2000u32).map(|j| (j.wrapping_mul(2_654_435_761) ^ i as u32).rotate_left(7)).collect());
+        let mut ch = common::gen::Choices::new(
+            (0..2000u32).map(|j| (j.wrapping_mul(2_654_435_761) ^ i as u32).rotate_left(7)).collect(),
+        );
         let _ = Case::decode(&mut ch, 0);
         words_used.push(ch.used());
         hit(format!("dims: {}", k.dims.len()));
@@ -420,7 +428,11 @@ fn generator_coverage() {
             }
         }
         for (_, p) in k.params.iter() {
-            hit(format!("param: {} {}", p.ty.name(), if p.default.is_some() { "with default" } else { "bound at call" }));
+            hit(format!(
+                "param: {} {}",
+                p.ty.name(),
+                if p.default.is_some() { "with default" } else { "bound at call" }
+            ));
         }
         for s in &k.stmts {
             match s {
@@ -495,18 +507,41 @@ fn generator_coverage() {
             .iter()
             .map(|b| format!("binary {}", b.name())),
     );
-    expected.extend([Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge, Cmp::Eq, Cmp::Ne].iter().map(|c| format!("compare {}", c.name())));
-    expected.extend([Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min].iter().map(|r| format!("reduce {}", r.name())));
+    expected
+        .extend([Cmp::Lt, Cmp::Le, Cmp::Gt, Cmp::Ge, Cmp::Eq, Cmp::Ne].iter().map(|c| format!("compare {}", c.name())));
+    expected
+        .extend([Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min].iter().map(|r| format!("reduce {}", r.name())));
     expected.extend((1..=4).map(|n| format!("dims: {n}")));
     expected.extend(common::gen::CHUNKS.iter().map(|c| format!("chunk: {c}")));
     expected.extend((1..=3).map(|t| format!("threads: {t}")));
     expected.extend(common::gen::SPECIALS.iter().map(|s| format!("specials: 1 in {s}")));
     for s in [
-        "const", "param value", "load", "select", "count", "uniform", "size: a zero dim", "size: a dim of 1",
-        "size: a dim ≥ 1000", "tensor: in", "tensor: out", "tensor: inout", "tensor: 0-dim", "tensor: transposed layout",
-        "param: f32 with default", "param: f32 bound at call", "param: u32 with default", "param: u32 bound at call",
-        "stmt: let", "stmt: store", "stmt: broadcasting store", "value used twice (shared)", "reduction of a reduction",
-        "partial reduction (keeps axes)", "full reduction", "reduction over several axes",
+        "const",
+        "param value",
+        "load",
+        "select",
+        "count",
+        "uniform",
+        "size: a zero dim",
+        "size: a dim of 1",
+        "size: a dim ≥ 1000",
+        "tensor: in",
+        "tensor: out",
+        "tensor: inout",
+        "tensor: 0-dim",
+        "tensor: transposed layout",
+        "param: f32 with default",
+        "param: f32 bound at call",
+        "param: u32 with default",
+        "param: u32 bound at call",
+        "stmt: let",
+        "stmt: store",
+        "stmt: broadcasting store",
+        "value used twice (shared)",
+        "reduction of a reduction",
+        "partial reduction (keeps axes)",
+        "full reduction",
+        "reduction over several axes",
         "reduced value broadcast into a bigger expression",
     ] {
         expected.push(s.to_string());

@@ -353,7 +353,9 @@ fn run(a: &Args) -> Result<Report, String> {
         };
         let jit = jit_out.as_ref().map(|o| o[t.index()].as_slice());
         let interp = match &out32 {
-            Some(o) => Some(o.get(t).ok_or_else(|| format!("the interpreter returned no value for `{}`", tensor.name))?),
+            Some(o) => {
+                Some(o.get(t).ok_or_else(|| format!("the interpreter returned no value for `{}`", tensor.name))?)
+            }
             None => None,
         };
         let mut per_engine = Vec::new();
@@ -372,7 +374,14 @@ fn run(a: &Args) -> Result<Report, String> {
         if let Some(p) = &path {
             staged.push(npy::stage_f32(p, &shape, primary).map_err(|e| format!("--output {}: {e}", tensor.name))?);
         }
-        reports.push(OutputReport { name: tensor.name.clone(), shape, acc: per_engine[0].1, per_engine, jit_vs_interp, path });
+        reports.push(OutputReport {
+            name: tensor.name.clone(),
+            shape,
+            acc: per_engine[0].1,
+            per_engine,
+            jit_vs_interp,
+            path,
+        });
     }
     for s in staged {
         s.commit().map_err(|e| e.to_string())?;
@@ -394,7 +403,13 @@ fn run(a: &Args) -> Result<Report, String> {
 }
 
 /// One JIT call on `bufs` (all tensors, by index; updated in place).
-fn jit_call(k: &Kernel, kernel: &normjit::Kernel, bufs: &mut [Vec<f32>], params: &[f64], dims: &[usize]) -> Result<(), String> {
+fn jit_call(
+    k: &Kernel,
+    kernel: &normjit::Kernel,
+    bufs: &mut [Vec<f32>],
+    params: &[f64],
+    dims: &[usize],
+) -> Result<(), String> {
     let mut b = normjit::Bindings::new();
     let mut rest: &mut [Vec<f32>] = bufs;
     for (_, tensor) in k.tensors.iter() {

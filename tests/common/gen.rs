@@ -251,7 +251,8 @@ impl Case {
 
     /// A case from a kernel and a [`Case::spec`] line.
     pub fn from_spec(kernel: Kernel, spec: &str) -> Result<Case, String> {
-        let mut c = Case { kernel, dims: vec![], params: vec![], input_seed: 0, specials: 0, chunk: CHUNKS[0], threads: 1 };
+        let mut c =
+            Case { kernel, dims: vec![], params: vec![], input_seed: 0, specials: 0, chunk: CHUNKS[0], threads: 1 };
         for kv in spec.split_whitespace() {
             let (key, val) = kv.split_once('=').ok_or_else(|| format!("`{kv}`: expected key=value"))?;
             let list = |v: &str| -> Result<Vec<f64>, String> {
@@ -1024,7 +1025,11 @@ fn arith(op: Binary, a: Av, b: Av) -> Av {
             let x = match (pa, pb) {
                 (Piece::Nan, _) | (_, Piece::Nan) => Av::NAN,
                 (Piece::Fin(al, ah), Piece::Fin(bl, bh)) => fin_arith(op, al, ah, bl, bh),
-                _ => union_all(reps(pa).into_iter().flat_map(|x| reps(pb).into_iter().map(move |y| Av::point(apply_arith(op, x, y))))),
+                _ => union_all(
+                    reps(pa)
+                        .into_iter()
+                        .flat_map(|x| reps(pb).into_iter().map(move |y| Av::point(apply_arith(op, x, y)))),
+                ),
             };
             r = r.union(x);
         }
@@ -1613,7 +1618,9 @@ pub fn run_case(case: &Case, env: &Env, engines: Engines) -> Result<Stats, Failu
             stats.secs[2] += t.elapsed().as_secs_f64();
         }
         for (id, t) in k.tensors.iter() {
-            if t.role == Role::In && looped[id.index()].iter().zip(&inputs[id.index()]).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            if t.role == Role::In
+                && looped[id.index()].iter().zip(&inputs[id.index()]).any(|(a, b)| a.to_bits() != b.to_bits())
+            {
                 return fail("input modified", format!("`{}` was written", t.name));
             }
         }
@@ -1692,7 +1699,13 @@ pub enum Engines {
 }
 
 /// Compiles and runs `plan`; it must equal the loop IR's `looped` bit for bit.
-fn jit_check(case: &Case, env: &Env, plan: &normjit::lower::Plan, inputs: &[Vec<f32>], looped: &[Vec<f32>]) -> Result<(), Failure> {
+fn jit_check(
+    case: &Case,
+    env: &Env,
+    plan: &normjit::lower::Plan,
+    inputs: &[Vec<f32>],
+    looped: &[Vec<f32>],
+) -> Result<(), Failure> {
     let k = &case.kernel;
     let code = match Compiled::new(plan, &env.isa, &CodegenOptions::default()) {
         Ok(c) => c,
@@ -1710,7 +1723,14 @@ fn jit_check(case: &Case, env: &Env, plan: &normjit::lower::Plan, inputs: &[Vec<
         if let Some(i) = (0..g.len()).find(|&i| g[i].to_bits() != w[i].to_bits() && !(g[i].is_nan() && w[i].is_nan())) {
             return fail(
                 "jit != loop IR",
-                format!("`{}`[{i}]: JIT {:e} ({:#010x}), loop IR {:e} ({:#010x})", t.name, g[i], g[i].to_bits(), w[i], w[i].to_bits()),
+                format!(
+                    "`{}`[{i}]: JIT {:e} ({:#010x}), loop IR {:e} ({:#010x})",
+                    t.name,
+                    g[i],
+                    g[i].to_bits(),
+                    w[i],
+                    w[i].to_bits()
+                ),
             );
         }
     }
@@ -1719,7 +1739,12 @@ fn jit_check(case: &Case, env: &Env, plan: &normjit::lower::Plan, inputs: &[Vec<
 
 /// Checks the loop IR's outputs `looped` (the f32 reference's when `None`)
 /// and both references against the oracle.
-fn check_outputs(case: &Case, inputs: &[Vec<f32>], looped: Option<&[Vec<f32>]>, stats: &mut Stats) -> Result<(), Failure> {
+fn check_outputs(
+    case: &Case,
+    inputs: &[Vec<f32>],
+    looped: Option<&[Vec<f32>]>,
+    stats: &mut Stats,
+) -> Result<(), Failure> {
     let (k, dims) = (&case.kernel, &case.dims);
     let t = Instant::now();
     let s32: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
@@ -1745,10 +1770,13 @@ fn check_outputs(case: &Case, inputs: &[Vec<f32>], looped: Option<&[Vec<f32>]>, 
         let (w32, w64) = (r32.get(id).unwrap(), r64.get(id).unwrap());
         let got = looped.map_or(w32, |l| &l[id.index()]);
         let finite: Vec<f64> = w64.iter().copied().filter(|x| x.is_finite()).collect();
-        let scale = if finite.is_empty() { 1.0 } else { finite.iter().map(|x| x.abs()).sum::<f64>() / finite.len() as f64 };
+        let scale =
+            if finite.is_empty() { 1.0 } else { finite.iter().map(|x| x.abs()).sum::<f64>() / finite.len() as f64 };
         for i in 0..got.len() {
             let (a, g, r, r64v) = (&set[i], got[i], w32[i], w64[i]);
-            let at = || format!("`{}`[{i}]: loop IR/JIT {g:e}, f32 reference {r:e}, f64 reference {r64v:e}, oracle {a}", t.name);
+            let at = || {
+                format!("`{}`[{i}]: loop IR/JIT {g:e}, f32 reference {r:e}, f64 reference {r64v:e}, oracle {a}", t.name)
+            };
             if !a.contains(r) {
                 return fail("f32 reference outside the oracle's set (oracle or interpreter bug)", at());
             }

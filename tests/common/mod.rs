@@ -47,7 +47,8 @@ pub fn random_dims(k: &Kernel, pick: &mut Pick) -> Vec<usize> {
         let dims: Vec<usize> = (0..n)
             .map(|_| if n <= 2 && pick.below(3) == 0 { LARGE[pick.below(4)] } else { SMALL[pick.below(12)] })
             .collect();
-        let largest = k.tensors.iter().map(|(_, t)| t.dims.iter().map(|d| dims[d.index()]).product::<usize>()).max().unwrap_or(0);
+        let largest =
+            k.tensors.iter().map(|(_, t)| t.dims.iter().map(|d| dims[d.index()]).product::<usize>()).max().unwrap_or(0);
         if largest <= 60_000 {
             return dims;
         }
@@ -120,7 +121,9 @@ pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64
         let err = (g - w).abs() / (w.abs() + scale);
         let allowed = rel.max(4.0 * ref_err);
         if err > allowed {
-            return Err(format!("{what}[{i}]: got {g}, f64 reference {w}, f32 reference {w32}: error {err:.3e} > {allowed:.3e}"));
+            return Err(format!(
+                "{what}[{i}]: got {g}, f64 reference {w}, f32 reference {w32}: error {err:.3e} > {allowed:.3e}"
+            ));
         }
         worst = worst.max(err);
     }

@@ -181,7 +181,10 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// Emits the group-level stores at step indices `steps`: all values
     /// first, then all stores (so stores reading each other see entry values).
     pub fn stores(&mut self, steps: &[usize]) {
-        let list: Vec<(TensorId, LValue)> = steps.iter().filter_map(|&i| if let Step::Store(t, v) = self.p.steps[i] { Some((t, v)) } else { None }).collect();
+        let list: Vec<(TensorId, LValue)> = steps
+            .iter()
+            .filter_map(|&i| if let Step::Store(t, v) = self.p.steps[i] { Some((t, v)) } else { None })
+            .collect();
         for &(_, v) in &list {
             self.scalar(v);
         }
@@ -242,7 +245,11 @@ impl<'a, 'b> Fx<'a, 'b> {
             return;
         }
         let d = self.p.group[level];
-        let (lo, hi) = if level == 0 { (self.a.lo, self.a.hi) } else { (self.iconst(0), self.iconst(self.p.dims[d.index()] as i64)) };
+        let (lo, hi) = if level == 0 {
+            (self.a.lo, self.a.hi)
+        } else {
+            (self.iconst(0), self.iconst(self.p.dims[d.index()] as i64))
+        };
         self.counted(lo, hi, 1, |fx, i| {
             fx.idx[d.index()] = Some(i);
             fx.group_level(level + 1);
@@ -400,7 +407,13 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
     }
 
-    fn level(&mut self, ph: usize, depth: usize, range: Option<(Value, Value)>, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+    fn level(
+        &mut self,
+        ph: usize,
+        depth: usize,
+        range: Option<(Value, Value)>,
+        regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
+    ) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
         if depth >= 1 {
@@ -428,7 +441,14 @@ impl<'a, 'b> Fx<'a, 'b> {
     }
 
     /// The innermost loop: whole blocks, then the scalar tail.
-    fn inner(&mut self, ph: usize, lo: Value, hi: Value, constant_range: bool, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+    fn inner(
+        &mut self,
+        ph: usize,
+        lo: Value,
+        hi: Value,
+        constant_range: bool,
+        regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
+    ) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
         let d = phase.loops[k - 1];
@@ -648,7 +668,16 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// vector) at inner index `e`; `slot` is the unroll slot in the main
     /// loop, `None` in the tail.
     #[allow(clippy::too_many_arguments)]
-    fn sink(&mut self, ph: usize, c: &Inner, w: W, at: &At, vals: &HashMap<LValue, Value>, regs: &HashMap<AccId, (Vec<Variable>, Variable)>, slot: Option<usize>) {
+    fn sink(
+        &mut self,
+        ph: usize,
+        c: &Inner,
+        w: W,
+        at: &At,
+        vals: &HashMap<LValue, Value>,
+        regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
+        slot: Option<usize>,
+    ) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
         for &a in &phase.accums {

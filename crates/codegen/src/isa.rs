@@ -46,12 +46,22 @@ impl Isa {
         set(&mut shared, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
         let mut isa = cranelift_native::builder().map_err(|e| e.to_string())?;
         if choice == IsaChoice::Baseline {
-            for f in ["has_avx", "has_avx2", "has_fma", "has_avx512f", "has_avx512vl", "has_avx512dq", "has_avx512bitalg", "has_avx512vbmi"] {
+            for f in [
+                "has_avx",
+                "has_avx2",
+                "has_fma",
+                "has_avx512f",
+                "has_avx512vl",
+                "has_avx512dq",
+                "has_avx512bitalg",
+                "has_avx512vbmi",
+            ] {
                 isa.set(f, "false").map_err(|e| format!("{f}: {e}"))?;
             }
         }
         let target = isa.finish(settings::Flags::new(shared)).map_err(|e| e.to_string())?;
-        let mut flags: Vec<String> = target.isa_flags().iter().filter(|v| v.as_bool() == Some(true)).map(|v| v.name.to_string()).collect();
+        let mut flags: Vec<String> =
+            target.isa_flags().iter().filter(|v| v.as_bool() == Some(true)).map(|v| v.name.to_string()).collect();
         flags.sort();
         Ok(Isa { target, choice, flags: flags.join(",") })
     }

@@ -111,8 +111,13 @@ impl Compiled {
 
         let layout = Layout::new(plan);
         let units: Vec<Unit> = if plan.group.is_empty() {
-            let mut units: Vec<Unit> = plan.steps.iter().filter_map(|s| if let Step::Phase(p) = s { Some(Unit::Phase(*p)) } else { None }).collect();
-            let stores: Vec<usize> = plan.steps.iter().enumerate().filter(|(_, s)| matches!(s, Step::Store(..))).map(|(i, _)| i).collect();
+            let mut units: Vec<Unit> = plan
+                .steps
+                .iter()
+                .filter_map(|s| if let Step::Phase(p) = s { Some(Unit::Phase(*p)) } else { None })
+                .collect();
+            let stores: Vec<usize> =
+                plan.steps.iter().enumerate().filter(|(_, s)| matches!(s, Step::Store(..))).map(|(i, _)| i).collect();
             if !stores.is_empty() {
                 units.push(Unit::Stores(stores));
             }

@@ -206,7 +206,9 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, p: &Plan, op: &LOp, w: W, a
             b.ins().fcmp(cc, a[0], a[1])
         }
         LOp::Select(..) => pick(b, w, a[0], a[1], a[2]),
-        LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => unreachable!("addressed operations are emitted by the caller"),
+        LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => {
+            unreachable!("addressed operations are emitted by the caller")
+        }
     }
 }
 

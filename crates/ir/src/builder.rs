@@ -145,7 +145,9 @@ impl KernelBuilder {
                 _ => "declared",
             };
             let msg = match (prev, sym) {
-                (Symbol::Tensor(_), Symbol::Value(_)) | (Symbol::Param(_), Symbol::Value(_)) | (Symbol::Dim(_), Symbol::Value(_)) => {
+                (Symbol::Tensor(_), Symbol::Value(_))
+                | (Symbol::Param(_), Symbol::Value(_))
+                | (Symbol::Dim(_), Symbol::Value(_)) => {
                     format!("cannot bind `{name}`: it is already {}", prev.kind())
                 }
                 (Symbol::Value(_), Symbol::Value(_)) => {
@@ -382,9 +384,7 @@ impl KernelBuilder {
         if !set.is_subset(have) {
             let missing = self.k.axis_names(set.minus(have));
             let has = self.k.axis_names(have);
-            self.error(format!(
-                "cannot reduce over {missing}: the value has axes {{{has}}}"
-            ));
+            self.error(format!("cannot reduce over {missing}: the value has axes {{{has}}}"));
             return self.poison();
         }
         self.node(Op::Reduce(op, a, set), ValueType::F32, have.minus(set), false)
@@ -408,8 +408,11 @@ impl KernelBuilder {
         if param.ty != ParamType::U32 {
             let n = param.name.clone();
             self.push_diagnostic(
-                Diagnostic::new(self.span, format!("type mismatch: the seed of `uniform` must be a u32 param, and `{n}` is f32"))
-                    .note(format!("declare it as `param {n}: u32`")),
+                Diagnostic::new(
+                    self.span,
+                    format!("type mismatch: the seed of `uniform` must be a u32 param, and `{n}` is f32"),
+                )
+                .note(format!("declare it as `param {n}: u32`")),
             );
             return self.poison();
         }

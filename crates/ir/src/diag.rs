@@ -99,12 +99,14 @@ fn render_one(out: &mut String, d: &Diagnostic, file: &str, source: &str) {
         let (line, col, ls, le) = locate(source, lo);
         let _ = writeln!(out, "{file}:{line}:{col}: error: {}", d.message);
         // Characters of the line, tabs widened so the caret lines up.
-        let text: Vec<char> = source[ls..le].trim_end_matches('\r').chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+        let text: Vec<char> =
+            source[ls..le].trim_end_matches('\r').chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
         let start = col - 1;
         let hi = floor_char_boundary(source, (d.span.hi as usize).clamp(lo, le));
         let width = source[floor_char_boundary(source, lo.min(le))..hi].chars().count().max(1);
         // Window around the caret for very long lines.
-        let (from, ellipsis) = if text.len() > MAX_SHOWN && start > MAX_SHOWN / 2 { (start - MAX_SHOWN / 2, true) } else { (0, false) };
+        let (from, ellipsis) =
+            if text.len() > MAX_SHOWN && start > MAX_SHOWN / 2 { (start - MAX_SHOWN / 2, true) } else { (0, false) };
         let to = (from + MAX_SHOWN).min(text.len());
         let shown: String = text[from.min(to)..to].iter().collect();
         let gutter = line.to_string().len();

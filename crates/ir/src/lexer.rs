@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn numbers_follow_rust() {
-        assert_eq!(toks("1e-5 0.999 3 1_000 2.").0[..5], [Tok::Number(1e-5), Tok::Number(0.999), Tok::Number(3.0), Tok::Number(1000.0), Tok::Number(2.0)]);
+        assert_eq!(
+            toks("1e-5 0.999 3 1_000 2.").0[..5],
+            [Tok::Number(1e-5), Tok::Number(0.999), Tok::Number(3.0), Tok::Number(1000.0), Tok::Number(2.0)]
+        );
         assert_eq!(toks("1e").1, 1);
         assert_eq!(toks("1.2.3").1, 1);
         assert_eq!(toks("1e400").1, 1);

@@ -211,7 +211,8 @@ impl Parser {
                     break;
                 }
                 Tok::Eof => {
-                    let _ = self.err::<()>(self.span(), "unexpected end of file: the kernel body is missing its closing `}`");
+                    let _ = self
+                        .err::<()>(self.span(), "unexpected end of file: the kernel body is missing its closing `}`");
                     return None;
                 }
                 _ => {}
@@ -331,7 +332,10 @@ impl Parser {
 
     fn mk(&mut self, kind: ExprKind, span: Span, depth: u32) -> PResult<Expr> {
         if depth > MAX_DEPTH {
-            return self.err(span, format!("expression is nested too deeply (over {MAX_DEPTH} levels); split it into named steps"));
+            return self.err(
+                span,
+                format!("expression is nested too deeply (over {MAX_DEPTH} levels); split it into named steps"),
+            );
         }
         Ok(Expr { kind, span, depth })
     }
@@ -340,7 +344,10 @@ impl Parser {
         self.nest += 1;
         if self.nest > MAX_DEPTH {
             let s = self.span();
-            return self.err(s, format!("expression is nested too deeply (over {MAX_DEPTH} levels); split it into named steps"));
+            return self.err(
+                s,
+                format!("expression is nested too deeply (over {MAX_DEPTH} levels); split it into named steps"),
+            );
         }
         Ok(())
     }

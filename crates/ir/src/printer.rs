@@ -58,7 +58,12 @@ impl<'k> Printer<'k> {
         let mut depth = vec![0u32; n];
         for (id, node) in k.nodes.iter() {
             let i = id.index();
-            let d = 1 + node.op.operands().map(|o| if want_name[o.index()] || let_named[o.index()] { 0 } else { depth[o.index()] }).max().unwrap_or(0);
+            let d = 1 + node
+                .op
+                .operands()
+                .map(|o| if want_name[o.index()] || let_named[o.index()] { 0 } else { depth[o.index()] })
+                .max()
+                .unwrap_or(0);
             let leaf = matches!(node.op, Op::Const(_) | Op::Param(_) | Op::Load(_));
             want_name[i] = !let_named[i] && !leaf && (uses[i] > 1 || d > MAX_INLINE);
             depth[i] = d;

@@ -69,7 +69,9 @@ impl Resolver<'_> {
                         Some(t) if t.name == "f32" => ParamType::F32,
                         Some(t) if t.name == "u32" => ParamType::U32,
                         Some(t) => {
-                            self.b.at(t.span).error(format!("unknown param type `{}`; expected `f32` or `u32`", t.name));
+                            self.b
+                                .at(t.span)
+                                .error(format!("unknown param type `{}`; expected `f32` or `u32`", t.name));
                             ParamType::F32
                         }
                     };
@@ -82,9 +84,10 @@ impl Resolver<'_> {
                 self.b.at(*span);
                 match sym {
                     Some(Symbol::Tensor(t)) => self.b.store(t, v),
-                    Some(Symbol::Param(_)) => {
-                        self.b.at(target.span).error(format!("cannot assign `{}`: params are read-only scalars", target.name))
-                    }
+                    Some(Symbol::Param(_)) => self
+                        .b
+                        .at(target.span)
+                        .error(format!("cannot assign `{}`: params are read-only scalars", target.name)),
                     Some(Symbol::Dim(_)) => {
                         self.b.at(target.span).error(format!("cannot assign `{}`: it is a dim", target.name))
                     }
@@ -239,9 +242,7 @@ impl Resolver<'_> {
         };
         if let Some(op) = reduce {
             if args.len() < 2 {
-                self.b.at(e.span).error(format!(
-                    "`{name}` needs a value and at least one axis, as in `{name}(x, D)`"
-                ));
+                self.b.at(e.span).error(format!("`{name}` needs a value and at least one axis, as in `{name}(x, D)`"));
                 return self.poison(e);
             }
             let a = self.expr(&args[0]);
@@ -274,7 +275,9 @@ impl Resolver<'_> {
             }
             "uniform" => {
                 if args.len() < 2 {
-                    self.b.at(e.span).error("`uniform` needs a seed param and at least one axis, as in `uniform(seed, N)`");
+                    self.b
+                        .at(e.span)
+                        .error("`uniform` needs a seed param and at least one axis, as in `uniform(seed, N)`");
                     return self.poison(e);
                 }
                 let seed = match &args[0].kind {
@@ -282,7 +285,9 @@ impl Resolver<'_> {
                         Some(Symbol::Param(p)) => Some(p),
                         Some(other) => {
                             let k = other.kind();
-                            self.b.at(args[0].span).error(format!("the seed of `uniform` must be a u32 param, but `{n}` is {k}"));
+                            self.b
+                                .at(args[0].span)
+                                .error(format!("the seed of `uniform` must be a u32 param, but `{n}` is {k}"));
                             None
                         }
                         None => {
@@ -303,7 +308,8 @@ impl Resolver<'_> {
             }
             _ => {
                 self.b.push_diagnostic(
-                    Diagnostic::new(f.span, format!("unknown function `{name}`")).note(format!("the functions are: {ALL_FNS}")),
+                    Diagnostic::new(f.span, format!("unknown function `{name}`"))
+                        .note(format!("the functions are: {ALL_FNS}")),
                 );
                 self.poison(e)
             }

@@ -15,7 +15,12 @@ pub fn verify(k: &Kernel) -> Result<(), String> {
         return Err(format!("{} dims, more than {MAX_DIMS}", k.dims.len()));
     }
     let mut names = HashSet::new();
-    let decl_names = k.dims.iter().map(|(_, d)| &d.name).chain(k.tensors.iter().map(|(_, t)| &t.name)).chain(k.params.iter().map(|(_, p)| &p.name));
+    let decl_names = k
+        .dims
+        .iter()
+        .map(|(_, d)| &d.name)
+        .chain(k.tensors.iter().map(|(_, t)| &t.name))
+        .chain(k.params.iter().map(|(_, p)| &p.name));
     for n in decl_names {
         if !names.insert(n.as_str()) {
             return Err(format!("name `{n}` declared twice"));
@@ -43,22 +48,33 @@ pub fn verify(k: &Kernel) -> Result<(), String> {
         let (want_ty, want_axes) = match node.op {
             Op::Const(c) if c.is_finite() => (ValueType::F32, AxisSet::EMPTY),
             Op::Param(p) if k.params.get(p).is_some_and(|p| p.ty == ParamType::F32) => (ValueType::F32, AxisSet::EMPTY),
-            Op::Load(t) if k.tensors.get(t).is_some_and(|t| t.role != Role::Out) => (ValueType::F32, k.tensors[t].axes()),
+            Op::Load(t) if k.tensors.get(t).is_some_and(|t| t.role != Role::Out) => {
+                (ValueType::F32, k.tensors[t].axes())
+            }
             Op::Unary(_, a) if f32s(&[a]) => (ValueType::F32, ax(a)),
             Op::Binary(_, a, b) if f32s(&[a, b]) => (ValueType::F32, ax(a).union(ax(b))),
             Op::Compare(_, a, b) if f32s(&[a, b]) => (ValueType::Bool, ax(a).union(ax(b))),
             Op::Select(c, a, b) if ty(c) == ValueType::Bool && f32s(&[a, b]) => {
                 (ValueType::F32, ax(c).union(ax(a)).union(ax(b)))
             }
-            Op::Reduce(_, a, r) if f32s(&[a]) && !r.is_empty() && r.is_subset(ax(a)) => (ValueType::F32, ax(a).minus(r)),
+            Op::Reduce(_, a, r) if f32s(&[a]) && !r.is_empty() && r.is_subset(ax(a)) => {
+                (ValueType::F32, ax(a).minus(r))
+            }
             Op::Count(r) if !r.is_empty() && r.is_subset(all_dims) => (ValueType::F32, AxisSet::EMPTY),
-            Op::Uniform(p, r) if k.params.get(p).is_some_and(|p| p.ty == ParamType::U32) && !r.is_empty() && r.is_subset(all_dims) => {
+            Op::Uniform(p, r)
+                if k.params.get(p).is_some_and(|p| p.ty == ParamType::U32)
+                    && !r.is_empty()
+                    && r.is_subset(all_dims) =>
+            {
                 (ValueType::F32, r)
             }
             _ => return Err(format!("node {id:?} is ill-typed: {:?}", node.op)),
         };
         if node.ty != want_ty || node.axes != want_axes {
-            return Err(format!("node {id:?} has type {:?} axes {:?}, expected {want_ty:?} {want_axes:?}", node.ty, node.axes));
+            return Err(format!(
+                "node {id:?} has type {:?} axes {:?}, expected {want_ty:?} {want_axes:?}",
+                node.ty, node.axes
+            ));
         }
     }
     let mut stored = vec![0u32; k.tensors.len()];

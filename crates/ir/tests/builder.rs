@@ -49,7 +49,10 @@ fn builder_and_text_give_the_same_kernel() {
     let parsed = parse(text).unwrap();
     assert_eq!(built, parsed);
     assert_eq!(built.to_string(), text);
-    assert_eq!(parsed.nodes[parsed.stored_value(parsed.tensor("y").unwrap()).unwrap()].axes, parsed.tensors[parsed.tensor("y").unwrap()].axes());
+    assert_eq!(
+        parsed.nodes[parsed.stored_value(parsed.tensor("y").unwrap()).unwrap()].axes,
+        parsed.tensors[parsed.tensor("y").unwrap()].axes()
+    );
 }
 
 #[test]
@@ -119,7 +122,9 @@ fn negative_literals_and_powers_round_trip() {
     while let Op::Binary(Binary::Add | Binary::Sub, a, _) = k.nodes[v].op {
         v = a;
     }
-    assert!(matches!(k.nodes[v].op, Op::Unary(Unary::Neg, inner) if matches!(k.nodes[inner].op, Op::Binary(Binary::Pow, ..))));
+    assert!(
+        matches!(k.nodes[v].op, Op::Unary(Unary::Neg, inner) if matches!(k.nodes[inner].op, Op::Binary(Binary::Pow, ..)))
+    );
 }
 
 #[test]

@@ -32,7 +32,9 @@ impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExecError::Arity(s) | ExecError::Overflow(s) | ExecError::BadSeed(s) => f.write_str(s),
-            ExecError::Length { tensor, expected, found } => write!(f, "tensor `{tensor}` has {found} elements, expected {expected}"),
+            ExecError::Length { tensor, expected, found } => {
+                write!(f, "tensor `{tensor}` has {found} elements, expected {expected}")
+            }
         }
     }
 }
@@ -47,13 +49,20 @@ pub fn exec(plan: &Plan, dims: &[usize], params: &[f64], tensors: &mut [Vec<f32>
     if dims.len() != k.dims.len() || params.len() != k.params.len() || tensors.len() != k.tensors.len() {
         return Err(ExecError::Arity(format!(
             "expected {} dims, {} params, {} tensors; got {}, {}, {}",
-            k.dims.len(), k.params.len(), k.tensors.len(), dims.len(), params.len(), tensors.len()
+            k.dims.len(),
+            k.params.len(),
+            k.tensors.len(),
+            dims.len(),
+            params.len(),
+            tensors.len()
         )));
     }
     for (id, t) in k.tensors.iter() {
         let mut n = 1usize;
         for d in &t.dims {
-            n = n.checked_mul(dims[d.index()]).ok_or_else(|| ExecError::Overflow(format!("the dims of `{}` overflow", t.name)))?;
+            n = n
+                .checked_mul(dims[d.index()])
+                .ok_or_else(|| ExecError::Overflow(format!("the dims of `{}` overflow", t.name)))?;
         }
         let found = tensors[id.index()].len();
         if found != n {
@@ -64,7 +73,10 @@ pub fn exec(plan: &Plan, dims: &[usize], params: &[f64], tensors: &mut [Vec<f32>
     for (id, p) in k.params.iter() {
         let v = params[id.index()];
         if p.ty == ParamType::U32 && !(v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0) {
-            return Err(ExecError::BadSeed(format!("param `{}` must be a whole number in 0..=4294967295, got {v}", p.name)));
+            return Err(ExecError::BadSeed(format!(
+                "param `{}` must be a whole number in 0..=4294967295, got {v}",
+                p.name
+            )));
         }
         pv.push(v);
     }
@@ -137,7 +149,11 @@ fn sign(x: f32) -> f32 {
 
 impl<'a> Machine<'a> {
     fn new(p: &'a Plan, dims: &'a [usize], params: &'a [f64]) -> Self {
-        let scratch = p.accums.iter().map(|a| vec![identity(a.op); a.scratch_dims.iter().map(|d| dims[d.index()]).product()]).collect();
+        let scratch = p
+            .accums
+            .iter()
+            .map(|a| vec![identity(a.op); a.scratch_dims.iter().map(|d| dims[d.index()]).product()])
+            .collect();
         let regs = p
             .accums
             .iter()

@@ -46,7 +46,8 @@ pub fn choose_group(
     // Contiguous run under the innermost group axis, in reference order.
     let last_g = order.iter().rposition(|d| g.contains(*d)).expect("g is not empty");
     let run: usize = order[last_g + 1..].iter().filter(|d| !g.contains(**d)).map(|d| dims[d.index()]).product();
-    let reordered = order[last_g + 1..].iter().all(|d| !g.contains(*d)) && order[..last_g].iter().all(|d| g.contains(*d));
+    let reordered =
+        order[last_g + 1..].iter().all(|d| !g.contains(*d)) && order[..last_g].iter().all(|d| g.contains(*d));
     if !reordered && run < MIN_RUN {
         return Vec::new();
     }

@@ -36,9 +36,14 @@ pub fn plan_json(p: &Plan) -> Value {
                 for (t, _) in &ph.stores {
                     writes.insert(k.tensors[*t].name.clone(), json!(1));
                 }
-                let loops: Vec<Value> = p.group.iter().chain(&ph.loops).map(|&d| {
-                    json!({"axis": p.dim_name(d), "extent": p.dims[d.index()], "group": p.group.contains(&d)})
-                }).collect();
+                let loops: Vec<Value> = p
+                    .group
+                    .iter()
+                    .chain(&ph.loops)
+                    .map(
+                        |&d| json!({"axis": p.dim_name(d), "extent": p.dims[d.index()], "group": p.group.contains(&d)}),
+                    )
+                    .collect();
                 let hoisted: Vec<Value> = ph.nodes.iter().filter(|(_, d)| *d < ph.loops.len()).map(|&(v, d)| {
                     json!({"value": p.expr(v), "depth": d, "loop": ph.loops.get(d.wrapping_sub(1)).map(|&x| p.dim_name(x))})
                 }).collect();
@@ -61,14 +66,22 @@ pub fn plan_json(p: &Plan) -> Value {
             }
         }
     }
-    let per_call: Vec<Value> = p.steps.iter().filter_map(|s| match s {
-        Step::Compute(v) => Some(json!(p.expr(*v))),
-        _ => None,
-    }).collect();
-    let tensors: Map<String, Value> = k.tensors.iter().map(|(id, t)| {
-        let tr = &p.traffic.tensors[id.index()];
-        (t.name.clone(), json!({"reads": tr.reads, "writes": tr.writes}))
-    }).collect();
+    let per_call: Vec<Value> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Compute(v) => Some(json!(p.expr(*v))),
+            _ => None,
+        })
+        .collect();
+    let tensors: Map<String, Value> = k
+        .tensors
+        .iter()
+        .map(|(id, t)| {
+            let tr = &p.traffic.tensors[id.index()];
+            (t.name.clone(), json!({"reads": tr.reads, "writes": tr.writes}))
+        })
+        .collect();
     json!({
         "kernel": k.name,
         "dims": dims,

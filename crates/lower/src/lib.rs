@@ -51,7 +51,8 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let cache_bytes = std::env::var("NORMJIT_CACHE_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or_else(l2_bytes);
+        let cache_bytes =
+            std::env::var("NORMJIT_CACHE_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or_else(l2_bytes);
         Options {
             cache_bytes,
             dump: std::env::var_os("NORMJIT_DUMP_PASSES").is_some(),

@@ -352,19 +352,18 @@ impl Plan {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = &self.kernel;
-        let sizes: Vec<String> = k.dims.iter().map(|(d, dim)| format!("{}={}", dim.name, self.dims[d.index()])).collect();
+        let sizes: Vec<String> =
+            k.dims.iter().map(|(d, dim)| format!("{}={}", dim.name, self.dims[d.index()])).collect();
         writeln!(f, "plan {} [{}]", k.name, sizes.join(", "))?;
         writeln!(f, "  loop order: {}", self.dim_list(&self.order))?;
         for (i, a) in self.accums.iter().enumerate() {
             let per = if self.group.is_empty() { "per call" } else { "per group iteration" };
-            let dims = if a.scratch_dims.is_empty() { format!("one value {per}") } else { format!("array [{}] {per}", self.dim_list(&a.scratch_dims)) };
-            writeln!(
-                f,
-                "  acc{i} = {}({}, {}) -> {dims}",
-                a.op.name(),
-                self.expr(a.operand),
-                k.axis_names(a.reduced)
-            )?;
+            let dims = if a.scratch_dims.is_empty() {
+                format!("one value {per}")
+            } else {
+                format!("array [{}] {per}", self.dim_list(&a.scratch_dims))
+            };
+            writeln!(f, "  acc{i} = {}({}, {}) -> {dims}", a.op.name(), self.expr(a.operand), k.axis_names(a.reduced))?;
         }
         let mut indent = String::from("  ");
         if !self.group.is_empty() {
@@ -387,7 +386,13 @@ impl fmt::Display for Plan {
         }
         if let Some(pf) = &self.prefetch {
             let names: Vec<&str> = pf.tensors.iter().map(|t| k.tensors[*t].name.as_str()).collect();
-            writeln!(f, "  prefetch: phase {} touches the next {} iteration of {}", pf.phase, self.dim_name(pf.axis), names.join(", "))?;
+            writeln!(
+                f,
+                "  prefetch: phase {} touches the next {} iteration of {}",
+                pf.phase,
+                self.dim_name(pf.axis),
+                names.join(", ")
+            )?;
         }
         let t = &self.traffic;
         writeln!(f, "  traffic: read {} B, written {} B, minimum {} B", t.bytes_read, t.bytes_written, t.min_bytes)?;
@@ -420,7 +425,13 @@ impl Plan {
                 if inner && ph.width > 1 {
                     how = format!("  # f32x{} x{}, scalar tail", ph.width, ph.unroll);
                 }
-                writeln!(f, "{indent}  {}for {} in 0..{}{how}", "  ".repeat(depth - 1), self.dim_name(d), self.dims[d.index()])?;
+                writeln!(
+                    f,
+                    "{indent}  {}for {} in 0..{}{how}",
+                    "  ".repeat(depth - 1),
+                    self.dim_name(d),
+                    self.dims[d.index()]
+                )?;
             }
             for &(v, dep) in &ph.nodes {
                 if dep == depth {

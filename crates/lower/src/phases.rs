@@ -111,10 +111,14 @@ pub fn finish_accums(k: &Kernel, nodes: &[LNode], accums: &mut [Accum], phases: 
         a.flush_depth = loops.iter().rposition(|d| kept.contains(*d)).map_or(0, |i| i + 1);
     }
     for ph in phases.iter_mut() {
-        let mut parts: Vec<String> = ph.accums.iter().map(|a| {
-            let acc = &accums[a.0 as usize];
-            format!("{} over {}", acc.op.name(), k.axis_names(acc.reduced))
-        }).collect();
+        let mut parts: Vec<String> = ph
+            .accums
+            .iter()
+            .map(|a| {
+                let acc = &accums[a.0 as usize];
+                format!("{} over {}", acc.op.name(), k.axis_names(acc.reduced))
+            })
+            .collect();
         parts.extend(ph.stores.iter().map(|(t, _)| format!("write {}", k.tensors[*t].name)));
         ph.name = parts.join(", ");
     }

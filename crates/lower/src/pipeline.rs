@@ -4,7 +4,9 @@
 //! after every pass to stderr.
 
 use crate::loopir::*;
-use crate::{check, group, import, order, phases, place, prefetch, split, stores, traffic, vectorize, LowerError, Options};
+use crate::{
+    check, group, import, order, phases, place, prefetch, split, stores, traffic, vectorize, LowerError, Options,
+};
 use normjit_ir::{AxisSet, Kernel};
 
 /// Lowers `kernel` to a [`Plan`], choosing the schedule for sizes `dims`
@@ -12,12 +14,18 @@ use normjit_ir::{AxisSet, Kernel};
 /// choices such as the group, chunk sizes and the traffic model.
 pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, LowerError> {
     if dims.len() != kernel.dims.len() {
-        return Err(LowerError::Dims(format!("kernel `{}` has {} dims, {} sizes given", kernel.name, kernel.dims.len(), dims.len())));
+        return Err(LowerError::Dims(format!(
+            "kernel `{}` has {} dims, {} sizes given",
+            kernel.name,
+            kernel.dims.len(),
+            dims.len()
+        )));
     }
     for (_, t) in kernel.tensors.iter() {
-        t.dims.iter().try_fold(1usize, |n, d| n.checked_mul(dims[d.index()])).ok_or_else(|| {
-            LowerError::Dims(format!("the size of tensor `{}` overflows", t.name))
-        })?;
+        t.dims
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(dims[d.index()]))
+            .ok_or_else(|| LowerError::Dims(format!("the size of tensor `{}` overflows", t.name)))?;
     }
     let mut p = Plan {
         kernel: kernel.clone(),
@@ -51,7 +59,8 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     (p.phases, p.steps) = (phased.phases, phased.steps);
     dump("phases", &p);
     // Stores to inout tensors wait until the last pass that reads them.
-    stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps).map_err(LowerError::Unsupported)?;
+    stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps)
+        .map_err(LowerError::Unsupported)?;
     phases::compact(&mut p.phases, &mut p.steps, &mut p.accums);
     phases::finish_accums(kernel, &p.nodes, &mut p.accums, &mut p.phases);
     dump("stores", &p);

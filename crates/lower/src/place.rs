@@ -18,7 +18,8 @@ pub fn place(group: AxisSet, nodes: &[LNode], accums: &[Accum], phases: &mut [Ph
     let mut out = Vec::new();
     // All group-level stores come last (see `stores`); their values are all
     // computed before the first of them, so a swap reads entry values.
-    let store_values: Vec<LValue> = steps.iter().filter_map(|s| if let Step::Store(_, v) = s { Some(*v) } else { None }).collect();
+    let store_values: Vec<LValue> =
+        steps.iter().filter_map(|s| if let Step::Store(_, v) = s { Some(*v) } else { None }).collect();
     let mut stores_seen = false;
     for step in steps.iter() {
         let roots: Vec<LValue> = match step {

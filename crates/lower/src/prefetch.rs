@@ -12,7 +12,8 @@ use crate::loopir::*;
 
 pub fn plan(p: &Plan) -> Option<Prefetch> {
     let axis = *p.group.last()?;
-    let phases: Vec<usize> = p.steps.iter().filter_map(|s| if let Step::Phase(q) = s { Some(*q) } else { None }).collect();
+    let phases: Vec<usize> =
+        p.steps.iter().filter_map(|s| if let Step::Phase(q) = s { Some(*q) } else { None }).collect();
     let (&first, &last) = (phases.first()?, phases.last()?);
     if first == last || p.traffic.group_working_set > p.traffic.cache_bytes {
         return None;

@@ -24,7 +24,14 @@ fn chunk_for(target: usize, dims: &[usize], axis: DimId, inner: impl Iterator<It
     chunk.min(dims[axis.index()].max(1))
 }
 
-pub fn split(target: usize, dims: &[usize], order: &[DimId], group: &[DimId], accums: &[Accum], phases: &mut [Phase]) -> Option<Split> {
+pub fn split(
+    target: usize,
+    dims: &[usize],
+    order: &[DimId],
+    group: &[DimId],
+    accums: &[Accum],
+    phases: &mut [Phase],
+) -> Option<Split> {
     if let Some(&axis) = group.first() {
         let inner = order.iter().copied().filter(|&d| d != axis);
         return Some(Split { axis, chunk: chunk_for(target, dims, axis, inner, 1), partials: Vec::new() });

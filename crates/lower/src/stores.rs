@@ -64,7 +64,12 @@ pub fn order_inout_stores(
     let mut budget = (steps.len() + 1) * (k.tensors.len() + 1) * 4;
     'again: loop {
         if budget == 0 {
-            let names: Vec<&str> = k.tensors.iter().filter(|(_, t)| t.role == normjit_ir::Role::InOut).map(|(_, t)| t.name.as_str()).collect();
+            let names: Vec<&str> = k
+                .tensors
+                .iter()
+                .filter(|(_, t)| t.role == normjit_ir::Role::InOut)
+                .map(|(_, t)| t.name.as_str())
+                .collect();
             return Err(format!(
                 "the stores of inout tensors ({}) read each other's entry values in different passes; \
                  this needs a temporary copy, which normjit does not make yet: bind the entry value \

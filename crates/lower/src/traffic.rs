@@ -21,9 +21,18 @@ fn mib(b: usize) -> String {
     }
 }
 
-pub fn model(k: &Kernel, dims: &[usize], group: &[DimId], nodes: &[LNode], phases: &[Phase], steps: &[Step], cache_bytes: usize) -> Traffic {
+pub fn model(
+    k: &Kernel,
+    dims: &[usize],
+    group: &[DimId],
+    nodes: &[LNode],
+    phases: &[Phase],
+    steps: &[Step],
+    cache_bytes: usize,
+) -> Traffic {
     let g = group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
-    let bytes = |t: &normjit_ir::Tensor| t.dims.iter().map(|d| dims[d.index()]).product::<usize>() * t.dtype.size_bytes();
+    let bytes =
+        |t: &normjit_ir::Tensor| t.dims.iter().map(|d| dims[d.index()]).product::<usize>() * t.dtype.size_bytes();
     let group_iters: usize = group.iter().map(|d| dims[d.index()]).product();
     // How many steps of a group iteration load each tensor. After
     // `place`, every group-level value is its own Compute step, so a step
@@ -70,7 +79,11 @@ pub fn model(k: &Kernel, dims: &[usize], group: &[DimId], nodes: &[LNode], phase
         let reads = if n == 0 {
             0
         } else if !group.is_empty() && g.is_subset(t.axes()) {
-            if fits { 1 } else { n }
+            if fits {
+                1
+            } else {
+                n
+            }
         } else if size <= cache_bytes {
             1
         } else if !group.is_empty() {
@@ -106,7 +119,11 @@ pub fn model(k: &Kernel, dims: &[usize], group: &[DimId], nodes: &[LNode], phase
         .map(|(_, t)| t.name.as_str())
         .collect();
     if !small.is_empty() {
-        out.assumptions.push(format!("re-read tensors that fit the {} cache stay cached: {}", mib(cache_bytes), small.join(", ")));
+        out.assumptions.push(format!(
+            "re-read tensors that fit the {} cache stay cached: {}",
+            mib(cache_bytes),
+            small.join(", ")
+        ));
     }
     out
 }
