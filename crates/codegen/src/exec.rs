@@ -6,6 +6,9 @@
 use crate::layout::EntryFn;
 use crate::{Compiled, Unit};
 use normjit_ir::Reduce;
+// The executor combines partials with the loop IR's own ⊕, so the JIT
+// and the loop-IR interpreter share one definition of it.
+use normjit_lower::exec::{combine, identity};
 use normjit_lower::{AccId, Split};
 use rayon::prelude::*;
 
@@ -30,37 +33,6 @@ impl Ptrs {
     /// sized by the layout for this call.
     unsafe fn call(self, f: EntryFn, scratch: *mut f32, partial: *mut f32, lo: usize, hi: usize) {
         f(self.tensors, self.params, scratch, partial, lo as i64, hi as i64)
-    }
-}
-
-fn identity(op: Reduce) -> f32 {
-    match op {
-        Reduce::Sum | Reduce::Mean => -0.0,
-        Reduce::Max => f32::NEG_INFINITY,
-        Reduce::Min => f32::INFINITY,
-    }
-}
-
-fn combine(op: Reduce, a: f32, b: f32) -> f32 {
-    let nan = a.is_nan() || b.is_nan();
-    match op {
-        Reduce::Sum | Reduce::Mean => a + b,
-        Reduce::Max if nan => f32::NAN,
-        Reduce::Min if nan => f32::NAN,
-        Reduce::Max => {
-            if a > b {
-                a
-            } else {
-                b
-            }
-        }
-        Reduce::Min => {
-            if a < b {
-                a
-            } else {
-                b
-            }
-        }
     }
 }
 

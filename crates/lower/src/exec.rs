@@ -99,7 +99,8 @@ struct Machine<'a> {
     regs: Vec<Vec<f32>>,
 }
 
-fn identity(r: Reduce) -> f32 {
+/// The identity of a reduction's ⊕ (see the loop IR's reduction order).
+pub fn identity(r: Reduce) -> f32 {
     match r {
         Reduce::Sum | Reduce::Mean => -0.0,
         Reduce::Max => f32::NEG_INFINITY,
@@ -107,7 +108,8 @@ fn identity(r: Reduce) -> f32 {
     }
 }
 
-fn combine(r: Reduce, a: f32, b: f32) -> f32 {
+/// A reduction's ⊕: `+`, or the NaN-propagating `max`/`min`.
+pub fn combine(r: Reduce, a: f32, b: f32) -> f32 {
     match r {
         Reduce::Sum | Reduce::Mean => a + b,
         Reduce::Max => max(a, b),
