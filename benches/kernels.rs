@@ -15,11 +15,11 @@
 //! run makes.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use normjit::bench::reference::{Pipeline, Reference};
-use normjit::bench::{Buffers, Placement};
-use normjit::bind::{example_params, resolve_dims, resolve_params};
 use normjit::ir::{Kernel, Role};
 use normjit::{Bindings, Compiler, CompilerOptions};
+use normjit_cli::bench::reference::{Pipeline, Reference};
+use normjit_cli::bench::{Buffers, Placement};
+use normjit_cli::bind::{example_params, resolve_dims, resolve_params};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -59,7 +59,7 @@ fn kernels(c: &mut Criterion) {
         let given: Vec<(String, String)> = dims.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
         let dims = resolve_dims(&k, &given, &[]).expect("the dims fit");
         let params = resolve_params(&k, &example_params(&k)).expect("the params fit");
-        let min_bytes = normjit::lower::lower(&k, &dims, &Default::default()).expect("lowers").traffic.min_bytes;
+        let min_bytes = normjit_lower::lower(&k, &dims, &Default::default()).expect("lowers").traffic.min_bytes;
         let mut bufs = Buffers::for_kernel(&k, &dims, &params, 0, Placement::Staggered);
 
         let mut g = c.benchmark_group(k.name.clone());
@@ -91,9 +91,7 @@ fn kernels(c: &mut Criterion) {
 
         g.bench_function("interp", |b| {
             let slices = bufs.slices();
-            b.iter(|| {
-                black_box(normjit::interp::run::<f32>(&k, &dims, &params, &slices).expect("the interpreter runs"))
-            })
+            b.iter(|| black_box(normjit_interp::run::<f32>(&k, &dims, &params, &slices).expect("the interpreter runs")))
         });
         g.finish();
     }

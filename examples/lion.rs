@@ -86,7 +86,7 @@ fn main() {
     for ((p0, m0, g), (p1, m1, _)) in before.iter().zip(&params) {
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let (p64, m64, g64) = (widen(p0), widen(m0), widen(g));
-        let out = normjit::interp::run::<f64>(&kernel, &[p0.len()], &[1e-3, 0.9, 0.99, 0.1], &[&p64, &m64, &g64])
+        let out = normjit_interp::run::<f64>(&kernel, &[p0.len()], &[1e-3, 0.9, 0.99, 0.1], &[&p64, &m64, &g64])
             .expect("interpreter");
         for (got, t) in [(p1, "p"), (m1, "m")] {
             let want = out.get(kernel.tensor(t).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use normjit::{Bindings, Compiler, CompilerOptions, Error};
+use normjit::{Bindings, Compiler, CompilerOptions, Error, Tensor};
 use std::path::Path;
 
 fn load(rel: &str) -> normjit::ir::Kernel {
@@ -103,7 +103,7 @@ fn every_misuse_is_an_error_before_anything_is_written() {
         "has 11 elements, expected 12",
         "`beta` is not bound",
         "no tensor `z`",
-        "`x` is bound twice",
+        "`x` is given twice",
         "is `out`: bind it with `output`",
         "must be finite",
         "no param `lr`",
@@ -129,7 +129,7 @@ fn every_misuse_is_an_error_before_anything_is_written() {
                 .param("t", 1.0),
         )
         .unwrap_err();
-    assert!(e.to_string().contains("`p` is bound twice"), "{e}");
+    assert!(e.to_string().contains("`p` is given twice"), "{e}");
     let e =
         a.run(Bindings::new().output("p", &mut p).output("m", &mut m).output("v", &mut v).input("g", &gg)).unwrap_err();
     assert!(e.to_string().contains("param `t` has no default"), "{e}");
@@ -139,18 +139,24 @@ fn every_misuse_is_an_error_before_anything_is_written() {
 #[test]
 fn an_output_aliasing_an_input_is_refused() {
     let k = compiler(1).kernel(load("ir/norm/rms_norm.nj"));
-    let mut buf = data(8, 5);
+    let mut buf = data(10, 5);
     let before = buf.clone();
     let g = data(4, 6);
     let ptr = buf.as_mut_ptr();
-    // SAFETY: `buf` outlives the bindings and nothing else touches it; the
-    // overlap between `x` and `y` is what the run must refuse (it creates
-    // no Rust references, so the aliasing itself is not undefined).
-    let b = unsafe { Bindings::new().input_raw("x", ptr, 8).input("gamma", &g).output_raw("y", ptr.add(2), 6) };
+    // SAFETY: `buf` (10 elements) outlives the bindings and nothing else
+    // touches it; the overlap between `x` and `y` is what the run must
+    // refuse (it creates no Rust references, so the aliasing itself is not
+    // undefined).
+    let raw = |p: *mut f32, n: usize, w: bool| unsafe { Tensor::raw(p, n, w, Some(normjit::DType::F32), "") };
+    // Partial overlap: x = buf[0..8], y = buf[2..10], both of the right length.
+    let b = Bindings::new()
+        .tensor("x", raw(ptr, 8, false))
+        .input("gamma", &g)
+        .tensor("y", raw(ptr.wrapping_add(2), 8, true));
     let e = k.run(b.dim("N", 2)).unwrap_err();
-    assert!(matches!(e, Error::Alias { .. }) || e.to_string().contains("elements"), "{e}");
+    assert!(matches!(e, Error::Alias { ref a, ref b } if a == "y" && b == "x"), "{e}");
     // Same lengths, full overlap.
-    let b = unsafe { Bindings::new().input_raw("x", ptr, 8).input("gamma", &g).output_raw("y", ptr, 8) };
+    let b = Bindings::new().tensor("x", raw(ptr, 8, false)).input("gamma", &g).tensor("y", raw(ptr, 8, true));
     let e = k.run(b).unwrap_err();
     assert!(matches!(e, Error::Alias { .. }), "{e}");
     assert_eq!(buf, before);

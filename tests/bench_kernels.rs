@@ -1,4 +1,4 @@
-//! The baselines `normjit bench` measures the JIT against (`normjit::bench`):
+//! The baselines `normjit bench` measures the JIT against (`normjit_cli::bench`):
 //! - every hand-fused reference kernel against the f64 reference interpreter
 //!   on its own library file, at odd sizes (0, 1, lengths around multiples
 //!   of 16 and 64), with defaults and other params, on every ISA variant
@@ -16,9 +16,9 @@
 //! `speed` (ignored; run with `cargo test --release --test bench_kernels --
 //! --ignored --nocapture`) prints informal bandwidth figures.
 
-use normjit::bench::reference::{self, Pipeline, Reference};
-use normjit::bench::{roofline, with_isa, Buffers, Isa, Placement};
 use normjit::ir::{Kernel, Role};
+use normjit_cli::bench::reference::{self, Pipeline, Reference};
+use normjit_cli::bench::{roofline, with_isa, Buffers, Isa, Placement};
 use std::path::Path;
 
 const TOL: f64 = 1e-5;
@@ -105,13 +105,13 @@ fn reference_kernels_match_the_interpreter() {
         assert_eq!(r.pipeline(), pipeline);
         for dims in shapes(pipeline) {
             let given: Vec<(String, String)> = dims.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-            let dims = normjit::bind::resolve_dims(&k, &given, &[]).unwrap();
+            let dims = normjit_cli::bind::resolve_dims(&k, &given, &[]).unwrap();
             for given in param_sets(pipeline) {
-                let params = normjit::bind::resolve_params(&k, &given).unwrap();
-                let inputs = normjit::inputs::generate(&k, &dims, &params, 7);
+                let params = normjit_cli::bind::resolve_params(&k, &given).unwrap();
+                let inputs = normjit_cli::inputs::generate(&k, &dims, &params, 7);
                 let wide: Vec<Vec<f64>> = inputs.iter().map(|t| t.iter().map(|&x| x as f64).collect()).collect();
                 let slices: Vec<&[f64]> = wide.iter().map(Vec::as_slice).collect();
-                let want = normjit::interp::run::<f64>(&k, &dims, &params, &slices).unwrap();
+                let want = normjit_interp::run::<f64>(&k, &dims, &params, &slices).unwrap();
                 for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
                     let case = format!("{} dims {dims:?} params {given:?} on {}", k.name, isa.name());
                     let mut serial = Buffers::from_data(inputs.clone(), Placement::Staggered);
@@ -358,9 +358,9 @@ fn buffers_hold_deterministic_plausible_data() {
     assert!(!c.is_empty());
 
     let k = load("optim/adamw.nj");
-    let params = normjit::bind::resolve_params(&k, &pairs(&[("t", "3")])).unwrap();
+    let params = normjit_cli::bind::resolve_params(&k, &pairs(&[("t", "3")])).unwrap();
     let bufs = Buffers::for_kernel(&k, &[777], &params, 5, Placement::Staggered);
-    let want = normjit::inputs::generate(&k, &[777], &params, 5);
+    let want = normjit_cli::inputs::generate(&k, &[777], &params, 5);
     assert_eq!(bufs.slices(), want.iter().map(Vec::as_slice).collect::<Vec<_>>());
 }
 
@@ -426,7 +426,7 @@ fn speed() {
         });
         println!("{placement:?} AdamW's streams (1 read, 3 in place) 2^25: stream {:.1}", gbs(28 * n, t));
         let k = load("optim/adamw.nj");
-        let params = normjit::bind::resolve_params(&k, &pairs(&[("t", "10")])).unwrap();
+        let params = normjit_cli::bind::resolve_params(&k, &pairs(&[("t", "10")])).unwrap();
         let r = Reference::for_kernel(&k).unwrap();
         let mut b = Buffers::for_kernel(&k, &[n], &params, 1, placement);
         let one = best_time(10, || r.run(&[n], &params, &mut b, None));

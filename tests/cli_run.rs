@@ -3,7 +3,7 @@
 //! outputs, and every user mistake exiting 1 with a message that names it
 //! and writing nothing.
 
-use normjit::npy::{read_f32, write_f32};
+use normjit_cli::npy::{read_f32, write_f32};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

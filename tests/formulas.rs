@@ -8,8 +8,8 @@
 //! f64 and every op is rounded to f64); the f32 one where the point is f32
 //! behaviour (dropout's exact scale, loose LayerNorm / spectral-norm checks).
 
-use normjit::interp::{self, Real};
 use normjit::ir::{Kernel, Role};
+use normjit_interp::{self as interp, Real};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -31,10 +31,10 @@ fn run<T: Real>(
     inputs: &[(&str, &[T])],
 ) -> HashMap<String, Vec<T>> {
     let given_dims: Vec<(String, String)> = dims.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-    let dims = normjit::bind::resolve_dims(k, &given_dims, &[]).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+    let dims = normjit_cli::bind::resolve_dims(k, &given_dims, &[]).unwrap_or_else(|e| panic!("{}: {e}", k.name));
     // f64's Display is the shortest text that parses back to the same value.
     let given_params: Vec<(String, String)> = params.iter().map(|(n, v)| (n.to_string(), format!("{v}"))).collect();
-    let params = normjit::bind::resolve_params(k, &given_params).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+    let params = normjit_cli::bind::resolve_params(k, &given_params).unwrap_or_else(|e| panic!("{}: {e}", k.name));
     for (name, _) in inputs {
         let t = k.tensor(name).unwrap_or_else(|| panic!("kernel {} has no tensor {name}", k.name));
         assert_ne!(k.tensors[t].role, Role::Out, "{name} is an out tensor of {}", k.name);

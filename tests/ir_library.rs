@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 fn library() -> Vec<(PathBuf, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
-    let files = normjit::source::collect_nj_files(&root).unwrap();
+    let files = normjit::collect_nj_files(&root).unwrap();
     assert!(files.len() >= 18, "library has {} files", files.len());
     files
         .into_iter()

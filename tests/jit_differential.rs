@@ -71,8 +71,8 @@ fn jit_agrees_with_the_interpreter_at_odd_shapes_with_nan_and_inf() {
                 let s32: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
                 let in64: Vec<Vec<f64>> = inputs.iter().map(|v| v.iter().map(|&x| x as f64).collect()).collect();
                 let s64: Vec<&[f64]> = in64.iter().map(|v| v.as_slice()).collect();
-                let r32 = normjit::interp::run::<f32>(&k, &dims, &params, &s32).unwrap();
-                let r64 = normjit::interp::run::<f64>(&k, &dims, &params, &s64).unwrap();
+                let r32 = normjit_interp::run::<f32>(&k, &dims, &params, &s32).unwrap();
+                let r64 = normjit_interp::run::<f64>(&k, &dims, &params, &s64).unwrap();
                 for (id, t) in k.tensors.iter().filter(|(_, t)| t.role != Role::In) {
                     let what = format!("{} {dims:?} specials={specials} `{}`", k.name, t.name);
                     if let Err(e) = compare(&what, &got[id.index()], r64.get(id).unwrap(), r32.get(id).unwrap(), 1e-5) {

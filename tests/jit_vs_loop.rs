@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use normjit::codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit::ir::{Kernel, ParamType};
-use normjit::lower::{exec, lower, Options};
+use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
+use normjit_lower::{exec, lower, Options};
 
 fn param_words(k: &Kernel, params: &[f64]) -> Vec<u32> {
     k.params
@@ -34,14 +34,14 @@ fn check(
     let plan = lower(k, dims, &opts).map_err(|e| e.to_string())?;
     let mut want = inputs.clone();
     exec(&plan, dims, &params, &mut want).map_err(|e| e.to_string())?;
-    let code = Compiled::new(&plan, isa, &CodegenOptions::default()).map_err(|e| e.to_string())?;
+    let code = std::sync::Arc::new(Compiled::new(&plan, isa, &CodegenOptions::default()).map_err(|e| e.to_string())?);
     let mut got = inputs.clone();
     let ptrs: Vec<*mut f32> = got.iter_mut().map(|v| v.as_mut_ptr()).collect();
     let words = param_words(k, &params);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     // SAFETY: each buffer has its tensor's length at `dims` (the plan's
     // sizes) and they are distinct allocations.
-    unsafe { code.execute(&ptrs, &words, if threads > 1 { Some(&pool) } else { None }) };
+    unsafe { normjit::unstable::execute_at(&code, dims, &ptrs, &words, if threads > 1 { Some(&pool) } else { None }) };
     for (id, t) in k.tensors.iter() {
         let (g, w) = (&got[id.index()], &want[id.index()]);
         if let Some(i) = (0..g.len()).find(|&i| g[i].to_bits() != w[i].to_bits() && !(g[i].is_nan() && w[i].is_nan())) {

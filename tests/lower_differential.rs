@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use normjit::ir::Role;
-use normjit::lower::{exec, lower, Options};
+use normjit_lower::{exec, lower, Options};
 
 fn check_one(k: &normjit::ir::Kernel, dims: &[usize], seed: u64, specials: bool, chunk: usize) -> Result<f64, String> {
     let params = params(k);
@@ -20,8 +20,8 @@ fn check_one(k: &normjit::ir::Kernel, dims: &[usize], seed: u64, specials: bool,
     let slices32: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
     let in64: Vec<Vec<f64>> = inputs.iter().map(|v| v.iter().map(|&x| x as f64).collect()).collect();
     let slices64: Vec<&[f64]> = in64.iter().map(|v| v.as_slice()).collect();
-    let r32 = normjit::interp::run::<f32>(k, dims, &params, &slices32).map_err(|e| e.to_string())?;
-    let r64 = normjit::interp::run::<f64>(k, dims, &params, &slices64).map_err(|e| e.to_string())?;
+    let r32 = normjit_interp::run::<f32>(k, dims, &params, &slices32).map_err(|e| e.to_string())?;
+    let r64 = normjit_interp::run::<f64>(k, dims, &params, &slices64).map_err(|e| e.to_string())?;
     let mut worst = 0.0f64;
     for (id, t) in k.tensors.iter() {
         if t.role == Role::In {

@@ -2,7 +2,7 @@
 //! hand-written files in every supported variant, a specific error for
 //! every kind of bad file, atomic writes, and no panic on mangled bytes.
 
-use normjit::npy::{self, decode_f32, encode_f32, read_f32, write_f32, NpyError};
+use normjit_cli::npy::{self, decode_f32, encode_f32, read_f32, write_f32, NpyError};
 use std::path::{Path, PathBuf};
 
 /// A fresh directory for one test.

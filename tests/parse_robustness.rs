@@ -33,7 +33,7 @@ fn check_no_panic(bytes: &[u8]) {
 
 fn library_sources() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
-    normjit::source::collect_nj_files(&root).unwrap().iter().map(|f| std::fs::read(f).unwrap()).collect()
+    normjit::collect_nj_files(&root).unwrap().iter().map(|f| std::fs::read(f).unwrap()).collect()
 }
 
 const VOCAB: &[&str] = &[

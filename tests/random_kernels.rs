@@ -133,9 +133,9 @@ fn read_case(path: &std::ffi::OsStr) -> Case {
 fn lower_child() {
     let Some(path) = std::env::var_os("NORMJIT_LOWER_CHILD") else { return };
     let case = read_case(&path);
-    let opts = normjit::lower::Options { chunk_elems: case.chunk, verify: true, ..Default::default() };
+    let opts = normjit_lower::Options { chunk_elems: case.chunk, verify: true, ..Default::default() };
     eprintln!("{CHILD_MARKER}");
-    let _ = normjit::lower::lower(&case.kernel, &case.dims, &opts);
+    let _ = normjit_lower::lower(&case.kernel, &case.dims, &opts);
 }
 
 /// Runs one case, turning a panic into a failure, and checks that the

@@ -2,7 +2,7 @@
 //! function (and, with `--clif`, the Cranelift IR it came from).
 
 use crate::cli::fail;
-use normjit::codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
+use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,7 +27,7 @@ pub fn main(a: Args) -> ExitCode {
         Ok(kd) => kd,
         Err(code) => return code,
     };
-    let plan = match normjit::lower::lower(&kernel, &dims, &normjit::lower::Options::default()) {
+    let plan = match normjit_lower::lower(&kernel, &dims, &normjit_cli::target::lower_options()) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -35,7 +35,7 @@ pub fn main(a: Args) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let code = match Compiled::new(&plan, &isa, &CodegenOptions { listing: true }) {
+    let code = match Compiled::new(&plan, &isa, &CodegenOptions { listing: true, ..Default::default() }) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

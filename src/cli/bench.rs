@@ -21,13 +21,13 @@
 //! at the large size on exact page-aligned buffers, JIT only.
 
 use crate::cli::fail;
-use normjit::bench::reference::Reference;
-use normjit::bench::report::{self, CallOverhead, Engine, Failure, Load, Machine, Report, Row};
-use normjit::bench::{roofline, Buffers, Isa, Placement};
-use normjit::bind::{example_params, parse_pairs, resolve_dims, resolve_params};
 use normjit::ir::{Kernel, Role};
-use normjit::source::{collect_nj_files, SourceFile};
+use normjit::{collect_nj_files, SourceFile};
 use normjit::{Bindings, Compiler, CompilerOptions};
+use normjit_cli::bench::reference::Reference;
+use normjit_cli::bench::report::{self, CallOverhead, Engine, Failure, Load, Machine, Report, Row};
+use normjit_cli::bench::{roofline, Buffers, Isa, Placement};
+use normjit_cli::bind::{example_params, parse_pairs, resolve_dims, resolve_params};
 use std::hint::black_box;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -229,7 +229,8 @@ fn run(a: &Args) -> Result<ExitCode, String> {
     let mut engines = Vec::new();
     for &t in &threads {
         let compiler =
-            Compiler::with_options(CompilerOptions { threads: t, ..Default::default() }).map_err(|e| e.to_string())?;
+            Compiler::with_options(CompilerOptions { threads: t, ..normjit_cli::target::compiler_options() })
+                .map_err(|e| e.to_string())?;
         let pool = if t > 1 {
             Some(rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| e.to_string())?)
         } else {
@@ -557,13 +558,14 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
             ));
         }
     }
-    let plan = normjit::lower::lower(k, &c.dims, &Default::default()).map_err(|e| e.to_string())?;
+    let plan = normjit_lower::lower(k, &c.dims, &Default::default()).map_err(|e| e.to_string())?;
     let min_bytes = plan.traffic.min_bytes;
     drop(plan);
     let mut compiles = Vec::new();
     for _ in 0..ctx.timing.compiles {
         let compiler =
-            Compiler::with_options(CompilerOptions { threads: 1, ..Default::default() }).map_err(|e| e.to_string())?;
+            Compiler::with_options(CompilerOptions { threads: 1, ..normjit_cli::target::compiler_options() })
+                .map_err(|e| e.to_string())?;
         let (_, us) = compiler.kernel(k.clone()).prepare(&c.dims).map_err(|e| e.to_string())?;
         compiles.push(us);
     }
@@ -651,7 +653,7 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
                         // so every timed call pays for one drop.
                         let mut out = None;
                         s.batch(budget, min, max, || {
-                            let o = normjit::interp::run::<f32>(k, &c.dims, &c.params, &slices)
+                            let o = normjit_interp::run::<f32>(k, &c.dims, &c.params, &slices)
                                 .map_err(|e| e.to_string())?;
                             out = Some(black_box(o));
                             Ok(())
@@ -704,8 +706,8 @@ fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
     let given = [("N".to_string(), "8".to_string()), ("D".to_string(), "4096".to_string())];
     let Ok(dims) = resolve_dims(k, &given, &[]) else { return Ok(None) };
     let params = resolve_params(k, &[]).map_err(|e| e.to_string())?;
-    let compiler =
-        Compiler::with_options(CompilerOptions { threads: 1, ..Default::default() }).map_err(|e| e.to_string())?;
+    let compiler = Compiler::with_options(CompilerOptions { threads: 1, ..normjit_cli::target::compiler_options() })
+        .map_err(|e| e.to_string())?;
     let mut bufs = Buffers::for_kernel(k, &dims, &params, 0, Placement::Staggered);
     let per_call = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
         for _ in 0..100 {
@@ -811,7 +813,7 @@ fn machine(compiler: &Compiler, cores: usize) -> Machine {
         cores,
         jit_isa_flags: compiler.isa().flags.clone(),
         rustc_isa: Isa::current().name().to_string(),
-        l2_bytes: normjit::lower::l2_bytes(),
+        l2_bytes: normjit_cli::target::l2_bytes(),
         l3_bytes: cache_bytes(3),
         memory_bytes: meminfo("MemTotal:"),
     }

@@ -1,6 +1,6 @@
 //! `normjit check FILE...`: parse and verify; exit 1 on any invalid file.
 
-use normjit::source::{collect_nj_files, SourceFile};
+use normjit::{collect_nj_files, SourceFile};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -27,16 +27,19 @@ pub fn main(a: Args) -> ExitCode {
         Ok(kd) => kd,
         Err(code) => return code,
     };
-    let mut opts = normjit::lower::Options::default();
+    let mut opts = normjit_cli::target::lower_options();
     if let Some(c) = a.cache_bytes {
         opts.cache_bytes = c;
     }
-    let plan = match normjit::lower::lower(&kernel, &dims, &opts) {
+    let plan = match normjit_lower::lower(&kernel, &dims, &opts) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&normjit::lower::plan_json(&plan)).expect("JSON values serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::cli::plan_json::plan_json(&plan)).expect("JSON values serialize")
+        );
     } else {
         print!("{plan}");
     }

@@ -4,11 +4,12 @@ pub mod asm;
 pub mod bench;
 pub mod check;
 pub mod explain;
+pub mod plan_json;
 pub mod run;
 
-use normjit::bind::{parse_pairs, resolve_dims};
 use normjit::ir::Kernel;
-use normjit::source::SourceFile;
+use normjit::SourceFile;
+use normjit_cli::bind::{parse_pairs, resolve_dims};
 use std::path::Path;
 use std::process::ExitCode;
 

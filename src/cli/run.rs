@@ -11,10 +11,10 @@
 //! destination, and only then are the temporary files renamed into place.
 
 use crate::cli::fail;
-use normjit::bind::{parse_pairs, resolve_dims, resolve_params, BindError};
 use normjit::ir::{Kernel, Role, TensorId};
-use normjit::npy;
-use normjit::source::SourceFile;
+use normjit::SourceFile;
+use normjit_cli::bind::{parse_pairs, resolve_dims, resolve_params, BindError};
+use normjit_cli::npy;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -180,10 +180,10 @@ fn dims_error(e: BindError, inputs: &[(TensorId, PathBuf)], k: &Kernel) -> Strin
         s
     };
     match e {
-        BindError::DimConflict { dim, a, a_src, b, b_src } => {
-            BindError::DimConflict { dim, a, a_src: src(a_src), b, b_src: src(b_src) }.to_string()
+        BindError::Bind(normjit::Error::DimConflict { dim, a, a_src, b, b_src }) => {
+            normjit::Error::DimConflict { dim, a, a_src: src(a_src), b, b_src: src(b_src) }.to_string()
         }
-        BindError::Rank { ref tensor, .. } => match file_of(tensor) {
+        BindError::Bind(normjit::Error::Rank { ref tensor, .. }) => match file_of(tensor) {
             Some(p) => format!("--input {tensor}={p}: {e}"),
             None => e.to_string(),
         },
@@ -255,7 +255,7 @@ fn run(a: &Args) -> Result<Report, String> {
 
     // Entry values: the files, and generated values for the rest.
     let missing = k.tensors.iter().any(|(t, tensor)| tensor.role != Role::Out && given[t.index()].is_none());
-    let mut generated = if missing { normjit::inputs::generate(&k, &dims, &params, a.seed) } else { Vec::new() };
+    let mut generated = if missing { normjit_cli::inputs::generate(&k, &dims, &params, a.seed) } else { Vec::new() };
     let mut sources = Vec::new();
     let entry: Vec<Vec<f32>> = k
         .tensors
@@ -285,8 +285,11 @@ fn run(a: &Args) -> Result<Report, String> {
     let mut compile_us = None;
     let mut jit_out: Option<Vec<Vec<f32>>> = None;
     if a.engine != Engine::Interp {
-        let compiler = normjit::Compiler::with_options(normjit::CompilerOptions { threads, ..Default::default() })
-            .map_err(|e| e.to_string())?;
+        let compiler = normjit::Compiler::with_options(normjit::CompilerOptions {
+            threads,
+            ..normjit_cli::target::compiler_options()
+        })
+        .map_err(|e| e.to_string())?;
         let kernel = compiler.kernel(k.clone());
         let mut bufs = entry.clone();
         for (t, tensor) in k.tensors.iter() {
@@ -320,7 +323,7 @@ fn run(a: &Args) -> Result<Report, String> {
     let mut out32 = None;
     if a.engine != Engine::Jit {
         let start = Instant::now();
-        let first_out = normjit::interp::run::<f32>(&k, &dims, &params, &slices32).map_err(|e| e.to_string())?;
+        let first_out = normjit_interp::run::<f32>(&k, &dims, &params, &slices32).map_err(|e| e.to_string())?;
         let first = start.elapsed();
         let reps = if first.is_zero() {
             MAX_REPS
@@ -330,7 +333,7 @@ fn run(a: &Args) -> Result<Report, String> {
         let mut t = vec![first];
         for _ in 1..reps {
             let start = Instant::now();
-            let r = normjit::interp::run::<f32>(&k, &dims, &params, &slices32);
+            let r = normjit_interp::run::<f32>(&k, &dims, &params, &slices32);
             t.push(start.elapsed());
             drop(r);
         }
@@ -339,7 +342,7 @@ fn run(a: &Args) -> Result<Report, String> {
     }
     let entry64: Vec<Vec<f64>> = entry.iter().map(|v| v.iter().map(|&x| f64::from(x)).collect()).collect();
     let slices64: Vec<&[f64]> = entry64.iter().map(Vec::as_slice).collect();
-    let out64 = normjit::interp::run::<f64>(&k, &dims, &params, &slices64).map_err(|e| e.to_string())?;
+    let out64 = normjit_interp::run::<f64>(&k, &dims, &params, &slices64).map_err(|e| e.to_string())?;
     drop(entry64);
 
     // Accuracy per written tensor, and the files (the primary engine's

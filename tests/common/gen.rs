@@ -102,12 +102,12 @@
 //!    result as long as nothing overflowed f32. So `|engine - f64| ≤ width`.
 #![allow(dead_code)]
 
-use normjit::codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit::ir::{
     rng, AxisSet, Binary, Cmp, DType, DimId, Kernel, KernelBuilder, Op, ParamId, ParamType, Reduce, Role, Stmt,
     TensorId, Unary, ValueId,
 };
-use normjit::lower::{exec, lower, Options};
+use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
+use normjit_lower::{exec, lower, Options};
 use proptest::prelude::*;
 use std::fmt;
 use std::time::Instant;
@@ -1702,13 +1702,13 @@ pub enum Engines {
 fn jit_check(
     case: &Case,
     env: &Env,
-    plan: &normjit::lower::Plan,
+    plan: &normjit_lower::Plan,
     inputs: &[Vec<f32>],
     looped: &[Vec<f32>],
 ) -> Result<(), Failure> {
     let k = &case.kernel;
     let code = match Compiled::new(plan, &env.isa, &CodegenOptions::default()) {
-        Ok(c) => c,
+        Ok(c) => std::sync::Arc::new(c),
         Err(e) => return fail("codegen", e.to_string()),
     };
     let mut got = inputs.to_vec();
@@ -1717,7 +1717,7 @@ fn jit_check(
     let pool = if case.threads > 1 { env.pools.get(case.threads - 2) } else { None };
     // SAFETY: one buffer per tensor, each of its tensor's length at
     // `dims` (the plan's sizes), all distinct allocations.
-    unsafe { code.execute(&ptrs, &words, pool) };
+    unsafe { normjit::unstable::execute_at(&code, &plan.dims, &ptrs, &words, pool) };
     for (id, t) in k.tensors.iter() {
         let (g, w) = (&got[id.index()], &looped[id.index()]);
         if let Some(i) = (0..g.len()).find(|&i| g[i].to_bits() != w[i].to_bits() && !(g[i].is_nan() && w[i].is_nan())) {
@@ -1750,11 +1750,11 @@ fn check_outputs(
     let s32: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
     let in64: Vec<Vec<f64>> = inputs.iter().map(|v| v.iter().map(|&x| x as f64).collect()).collect();
     let s64: Vec<&[f64]> = in64.iter().map(|v| v.as_slice()).collect();
-    let r32 = match normjit::interp::run::<f32>(k, dims, &case.params, &s32) {
+    let r32 = match normjit_interp::run::<f32>(k, dims, &case.params, &s32) {
         Ok(r) => r,
         Err(e) => return fail("interp f32", e.to_string()),
     };
-    let r64 = match normjit::interp::run::<f64>(k, dims, &case.params, &s64) {
+    let r64 = match normjit_interp::run::<f64>(k, dims, &case.params, &s64) {
         Ok(r) => r,
         Err(e) => return fail("interp f64", e.to_string()),
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Every library kernel with its path.
 pub fn library() -> Vec<(PathBuf, Kernel)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
-    normjit::source::collect_nj_files(&root)
+    normjit::collect_nj_files(&root)
         .unwrap()
         .into_iter()
         .map(|f| {
@@ -20,7 +20,7 @@ pub fn library() -> Vec<(PathBuf, Kernel)> {
 
 /// Param values: defaults, with example values for required ones.
 pub fn params(k: &Kernel) -> Vec<f64> {
-    normjit::bind::resolve_params(k, &normjit::bind::example_params(k)).unwrap()
+    normjit_cli::bind::resolve_params(k, &normjit_cli::bind::example_params(k)).unwrap()
 }
 
 /// Small deterministic generator for test choices.
@@ -58,7 +58,7 @@ pub fn random_dims(k: &Kernel, pick: &mut Pick) -> Vec<usize> {
 /// Plausible inputs; with `specials`, some elements become NaN, ±Inf,
 /// subnormal or huge.
 pub fn inputs(k: &Kernel, dims: &[usize], params: &[f64], seed: u64, specials: bool) -> Vec<Vec<f32>> {
-    let mut t = normjit::inputs::generate(k, dims, params, seed);
+    let mut t = normjit_cli::inputs::generate(k, dims, params, seed);
     if specials {
         let mut pick = Pick(seed | 1);
         for (id, tensor) in k.tensors.iter() {

@@ -8,7 +8,7 @@
 //! the loop IR's normative order says, so results match the loop-IR
 //! interpreter bit for bit.
 
-use crate::layout::Layout;
+use crate::layout;
 use crate::ops::{self, Libm, W};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -30,17 +30,25 @@ pub enum Unit {
 }
 
 pub(crate) struct Args {
-    pub tensors: Value,
-    pub params: Value,
+    /// The `Frame` pointer.
+    pub frame: Value,
     pub scratch: Value,
     pub partial: Value,
     pub lo: Value,
     pub hi: Value,
 }
 
+/// A size or stride: a constant when the code is specialized to the sizes
+/// (or the value is structurally known, like a contiguous stride of 1),
+/// otherwise a value computed once in the entry block.
+#[derive(Clone, Copy, Debug)]
+enum Sv {
+    Const(i64),
+    Dyn(Value),
+}
+
 pub(crate) struct Fx<'a, 'b> {
     pub p: &'a Plan,
-    pub lay: &'a Layout,
     pub b: &'a mut FunctionBuilder<'b>,
     pub a: Args,
     pub libm: Libm,
@@ -52,6 +60,18 @@ pub(crate) struct Fx<'a, 'b> {
     base: HashMap<TensorId, Value>,
     /// Phase being emitted (for partial accumulators).
     phase: Option<usize>,
+    /// Frame fields, loaded in the entry block.
+    tensors: Option<Value>,
+    params: Option<Value>,
+    /// Each dim's size.
+    dims: Vec<Sv>,
+    /// Row-major strides of every index list used (tensors, scratch
+    /// arrays, random domains), computed in the entry block.
+    strides: HashMap<Vec<DimId>, Vec<Sv>>,
+    /// Per accumulator: base address in scratch, and in the partial area.
+    acc_bases: Vec<(Value, Value)>,
+    /// Bake the planned sizes in as constants.
+    specialize: bool,
 }
 
 /// Flags of every load and store: they cannot trap (the runtime checked
@@ -63,9 +83,68 @@ fn flags() -> MemFlagsData {
 }
 
 impl<'a, 'b> Fx<'a, 'b> {
-    pub fn new(p: &'a Plan, lay: &'a Layout, b: &'a mut FunctionBuilder<'b>, a: Args, libm: Libm) -> Self {
+    pub fn new(p: &'a Plan, b: &'a mut FunctionBuilder<'b>, a: Args, libm: Libm, specialize: bool) -> Self {
         let idx = vec![None; p.dims.len()];
-        Fx { p, lay, b, a, libm, idx, sc: HashMap::new(), base: HashMap::new(), phase: None }
+        Fx {
+            p,
+            b,
+            a,
+            libm,
+            idx,
+            sc: HashMap::new(),
+            base: HashMap::new(),
+            phase: None,
+            tensors: None,
+            params: None,
+            dims: Vec::new(),
+            strides: HashMap::new(),
+            acc_bases: Vec::new(),
+            specialize,
+        }
+    }
+
+    fn params(&self) -> Value {
+        self.params.expect("loaded in the entry block")
+    }
+
+    /// `v` as a value (materializing a constant where used).
+    fn sv(&mut self, v: Sv) -> Value {
+        match v {
+            Sv::Const(c) => self.iconst(c),
+            Sv::Dyn(x) => x,
+        }
+    }
+
+    fn mul_sv(&mut self, a: Sv, b: Sv) -> Sv {
+        match (a, b) {
+            (Sv::Const(x), Sv::Const(y)) => Sv::Const(x.wrapping_mul(y)),
+            (Sv::Const(1), o) | (o, Sv::Const(1)) => o,
+            (Sv::Const(c), Sv::Dyn(v)) | (Sv::Dyn(v), Sv::Const(c)) => Sv::Dyn(self.b.ins().imul_imm_s(v, c)),
+            (Sv::Dyn(x), Sv::Dyn(y)) => Sv::Dyn(self.b.ins().imul(x, y)),
+        }
+    }
+
+    /// `i * s` for an index value `i`.
+    fn scale(&mut self, i: Value, s: Sv) -> Value {
+        match s {
+            Sv::Const(1) => i,
+            Sv::Const(c) => self.b.ins().imul_imm_s(i, c),
+            Sv::Dyn(v) => self.b.ins().imul(i, v),
+        }
+    }
+
+    /// The size of dim `d`.
+    fn dim(&mut self, d: DimId) -> Value {
+        let v = self.dims[d.index()];
+        self.sv(v)
+    }
+
+    /// Product of the sizes of `dims`.
+    fn extent(&mut self, dims: &[DimId]) -> Sv {
+        dims.iter().fold(Sv::Const(1), |n, d| {
+            let s = self.dims[d.index()];
+            self.mul_sv(n, s)
+        })
     }
 
     fn iconst(&mut self, v: i64) -> Value {
@@ -78,28 +157,67 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
         // Loaded where first needed; callers make sure that is the entry
         // block (see `preload`).
-        let v = self.b.ins().load(types::I64, flags(), self.a.tensors, (t.index() * 8) as i32);
+        let tensors = self.tensors.expect("loaded in the entry block");
+        let v = self.b.ins().load(types::I64, flags(), tensors, (t.index() * 8) as i32);
         self.base.insert(t, v);
         v
     }
 
-    /// Loads every tensor base pointer in the entry block, so they dominate
-    /// every use.
+    /// Loads, in the entry block (so they dominate every use), everything
+    /// the body addresses with: the frame's fields, every dim's size, the
+    /// strides of every index list, every tensor base pointer and every
+    /// accumulator's base addresses.
     pub fn preload(&mut self) {
+        let f = self.a.frame;
+        let ld = |b: &mut FunctionBuilder, off: i32| b.ins().load(types::I64, flags(), f, off);
+        self.tensors = Some(ld(self.b, layout::FRAME_TENSORS));
+        self.params = Some(ld(self.b, layout::FRAME_PARAMS));
+        let dims_ptr = ld(self.b, layout::FRAME_DIMS);
+        let offsets = ld(self.b, layout::FRAME_OFFSETS);
+        for d in 0..self.p.dims.len() {
+            let v = if self.specialize {
+                Sv::Const(self.p.dims[d] as i64)
+            } else {
+                Sv::Dyn(self.b.ins().load(types::I64, flags(), dims_ptr, (d * 8) as i32))
+            };
+            self.dims.push(v);
+        }
+        let mut lists: Vec<Vec<DimId>> = self.p.kernel.tensors.iter().map(|(_, t)| t.dims.clone()).collect();
+        lists.extend(self.p.accums.iter().map(|a| a.scratch_dims.clone()));
+        for n in &self.p.nodes {
+            if let LOp::Uniform(_, axes) = n.op {
+                lists.push(axes.iter().collect());
+            }
+        }
+        for l in lists {
+            if self.strides.contains_key(&l) {
+                continue;
+            }
+            let mut s = vec![Sv::Const(0); l.len()];
+            let mut acc = Sv::Const(1);
+            for i in (0..l.len()).rev() {
+                s[i] = acc;
+                let n = self.dims[l[i].index()];
+                acc = self.mul_sv(acc, n);
+            }
+            self.strides.insert(l, s);
+        }
         for (t, _) in self.p.kernel.tensors.iter() {
             self.tensor_base(t);
         }
+        let na = self.p.accums.len();
+        for a in 0..na {
+            let so = self.b.ins().load(types::I64, flags(), offsets, (a * 8) as i32);
+            let po = self.b.ins().load(types::I64, flags(), offsets, ((na + a) * 8) as i32);
+            let s = self.addr(self.a.scratch, so);
+            let p = self.addr(self.a.partial, po);
+            self.acc_bases.push((s, p));
+        }
     }
 
-    /// Row-major strides (in elements) of `dims` at the planned sizes.
-    fn strides(&self, dims: &[DimId]) -> Vec<i64> {
-        let mut s = vec![0i64; dims.len()];
-        let mut acc = 1i64;
-        for i in (0..dims.len()).rev() {
-            s[i] = acc;
-            acc *= self.p.dims[dims[i].index()] as i64;
-        }
-        s
+    /// Row-major strides (in elements) of `dims` (precomputed).
+    fn strides(&self, dims: &[DimId]) -> Vec<Sv> {
+        self.strides.get(dims).cloned().expect("strides precomputed in the entry block")
     }
 
     /// Element offset of `dims` at the current indices, leaving out `skip`.
@@ -107,19 +225,19 @@ impl<'a, 'b> Fx<'a, 'b> {
         let strides = self.strides(dims);
         let mut off = self.iconst(0);
         for (d, s) in dims.iter().zip(strides) {
-            if Some(*d) == skip || s == 0 {
+            if Some(*d) == skip || matches!(s, Sv::Const(0)) {
                 continue;
             }
             let i = self.idx[d.index()].expect("index of an enclosing loop");
-            let t = if s == 1 { i } else { self.b.ins().imul_imm_s(i, s) };
+            let t = self.scale(i, s);
             off = self.b.ins().iadd(off, t);
         }
         off
     }
 
-    fn stride_of(&self, dims: &[DimId], d: DimId) -> i64 {
+    fn stride_of(&self, dims: &[DimId], d: DimId) -> Sv {
         let s = self.strides(dims);
-        dims.iter().position(|x| *x == d).map_or(0, |i| s[i])
+        dims.iter().position(|x| *x == d).map_or(Sv::Const(0), |i| s[i])
     }
 
     /// Byte address of element `off` of an f32 array at `base`.
@@ -132,13 +250,23 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// when the current phase keeps a partial of it.
     fn acc_base(&mut self, a: AccId) -> Value {
         let ai = a.0 as usize;
-        if let Some(ph) = self.phase {
-            let po = self.lay.partial_offset[ph][ai];
-            if po != usize::MAX {
-                return self.b.ins().iadd_imm_s(self.a.partial, (po * 4) as i64);
-            }
+        let partial = self.phase.is_some_and(|ph| {
+            self.p.phases[ph].split.as_ref().is_some_and(|s| s.partials.contains(&a)) && self.p.group.is_empty()
+        });
+        if partial {
+            self.acc_bases[ai].1
+        } else {
+            self.acc_bases[ai].0
         }
-        self.b.ins().iadd_imm_s(self.a.scratch, (self.lay.scratch_offset[ai] * 4) as i64)
+    }
+
+    /// `count(axes)` at the run's sizes, as [`normjit_lower::count`] defines it.
+    fn count(&mut self, axes: normjit_ir::AxisSet) -> Value {
+        let dims: Vec<DimId> = axes.iter().collect();
+        match self.extent(&dims) {
+            Sv::Const(n) => self.b.ins().f32const(n as f32),
+            Sv::Dyn(n) => self.b.ins().fcvt_from_sint(types::F32, n),
+        }
     }
 
     /// Scalar value of `v` at the current indices, computing it (and its
@@ -166,12 +294,15 @@ impl<'a, 'b> Fx<'a, 'b> {
             LOp::Uniform(seed, axes) => {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let index = self.offset(&dims, None);
-                let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
+                let params = self.params();
+                let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 4) as i32);
                 ops::uniform(self.b, s, index)
             }
+            LOp::Count(axes) => self.count(*axes),
             op => {
                 let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
-                ops::compute(self.b, &self.libm, self.p, op, W::S, &args, self.a.params)
+                let params = self.params();
+                ops::compute(self.b, &self.libm, op, W::S, &args, params)
             }
         };
         self.sc.insert(v, x);
@@ -245,11 +376,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             return;
         }
         let d = self.p.group[level];
-        let (lo, hi) = if level == 0 {
-            (self.a.lo, self.a.hi)
-        } else {
-            (self.iconst(0), self.iconst(self.p.dims[d.index()] as i64))
-        };
+        let (lo, hi) = if level == 0 { (self.a.lo, self.a.hi) } else { (self.iconst(0), self.dim(d)) };
         self.counted(lo, hi, 1, |fx, i| {
             fx.idx[d.index()] = Some(i);
             fx.group_level(level + 1);
@@ -293,7 +420,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         if own_scratch {
             for &a in &accs {
                 let op = self.p.accums[a.0 as usize].op;
-                let n = self.lay.scratch_len[a.0 as usize] as i64;
+                let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
+                let n = self.extent(&dims);
                 let base = self.acc_base(a);
                 let id = ops::identity(self.b, op);
                 self.for_each_elem(base, n, |fx, ad| {
@@ -309,10 +437,10 @@ impl<'a, 'b> Fx<'a, 'b> {
                 if acc.op != Reduce::Mean {
                     continue;
                 }
-                let count = ops::count_f32(self.p, acc.reduced);
-                let n = self.lay.scratch_len[a.0 as usize] as i64;
+                let (reduced, dims) = (acc.reduced, acc.scratch_dims.clone());
+                let c = self.count(reduced);
+                let n = self.extent(&dims);
                 let base = self.acc_base(a);
-                let c = self.b.ins().f32const(count);
                 self.for_each_elem(base, n, |fx, ad| {
                     let s = fx.b.ins().load(types::F32, flags(), ad, 0);
                     let q = fx.b.ins().fdiv(s, c);
@@ -325,14 +453,14 @@ impl<'a, 'b> Fx<'a, 'b> {
 
     /// Runs `f` on the address of each of `n` f32s from `base`: unrolled for
     /// the short scratch arrays of per-group statistics, a loop otherwise.
-    fn for_each_elem<F: FnMut(&mut Self, Value)>(&mut self, base: Value, n: i64, mut f: F) {
-        if n <= 4 {
+    fn for_each_elem<F: FnMut(&mut Self, Value)>(&mut self, base: Value, n: Sv, mut f: F) {
+        if let Sv::Const(n @ 0..=4) = n {
             for i in 0..n {
                 let ad = self.b.ins().iadd_imm_s(base, 4 * i);
                 f(self, ad);
             }
         } else {
-            let (z, hi) = (self.iconst(0), self.iconst(n));
+            let (z, hi) = (self.iconst(0), self.sv(n));
             self.counted(z, hi, 1, |fx, i| {
                 let ad = fx.addr(base, i);
                 f(fx, ad);
@@ -427,7 +555,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         let d = phase.loops[depth];
         let (lo, hi) = match range {
             Some(r) => r,
-            None => (self.iconst(0), self.iconst(self.p.dims[d.index()] as i64)),
+            None => (self.iconst(0), self.dim(d)),
         };
         if depth + 1 == k {
             self.inner(ph, lo, hi, range.is_none(), regs);
@@ -446,7 +574,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         ph: usize,
         lo: Value,
         hi: Value,
-        constant_range: bool,
+        from_zero: bool,
         regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
     ) {
         let phase = self.p.phases[ph].clone();
@@ -455,9 +583,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let (width, unroll) = (phase.width, phase.unroll);
         let block = (width * unroll) as i64;
         // End of the whole blocks: lo + (hi - lo) - (hi - lo) % block.
-        let main_end = if constant_range {
-            let n = self.p.dims[d.index()] as i64;
+        let main_end = if let (true, Sv::Const(n)) = (from_zero, self.dims[d.index()]) {
             self.iconst(n - n % block)
+        } else if from_zero && (block as u64).is_power_of_two() {
+            self.b.ins().band_imm_s(hi, -block)
         } else {
             let n = self.b.ins().isub(hi, lo);
             let r = self.b.ins().urem_imm_u(n, block);
@@ -467,7 +596,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         let inner_nodes: Vec<LValue> = phase.nodes.iter().filter(|n| n.1 == k).map(|n| n.0).collect();
         // Per-access base pointers at index 0 of the inner loop, and the
         // inner stride (elements) of each.
-        let mut pre: HashMap<Access, (Value, i64)> = HashMap::new();
+        let mut pre: HashMap<Access, (Value, Sv)> = HashMap::new();
         let mut streams: Vec<Access> = Vec::new();
         for &v in &inner_nodes {
             match self.p.node(v).op {
@@ -502,14 +631,21 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let off = self.offset(&dims, Some(d));
                 let base = self.b.ins().ireduce(types::I32, off);
-                let stride = self.stride_of(&dims, d);
-                let s = self.b.ins().load(types::I32, flags(), self.a.params, (seed.index() * 4) as i32);
+                let stride = match self.stride_of(&dims, d) {
+                    Sv::Const(c) => Sv::Const(c),
+                    Sv::Dyn(v) => Sv::Dyn(self.b.ins().ireduce(types::I32, v)),
+                };
+                let params = self.params();
+                let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 4) as i32);
                 let (k1, k2) = ops::uniform_keys(self.b, s);
                 let (vk1, vk2) = (self.b.ins().splat(types::I32X4, k1), self.b.ins().splat(types::I32X4, k2));
                 let zero = self.b.ins().iconst(types::I32, 0);
                 let mut lanes = self.b.ins().splat(types::I32X4, zero);
                 for l in 1..4u8 {
-                    let x = self.b.ins().iconst(types::I32, l as i64 * stride);
+                    let x = match stride {
+                        Sv::Const(c) => self.b.ins().iconst(types::I32, l as i64 * c),
+                        Sv::Dyn(v) => self.b.ins().imul_imm_s(v, l as i64),
+                    };
                     lanes = self.b.ins().insertlane(lanes, x, l);
                 }
                 ubase.insert(v, UniformPre { base, stride, k1, k2, vk1, vk2, lanes });
@@ -546,18 +682,20 @@ impl<'a, 'b> Fx<'a, 'b> {
         // Software prefetch (see `normjit_lower::Prefetch`): a base pointer
         // one group iteration ahead for each touched tensor, or this
         // iteration's again on the last one (never out of bounds).
-        let mut touch: Vec<(Value, i64)> = Vec::new();
+        let mut touch: Vec<(Value, Sv)> = Vec::new();
         if let Some(pf) = self.p.prefetch.clone().filter(|pf| pf.phase == ph && wide) {
             let gi = self.idx[pf.axis.index()].expect("inside the group loop");
-            let gn = self.p.dims[pf.axis.index()] as i64;
+            let gn = self.dim(pf.axis);
             for t in pf.tensors {
                 let dims = self.p.kernel.tensors[t].dims.clone();
                 let off = self.offset(&dims, Some(d));
                 let base = self.tensor_base(t);
                 let p0 = self.addr(base, off);
                 let next = self.b.ins().iadd_imm_s(gi, 1);
-                let more = self.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, next, gn);
-                let ahead = self.iconst(self.stride_of(&dims, pf.axis) * 4);
+                let more = self.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, next, gn);
+                let ahead = self.stride_of(&dims, pf.axis);
+                let ahead = self.mul_sv(ahead, Sv::Const(4));
+                let ahead = self.sv(ahead);
                 let zero = self.iconst(0);
                 let shift = self.b.ins().select(more, ahead, zero);
                 touch.push((self.b.ins().iadd(p0, shift), self.stride_of(&dims, d)));
@@ -568,7 +706,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         let w = if wide { W::V } else { W::S };
         self.counted(lo, main_end, block, |fx, i| {
             for &(tp, stride) in &touch {
-                let b = fx.b.ins().imul_imm_s(i, 4 * stride);
+                let s4 = fx.mul_sv(stride, Sv::Const(4));
+                let b = fx.scale(i, s4);
                 let a = fx.b.ins().iadd(tp, b);
                 // The value is unused: the load only brings the line in.
                 fx.b.ins().load(types::F32, flags(), a, 0);
@@ -592,19 +731,27 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// The address of every stream at inner index `i` (element 0 of this
     /// iteration); slots add immediate offsets to it.
     fn stream_addrs(&mut self, c: &Inner, i: Value) -> HashMap<Access, Value> {
-        let mut scaled: HashMap<i64, Value> = HashMap::new();
+        let mut scaled: Vec<(String, Value)> = Vec::new();
         let mut out = HashMap::new();
         let mut keys: Vec<&Access> = c.pre.keys().collect();
         keys.sort_by_key(|k| format!("{k:?}"));
         for key in keys {
             let (p0, stride) = c.pre[key];
-            let bytes = *scaled.entry(stride).or_insert_with(|| {
-                if stride == 1 {
-                    self.b.ins().ishl_imm_u(i, 2)
-                } else {
-                    self.b.ins().imul_imm_s(i, 4 * stride)
+            let id = format!("{stride:?}");
+            let bytes = match scaled.iter().find(|s| s.0 == id) {
+                Some(&(_, v)) => v,
+                None => {
+                    let v = match stride {
+                        Sv::Const(1) => self.b.ins().ishl_imm_u(i, 2),
+                        s => {
+                            let s4 = self.mul_sv(s, Sv::Const(4));
+                            self.scale(i, s4)
+                        }
+                    };
+                    scaled.push((id, v));
+                    v
                 }
-            });
+            };
             out.insert(*key, self.b.ins().iadd(p0, bytes));
         }
         out
@@ -622,7 +769,11 @@ impl<'a, 'b> Fx<'a, 'b> {
                     let u = &c.ubase[&v];
                     let e = self.b.ins().iadd_imm_s(at.i, at.elem);
                     let e = self.b.ins().ireduce(types::I32, e);
-                    let se = if u.stride == 1 { e } else { self.b.ins().imul_imm_s(e, u.stride) };
+                    let se = match u.stride {
+                        Sv::Const(1) => e,
+                        Sv::Const(c) => self.b.ins().imul_imm_s(e, c),
+                        Sv::Dyn(v) => self.b.ins().imul(e, v),
+                    };
                     let lo = self.b.ins().iadd(u.base, se);
                     match w {
                         W::S => ops::uniform_bits(self.b, w, u.k1, u.k2, lo),
@@ -633,9 +784,17 @@ impl<'a, 'b> Fx<'a, 'b> {
                         }
                     }
                 }
+                LOp::Count(axes) => {
+                    let n = self.count(*axes);
+                    match w {
+                        W::S => n,
+                        W::V => self.b.ins().splat(types::F32X4, n),
+                    }
+                }
                 op => {
                     let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
-                    ops::compute(self.b, &self.libm, self.p, op, w, &args, self.a.params)
+                    let params = self.params();
+                    ops::compute(self.b, &self.libm, op, w, &args, params)
                 }
             };
             vals.insert(v, x);
@@ -654,9 +813,15 @@ impl<'a, 'b> Fx<'a, 'b> {
     }
 
     /// Address and immediate offset of stream `acc` at `at`.
-    fn inner_addr(&self, c: &Inner, acc: Access, at: &At) -> (Value, i32) {
-        let stride = c.pre[&acc].1;
-        (at.addrs[&acc], (at.elem * 4 * stride) as i32)
+    fn inner_addr(&mut self, c: &Inner, acc: Access, at: &At) -> (Value, i32) {
+        match c.pre[&acc].1 {
+            Sv::Const(stride) => (at.addrs[&acc], (at.elem * 4 * stride) as i32),
+            Sv::Dyn(_) if at.elem == 0 => (at.addrs[&acc], 0),
+            Sv::Dyn(stride) => {
+                let off = self.b.ins().imul_imm_s(stride, at.elem * 4);
+                (self.b.ins().iadd(at.addrs[&acc], off), 0)
+            }
+        }
     }
 
     fn inner_load(&mut self, c: &Inner, acc: Access, w: W, at: &At) -> Value {
@@ -726,7 +891,7 @@ struct At<'c> {
 /// Hoisted parts of a `uniform` in an innermost loop.
 struct UniformPre {
     base: Value,
-    stride: i64,
+    stride: Sv,
     k1: Value,
     k2: Value,
     vk1: Value,
@@ -736,7 +901,7 @@ struct UniformPre {
 
 struct Inner<'c> {
     inner_nodes: &'c [LValue],
-    pre: &'c HashMap<Access, (Value, i64)>,
+    pre: &'c HashMap<Access, (Value, Sv)>,
     ubase: &'c HashMap<LValue, UniformPre>,
     splats: &'c HashMap<LValue, Value>,
 }

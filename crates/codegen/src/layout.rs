@@ -1,21 +1,41 @@
 //! Where compiled code finds its data: the argument convention shared by
-//! every generated function, and the scratch layout shared with the
-//! runtime that calls them.
+//! every generated function, and the scratch layout the runtime computes
+//! for each shape it calls the code with.
 
 use normjit_lower::{AccId, Plan};
 
+/// What every generated function reads its data through. The runtime fills
+/// one per call; the code loads each field once, in its entry block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// One base pointer per tensor, by tensor index.
+    pub tensors: *const *mut f32,
+    /// One 32-bit word per param (f32 bits, or the u32 seed).
+    pub params: *const u32,
+    /// Each dim's size, by dim index (ignored by code specialized to sizes).
+    pub dims: *const i64,
+    /// Per accumulator, its offset (in f32s) in the scratch area; then per
+    /// accumulator, its offset in a chunk's partial area ([`Layout::offsets`]).
+    pub offsets: *const i64,
+}
+
+pub(crate) const FRAME_TENSORS: i32 = 0;
+pub(crate) const FRAME_PARAMS: i32 = 8;
+pub(crate) const FRAME_DIMS: i32 = 16;
+pub(crate) const FRAME_OFFSETS: i32 = 24;
+const _: () = assert!(std::mem::size_of::<Frame>() == 32 && std::mem::size_of::<*const u8>() == 8);
+
 /// Signature of every generated function:
-/// `(tensors, params, scratch, partial, lo, hi)`.
-/// - `tensors`: one base pointer per tensor, by tensor index;
-/// - `params`: one 32-bit word per param (f32 bits, or the u32 seed);
+/// `(frame, scratch, partial, lo, hi)`.
+/// - `frame`: the call's [`Frame`];
 /// - `scratch`: the accumulator arrays, at [`Layout::scratch_offset`];
 /// - `partial`: this chunk's private copies of the accumulators a split
 ///   phase reduces over its split axis, at [`Layout::partial_offset`];
 /// - `lo..hi`: the range of the split loop this call runs.
-pub type EntryFn = unsafe extern "C" fn(*const *mut f32, *const u32, *mut f32, *mut f32, i64, i64);
+pub type EntryFn = unsafe extern "C" fn(*const Frame, *mut f32, *mut f32, i64, i64);
 
-/// Scratch layout of a plan, in f32 elements, for the sizes it was
-/// compiled for.
+/// Scratch layout of a plan at one set of sizes, in f32 elements.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
     /// Offset of each accumulator's array in the scratch area.
@@ -24,39 +44,42 @@ pub struct Layout {
     pub scratch_len: Vec<usize>,
     /// Total scratch elements.
     pub scratch_total: usize,
-    /// Per phase: offset of each of its partial accumulators in a chunk's
-    /// partial area (indexed by accumulator; `usize::MAX` if not partial).
-    pub partial_offset: Vec<Vec<usize>>,
+    /// Offset of each accumulator in a chunk's partial area of its phase
+    /// (`usize::MAX` if its phase keeps no partial of it).
+    pub partial_offset: Vec<usize>,
     /// Per phase: elements of one chunk's partial area.
     pub partial_len: Vec<usize>,
+    /// [`Frame::offsets`]: `scratch_offset` then `partial_offset` (0 where
+    /// none), as i64.
+    pub offsets: Vec<i64>,
 }
 
 impl Layout {
-    /// The layout of `plan`.
-    pub fn new(plan: &Plan) -> Layout {
+    /// The layout of `plan` at sizes `dims` (by dim index).
+    pub fn new(plan: &Plan, dims: &[usize]) -> Layout {
         let mut scratch_offset = Vec::new();
         let mut scratch_len = Vec::new();
         let mut total = 0;
         for a in &plan.accums {
-            let n = plan.extent(a.scratch_dims.iter().copied());
+            let n: usize = a.scratch_dims.iter().map(|d| dims[d.index()]).product();
             scratch_offset.push(total);
             scratch_len.push(n);
             total += n;
         }
-        let mut partial_offset = Vec::new();
+        let mut partial_offset = vec![usize::MAX; plan.accums.len()];
         let mut partial_len = Vec::new();
         for ph in &plan.phases {
-            let mut offs = vec![usize::MAX; plan.accums.len()];
             let mut len = 0;
             if let Some(s) = &ph.split {
                 for &AccId(a) in &s.partials {
-                    offs[a as usize] = len;
+                    partial_offset[a as usize] = len;
                     len += scratch_len[a as usize];
                 }
             }
-            partial_offset.push(offs);
             partial_len.push(len);
         }
-        Layout { scratch_offset, scratch_len, scratch_total: total, partial_offset, partial_len }
+        let mut offsets: Vec<i64> = scratch_offset.iter().map(|&o| o as i64).collect();
+        offsets.extend(partial_offset.iter().map(|&o| if o == usize::MAX { 0 } else { o as i64 }));
+        Layout { scratch_offset, scratch_len, scratch_total: total, partial_offset, partial_len, offsets }
     }
 }

@@ -1,28 +1,30 @@
 //! `normjit-codegen`: loop IR to machine code with Cranelift, and the
 //! executor that runs it.
 //!
-//! This crate owns everything unsafe in normjit: generating code, keeping
-//! its memory alive exactly as long as a [`Compiled`] kernel lives, and
-//! calling it with raw pointers. Callers above it (the `normjit` facade)
-//! validate every binding first and then make one `unsafe` call,
-//! [`Compiled::execute`], whose contract is stated on it.
+//! This crate owns generating code and keeping its memory alive exactly as
+//! long as a [`Compiled`] kernel lives. The runtime above it (the `normjit`
+//! crate) calls the generated functions through the convention in
+//! [`layout`]: a [`Frame`] with tensor pointers, param words, sizes and
+//! scratch offsets.
 //!
 //! Code generation follows the plan literally (see `normjit_lower::loopir`):
 //! a vectorized phase's innermost loop runs F32X4 vectors, unrolled with one
 //! accumulator per unroll slot, then a scalar tail; every value is computed
-//! at its planned loop depth; sizes are baked into the code as constants.
-//! The result matches the loop-IR interpreter bit for bit.
+//! at its planned loop depth. Sizes are read from the frame at run time, so
+//! one compilation serves every shape whose plan has the same
+//! [`normjit_lower::Plan::schedule_key`] (or baked in as constants, with
+//! [`CodegenOptions::specialize`]). The result matches the loop-IR
+//! interpreter bit for bit.
 #![warn(missing_docs)]
 
 mod emit;
-mod exec;
 mod isa;
-mod layout;
+pub mod layout;
 mod ops;
 
 pub use emit::Unit;
 pub use isa::{Isa, IsaChoice};
-pub use layout::{EntryFn, Layout};
+pub use layout::{EntryFn, Frame, Layout};
 
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName};
 use cranelift_codegen::Context;
@@ -50,6 +52,9 @@ impl std::error::Error for CodegenError {}
 pub struct CodegenOptions {
     /// Keep the CLIF text and disassembly of each function (for `normjit asm`).
     pub listing: bool,
+    /// Bake the plan's sizes into the code as constants: the code then runs
+    /// only at those sizes. Off by default (sizes are read at run time).
+    pub specialize: bool,
 }
 
 /// The text of one compiled function.
@@ -66,7 +71,7 @@ pub struct Listing {
 /// A compiled plan: machine code and what is needed to run it.
 pub struct Compiled {
     plan: Plan,
-    layout: Layout,
+    specialized: bool,
     units: Vec<(Unit, EntryFn)>,
     listings: Vec<Listing>,
     /// Owns the code memory; freed on drop. Behind a mutex only so that
@@ -97,7 +102,7 @@ impl Compiled {
         let mut module = JITModule::new(jb);
         let ptr = types::I64;
         let mut sig = Signature::new(module.isa().default_call_conv());
-        for _ in 0..6 {
+        for _ in 0..5 {
             sig.params.push(AbiParam::new(ptr));
         }
         let mut f1 = Signature::new(module.isa().default_call_conv());
@@ -109,7 +114,6 @@ impl Compiled {
         let expf = module.declare_function("nj_expf", Linkage::Import, &f1).map_err(|e| err(&e))?;
         let logf = module.declare_function("nj_logf", Linkage::Import, &f1).map_err(|e| err(&e))?;
 
-        let layout = Layout::new(plan);
         let units: Vec<Unit> = if plan.group.is_empty() {
             let mut units: Vec<Unit> = plan
                 .steps
@@ -144,8 +148,8 @@ impl Compiled {
                 b.append_block_params_for_function_params(entry);
                 b.switch_to_block(entry);
                 let v = b.block_params(entry).to_vec();
-                let args = emit::Args { tensors: v[0], params: v[1], scratch: v[2], partial: v[3], lo: v[4], hi: v[5] };
-                let mut fx = emit::Fx::new(plan, &layout, &mut b, args, libm);
+                let args = emit::Args { frame: v[0], scratch: v[1], partial: v[2], lo: v[3], hi: v[4] };
+                let mut fx = emit::Fx::new(plan, &mut b, args, libm, opts.specialize);
                 fx.preload();
                 match unit {
                     Unit::Group => fx.group(),
@@ -179,18 +183,37 @@ impl Compiled {
             .map(|(&id, u)| {
                 let p = module.get_finalized_function(id);
                 // SAFETY: the function was defined with `sig`, which is the
-                // C ABI of `EntryFn` (six 64-bit integer arguments, no
+                // C ABI of `EntryFn` (five 64-bit integer arguments, no
                 // result) on this host's default calling convention.
                 let f = unsafe { std::mem::transmute::<*const u8, EntryFn>(p) };
                 (u.clone(), f)
             })
             .collect();
-        Ok(Compiled { plan: plan.clone(), layout, units: fns, listings, module: Mutex::new(Some(module)) })
+        Ok(Compiled {
+            plan: plan.clone(),
+            specialized: opts.specialize,
+            units: fns,
+            listings,
+            module: Mutex::new(Some(module)),
+        })
     }
 
-    /// The plan this code runs.
+    /// The plan this code was compiled from. Its sizes are those the code
+    /// was first compiled for; it runs any sizes with the same schedule key
+    /// (only those sizes, if [`Compiled::specialized`]).
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Whether the sizes are baked into the code.
+    pub fn specialized(&self) -> bool {
+        self.specialized
+    }
+
+    /// The generated functions, in the order the plan runs them: the group
+    /// body, or one per phase plus one for the group-level stores.
+    pub fn units(&self) -> &[(Unit, EntryFn)] {
+        &self.units
     }
 
     /// CLIF and disassembly per function (empty unless requested).

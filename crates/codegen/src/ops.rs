@@ -9,8 +9,8 @@
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
-use normjit_ir::{AxisSet, Binary, Cmp, Reduce, Unary, ValueType};
-use normjit_lower::{LOp, Plan};
+use normjit_ir::{Binary, Cmp, Reduce, Unary, ValueType};
+use normjit_lower::LOp;
 
 /// Lane width of an emitted operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,12 +99,6 @@ pub fn combine(b: &mut FunctionBuilder, op: Reduce, w: W, acc: Value, x: Value) 
     }
 }
 
-/// `count(axes)` at the planned sizes, as the interpreter computes it (a
-/// product of f32s in axis order).
-pub fn count_f32(p: &Plan, axes: AxisSet) -> f32 {
-    axes.iter().map(|d| p.dims[d.index()] as f32).product()
-}
-
 /// Broadcasts a scalar value (f32, or an i8 bool) to 4 lanes.
 pub fn splat(b: &mut FunctionBuilder, ty: ValueType, s: Value) -> Value {
     match ty {
@@ -141,7 +135,7 @@ fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
 
 /// Computes an elementwise operation (not loads, reductions or random
 /// values, which need addresses) on already-computed operands.
-pub fn compute(b: &mut FunctionBuilder, libm: &Libm, p: &Plan, op: &LOp, w: W, a: &[Value], params: Value) -> Value {
+pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value], params: Value) -> Value {
     match *op {
         LOp::Const(c) => fconst(b, w, c),
         LOp::Param(pid) => {
@@ -151,7 +145,7 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, p: &Plan, op: &LOp, w: W, a
                 W::V => b.ins().splat(types::F32X4, s),
             }
         }
-        LOp::Count(axes) => fconst(b, w, count_f32(p, axes)),
+        LOp::Count(_) => unreachable!("counts need the sizes: the emitter computes them"),
         LOp::Unary(u, _) => {
             let x = a[0];
             match u {

@@ -252,7 +252,7 @@ impl<'a> Machine<'a> {
                 let acc = &self.p.accums[a.0 as usize];
                 self.scratch[a.0 as usize][self.offset(&acc.scratch_dims, idx)]
             }
-            LOp::Count(ax) => ax.iter().map(|d| self.extent(d) as f32).product(),
+            LOp::Count(ax) => count(self.dims, *ax),
             LOp::Uniform(p, ax) => {
                 let dims: Vec<DimId> = ax.iter().collect();
                 let i = self.offset(&dims, idx) as u64;
@@ -271,11 +271,12 @@ impl<'a> Machine<'a> {
         match &ph.split {
             Some(split) if !ph.loops.is_empty() => {
                 let n = self.extent(split.axis);
+                let chunk = split.chunk(self.dims);
                 let totals: Vec<Vec<f32>> = split.partials.iter().map(|a| self.scratch[a.0 as usize].clone()).collect();
                 let mut totals = totals;
                 let mut lo = 0;
                 while lo < n {
-                    let hi = (lo + split.chunk).min(n);
+                    let hi = (lo + chunk).min(n);
                     for a in &split.partials {
                         let acc = &self.p.accums[a.0 as usize];
                         self.scratch[a.0 as usize].fill(identity(acc.op));
@@ -298,7 +299,7 @@ impl<'a> Machine<'a> {
         for a in &ph.accums {
             let acc = &self.p.accums[a.0 as usize];
             if acc.op == Reduce::Mean {
-                let count: f32 = acc.reduced.iter().map(|d| self.extent(d) as f32).product();
+                let count = count(self.dims, acc.reduced);
                 for s in &mut self.scratch[a.0 as usize] {
                     *s /= count;
                 }

@@ -14,7 +14,7 @@ mod check;
 pub mod exec;
 mod group;
 mod import;
-mod json;
+
 pub mod loopir;
 mod order;
 mod phases;
@@ -27,19 +27,20 @@ mod traffic;
 mod vectorize;
 
 pub use exec::{exec, ExecError};
-pub use json::plan_json;
+
 pub use loopir::*;
 pub use pipeline::lower;
 pub use split::CHUNK_ELEMS;
 
-/// Lowering options.
+/// Lowering options: the target facts the schedule depends on, given by
+/// the caller. (The lowering reads no environment variables and no system
+/// files; the CLI does, and passes what it found here.)
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Cache bytes a group iteration's data may occupy and still be re-read
-    /// for free by later passes: the per-core L2 by default (from sysfs,
-    /// 1 MiB if unknown), or `NORMJIT_CACHE_BYTES`.
+    /// for free by later passes: the per-core L2. Default 1 MiB.
     pub cache_bytes: usize,
-    /// Print the plan after every pass to stderr (`NORMJIT_DUMP_PASSES=1`).
+    /// Print the plan after every pass to stderr.
     pub dump: bool,
     /// Verify the plan even in release builds.
     pub verify: bool,
@@ -51,39 +52,8 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let cache_bytes =
-            std::env::var("NORMJIT_CACHE_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or_else(l2_bytes);
-        Options {
-            cache_bytes,
-            dump: std::env::var_os("NORMJIT_DUMP_PASSES").is_some(),
-            verify: false,
-            chunk_elems: split::CHUNK_ELEMS,
-        }
+        Options { cache_bytes: 1 << 20, dump: false, verify: false, chunk_elems: split::CHUNK_ELEMS }
     }
-}
-
-/// The per-core L2 size from sysfs, or 1 MiB.
-pub fn l2_bytes() -> usize {
-    for i in 0..8 {
-        let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
-        let level = std::fs::read_to_string(format!("{base}/level")).unwrap_or_default();
-        if level.trim() != "2" {
-            continue;
-        }
-        let size = std::fs::read_to_string(format!("{base}/size")).unwrap_or_default();
-        let s = size.trim();
-        let (num, mult) = match s.strip_suffix('K') {
-            Some(n) => (n, 1024),
-            None => match s.strip_suffix('M') {
-                Some(n) => (n, 1 << 20),
-                None => (s, 1),
-            },
-        };
-        if let Ok(n) = num.parse::<usize>() {
-            return n * mult;
-        }
-    }
-    1 << 20
 }
 
 /// Why a kernel could not be lowered.

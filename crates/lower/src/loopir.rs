@@ -30,10 +30,17 @@
 //!   chunk accumulates into its own copy of the scratch of every reduction
 //!   over the split axis; copies are combined in chunk order, left to right.
 //! - After the phase, a mean divides each scratch element by the count of
-//!   reduced elements.
+//!   reduced elements ([`count`]).
 
 use normjit_ir::{AxisSet, Binary, Cmp, DimId, Kernel, ParamId, Reduce, TensorId, Unary, ValueType};
 use std::fmt;
+
+/// `count(axes)` at sizes `dims`, as every engine computes it: the product
+/// of the sizes in 64-bit integers (wrapping; the runtime refuses sizes
+/// whose product overflows), rounded once to f32.
+pub fn count(dims: &[usize], axes: AxisSet) -> f32 {
+    axes.iter().fold(1u64, |n, d| n.wrapping_mul(dims[d.index()] as u64)) as i64 as f32
+}
 
 /// Id of a loop-IR value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,11 +125,36 @@ pub struct Accum {
 pub struct Split {
     /// The loop split.
     pub axis: DimId,
-    /// Iterations of `axis` per chunk.
-    pub chunk: usize,
+    /// The loops inside `axis` whose sizes make up one iteration's work.
+    pub inner: Vec<DimId>,
+    /// Vector width of a split innermost loop (chunks keep whole vectors).
+    pub width: usize,
+    /// Target elements of work per chunk.
+    pub target: usize,
     /// Accumulators that need a private scratch per chunk (they reduce over
     /// `axis`), combined in chunk order.
     pub partials: Vec<AccId>,
+}
+
+impl Split {
+    /// Iterations of `axis` per chunk at sizes `dims`: a function of the
+    /// sizes alone (never the thread count), so that code compiled once
+    /// splits every shape the same way the loop-IR interpreter does.
+    pub fn chunk(&self, dims: &[usize]) -> usize {
+        let per_iter: usize =
+            self.inner.iter().map(|d| dims[d.index()]).fold(1usize, |a, b| a.saturating_mul(b)).max(1);
+        let mut chunk = self.target.div_ceil(per_iter).max(1);
+        // A split innermost loop keeps whole vectors per chunk.
+        if per_iter == 1 && self.width > 1 {
+            chunk = chunk.next_multiple_of(64);
+        }
+        chunk.min(dims[self.axis.index()].max(1))
+    }
+
+    /// Number of chunks at sizes `dims`.
+    pub fn chunks(&self, dims: &[usize]) -> usize {
+        dims[self.axis.index()].div_ceil(self.chunk(dims))
+    }
 }
 
 /// One pass over memory.
@@ -236,6 +268,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A hash of everything code generation reads except the sizes: plans
+    /// of one kernel with equal keys run the same code, each at its own
+    /// sizes. (The sizes only choose the schedule: loop order, group,
+    /// prefetch; chunk sizes and scratch lengths are computed from the
+    /// sizes at run time.)
+    pub fn schedule_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.order, self.group, self.group_split, self.nodes, self.accums, self.phases, self.steps, self.prefetch
+        );
+        text.hash(&mut h);
+        h.finish()
+    }
+
     /// The node for `v`.
     pub fn node(&self, v: LValue) -> &LNode {
         &self.nodes[v.0 as usize]
@@ -369,7 +417,7 @@ impl fmt::Display for Plan {
         if !self.group.is_empty() {
             write!(f, "  for {} {{", self.dim_list(&self.group))?;
             if let Some(s) = &self.group_split {
-                write!(f, "  # parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk)?;
+                write!(f, "  # parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk(&self.dims))?;
             }
             writeln!(f)?;
             indent.push_str("  ");
@@ -409,7 +457,7 @@ impl Plan {
         let k = &self.kernel;
         write!(f, "{indent}phase {p} \"{}\": width {} unroll {}", ph.name, ph.width, ph.unroll)?;
         if let Some(s) = &ph.split {
-            write!(f, ", parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk)?;
+            write!(f, ", parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk(&self.dims))?;
             if !s.partials.is_empty() {
                 let ps: Vec<String> = s.partials.iter().map(|a| format!("acc{}", a.0)).collect();
                 write!(f, " with per-chunk partials of {}", ps.join(", "))?;

@@ -70,7 +70,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
     vectorize::vectorize(kernel, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.
-    p.group_split = split::split(opts.chunk_elems, dims, &p.order, &p.group, &p.accums, &mut p.phases);
+    p.group_split = split::split(opts.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases);
     dump("vectorize and split", &p);
     // What each pass costs in memory traffic.
     p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &p.steps, opts.cache_bytes);

@@ -14,33 +14,15 @@ use normjit_ir::DimId;
 /// small enough to balance 2–64 threads on the large sizes.
 pub const CHUNK_ELEMS: usize = 1 << 15;
 
-fn chunk_for(target: usize, dims: &[usize], axis: DimId, inner: impl Iterator<Item = DimId>, width: usize) -> usize {
-    let per_iter: usize = inner.map(|d| dims[d.index()]).product::<usize>().max(1);
-    let mut chunk = target.div_ceil(per_iter).max(1);
-    // A split innermost loop keeps whole vectors per chunk.
-    if per_iter == 1 && width > 1 {
-        chunk = chunk.next_multiple_of(64);
-    }
-    chunk.min(dims[axis.index()].max(1))
-}
-
-pub fn split(
-    target: usize,
-    dims: &[usize],
-    order: &[DimId],
-    group: &[DimId],
-    accums: &[Accum],
-    phases: &mut [Phase],
-) -> Option<Split> {
+pub fn split(target: usize, order: &[DimId], group: &[DimId], accums: &[Accum], phases: &mut [Phase]) -> Option<Split> {
     if let Some(&axis) = group.first() {
-        let inner = order.iter().copied().filter(|&d| d != axis);
-        return Some(Split { axis, chunk: chunk_for(target, dims, axis, inner, 1), partials: Vec::new() });
+        let inner = order.iter().copied().filter(|&d| d != axis).collect();
+        return Some(Split { axis, inner, width: 1, target, partials: Vec::new() });
     }
     for ph in phases.iter_mut() {
         let Some(&axis) = ph.loops.first() else { continue };
         let partials = ph.accums.iter().copied().filter(|a| accums[a.0 as usize].reduced.contains(axis)).collect();
-        let chunk = chunk_for(target, dims, axis, ph.loops[1..].iter().copied(), ph.width);
-        ph.split = Some(Split { axis, chunk, partials });
+        ph.split = Some(Split { axis, inner: ph.loops[1..].to_vec(), width: ph.width, target, partials });
     }
     None
 }

@@ -1,6 +1,6 @@
 //! The `explain --json` rendering of a plan. Field names are a contract.
 
-use crate::loopir::*;
+use normjit_lower::*;
 use serde_json::{json, Map, Value};
 
 /// The plan as `{"kernel", "dims", "phases": [{"name", "loops", "reads",
@@ -61,7 +61,7 @@ pub fn plan_json(p: &Plan) -> Value {
                                "scratch_dims": acc.scratch_dims.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>()})
                     }).collect::<Vec<_>>(),
                     "hoisted": hoisted,
-                    "parallel": ph.split.as_ref().map(|s| json!({"axis": p.dim_name(s.axis), "chunk": s.chunk, "partials": s.partials.len()})),
+                    "parallel": ph.split.as_ref().map(|s| json!({"axis": p.dim_name(s.axis), "chunk": s.chunk(&p.dims), "partials": s.partials.len()})),
                 }));
             }
         }

@@ -1,0 +1,201 @@
+//! The executor: runs a kernel's generated functions at one [`Shape`], in
+//! plan order, splitting loops into the plan's chunks (a function of the
+//! sizes alone) and combining per-chunk partial reductions in chunk order,
+//! so results never depend on the thread count. It runs on the calling
+//! thread unless the call has enough work to repay a dispatch to the pool.
+//! Scratch and partials live in per-thread buffers reused across calls, so
+//! a call allocates nothing in steady state.
+
+use crate::shapes::Shape;
+use normjit_codegen::{EntryFn, Frame, Unit};
+use normjit_ir::Reduce;
+// The executor combines partials with the loop IR's own ⊕, so the JIT
+// and the loop-IR interpreter share one definition of it.
+use normjit_lower::exec::{combine, identity};
+use normjit_lower::{count, AccId};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Elements of work below which a call stays on the calling thread by
+/// default ([`crate::CompilerOptions::parallel_min_work`]): a dispatch to
+/// the pool and back costs several microseconds, which a kernel this small
+/// does not repay (measured with `normjit bench`).
+pub(crate) const PARALLEL_MIN_WORK: u64 = 1 << 18;
+
+thread_local! {
+    /// This thread's scratch (accumulator arrays) and partials.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PARTIAL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's buffer `key` of at least `len` f32s (a fresh
+/// one if it is in use further up this thread's stack).
+fn with_buf<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// The frame pointer handed to worker threads.
+#[derive(Clone, Copy)]
+struct FramePtr(*const Frame);
+// SAFETY: `FramePtr` only carries the caller's frame across threads for the
+// duration of `execute`, whose contract makes concurrent use sound: chunks
+// write disjoint parts of the outputs and of the scratch, inputs are only
+// read, and the frame itself is only read.
+unsafe impl Send for FramePtr {}
+unsafe impl Sync for FramePtr {}
+
+impl FramePtr {
+    /// Calls a generated function. (A method, so closures capture the whole
+    /// `FramePtr`, which is `Send`, rather than its raw-pointer field.)
+    ///
+    /// # Safety
+    /// The contract of [`execute`], plus `scratch`/`partial` sized by the
+    /// shape's layout.
+    unsafe fn call(self, f: EntryFn, scratch: *mut f32, partial: *mut f32, lo: usize, hi: usize) {
+        f(self.0, scratch, partial, lo as i64, hi as i64)
+    }
+}
+
+/// Runs the kernel once at `shape`, on `pool` if one is given.
+///
+/// # Safety
+/// - `tensors` has one pointer per kernel tensor (by index); each points
+///   to as many f32s as the tensor has at the shape's sizes, readable, and
+///   writable for `out`/`inout` tensors;
+/// - no `out`/`inout` buffer overlaps any other tensor's buffer;
+/// - `params` has one word per kernel param: f32 bits, or the u32 value.
+pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut f32], params: &[u32], pool: Option<&rayon::ThreadPool>) {
+    let code = &shape.code;
+    let plan = code.plan();
+    let lay = &shape.layout;
+    let frame = Frame {
+        tensors: tensors.as_ptr(),
+        params: params.as_ptr(),
+        dims: shape.dims.as_ptr(),
+        offsets: lay.offsets.as_ptr(),
+    };
+    let fp = FramePtr(&frame);
+    let dims: &[usize] = &sizes(shape);
+    if let Some(split) = &plan.group_split {
+        let (_, f) = code.units()[0];
+        let (n, chunk) = (dims[split.axis.index()], split.chunk(dims));
+        let total = lay.scratch_total;
+        let body = |c: usize| {
+            let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
+            // SAFETY: per the contract of `execute`; each chunk runs distinct
+            // group iterations, which touch disjoint output elements, and has
+            // its own scratch (group code initializes it itself).
+            with_buf(&SCRATCH, total, |s| unsafe { fp.call(f, s.as_mut_ptr(), std::ptr::null_mut(), lo, hi) });
+        };
+        let chunks = n.div_ceil(chunk.max(1));
+        match pool {
+            Some(p) if chunks > 1 => p.install(|| (0..chunks).into_par_iter().for_each(body)),
+            _ => (0..chunks).for_each(body),
+        }
+        return;
+    }
+    with_buf(&SCRATCH, lay.scratch_total, |scratch| {
+        for &(ref unit, f) in code.units() {
+            match *unit {
+                Unit::Phase(p) => phase(shape, dims, p, f, fp, scratch, pool),
+                Unit::Stores(_) | Unit::Group => {
+                    // SAFETY: per the contract of `execute`; a store unit
+                    // writes one element of each 0-dim tensor it stores.
+                    unsafe { fp.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), 0, 0) }
+                }
+            }
+        }
+    });
+}
+
+/// The sizes of `shape` as `usize`s, on the stack for ordinary kernels.
+fn sizes(shape: &Shape) -> crate::bind::Small<usize, 16> {
+    let mut d = crate::bind::Small::filled(0usize, shape.dims.len());
+    for (o, s) in d.iter_mut().zip(shape.sizes()) {
+        *o = s;
+    }
+    d
+}
+
+fn phase(
+    shape: &Shape,
+    dims: &[usize],
+    p: usize,
+    f: EntryFn,
+    fp: FramePtr,
+    scratch: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+) {
+    let plan = shape.code.plan();
+    let ph = &plan.phases[p];
+    let lay = &shape.layout;
+    for &AccId(a) in &ph.accums {
+        let a = a as usize;
+        scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
+    }
+    let Some(split) = ph.split.as_ref() else {
+        // SAFETY: per the contract of `execute`; an unsplit phase has no loops.
+        unsafe { fp.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), 0, 0) };
+        return;
+    };
+    let (n, chunk) = (dims[split.axis.index()], split.chunk(dims));
+    let chunks = n.div_ceil(chunk.max(1));
+    let plen = lay.partial_len[p];
+    with_buf(&PARTIAL, plen * chunks, |partial| {
+        for c in 0..chunks {
+            for &AccId(a) in &split.partials {
+                let a = a as usize;
+                let off = c * plen + lay.partial_offset[a];
+                partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
+            }
+        }
+        let sp = scratch.as_mut_ptr() as usize;
+        let pp = partial.as_mut_ptr() as usize;
+        let body = |c: usize| {
+            let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
+            let part = (pp as *mut f32).wrapping_add(c * plen);
+            // SAFETY: per the contract of `execute`. Chunks write disjoint
+            // output elements and disjoint scratch elements (accumulators
+            // they do not reduce over the split axis are indexed by it);
+            // each has its own partial area.
+            unsafe { fp.call(f, sp as *mut f32, part, lo, hi) };
+        };
+        match pool {
+            Some(pl) if chunks > 1 => pl.install(|| (0..chunks).into_par_iter().for_each(body)),
+            _ => (0..chunks).for_each(body),
+        }
+        // Combine partials in chunk order.
+        for &AccId(a) in &split.partials {
+            let a = a as usize;
+            let op = plan.accums[a].op;
+            for c in 0..chunks {
+                let src = &partial[c * plen + lay.partial_offset[a]..][..lay.scratch_len[a]];
+                for (t, s) in scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].iter_mut().zip(src) {
+                    *t = combine(op, *t, *s);
+                }
+            }
+        }
+    });
+    // Finish means.
+    for &AccId(a) in &ph.accums {
+        let acc = &plan.accums[a as usize];
+        if acc.op == Reduce::Mean {
+            let c = count(dims, acc.reduced);
+            for s in &mut scratch[lay.scratch_offset[a as usize]..][..lay.scratch_len[a as usize]] {
+                *s /= c;
+            }
+        }
+    }
+}
