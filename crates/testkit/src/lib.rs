@@ -1,0 +1,1 @@
+//! Random kernels and the interval oracle (work in progress).
