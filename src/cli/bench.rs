@@ -23,7 +23,7 @@
 use crate::cli::fail;
 use normjit::ir::{Kernel, Role};
 use normjit::{collect_nj_files, SourceFile};
-use normjit::{Bindings, Compiler, CompilerOptions};
+use normjit::{Compiler, CompilerOptions, Tensor, Threads};
 use normjit_cli::bench::reference::Reference;
 use normjit_cli::bench::report::{self, CallOverhead, Engine, Failure, Load, Machine, Report, Row};
 use normjit_cli::bench::{roofline, Buffers, Isa, Placement};
@@ -76,6 +76,11 @@ pub struct Args {
     /// Write an SVG bar chart of the bandwidths to this file.
     #[arg(long, value_name = "PATH")]
     plot: Option<PathBuf>,
+    /// Instead of the table: LayerNorm (D = 4096) called this many times
+    /// with N drawn at random from 1..=16384, reporting compilations, and
+    /// runtime-sized vs size-specialized throughput at N = 256 and 16384.
+    #[arg(long, value_name = "CALLS", num_args = 0..=1, default_missing_value = "10000")]
+    runtime_shapes: Option<usize>,
 }
 
 /// The `--size` choices.
@@ -152,6 +157,10 @@ struct Ctx {
 }
 
 fn run(a: &Args) -> Result<ExitCode, String> {
+    if let Some(calls) = a.runtime_shapes {
+        crate::cli::shapes::run(calls, a.threads.unwrap_or(1))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let start = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: Vec<usize> = match a.threads {
@@ -380,50 +389,31 @@ impl Progress {
 struct JitCall<'k> {
     k: &'k Kernel,
     kernel: normjit::Kernel,
-    params: Vec<(&'k str, f64)>,
-    dims: Vec<(&'k str, usize)>,
-    pass_dims: bool,
+    params: Vec<f64>,
+    dims: Vec<usize>,
 }
 
 impl<'k> JitCall<'k> {
     fn new(k: &'k Kernel, compiler: &Compiler, dims: &[usize], params: &[f64]) -> Result<JitCall<'k>, String> {
         let kernel = compiler.kernel(k.clone());
         kernel.prepare(dims).map_err(|e| e.to_string())?;
-        let params = k
-            .params
-            .iter()
-            .filter(|(p, param)| param.default != Some(params[p.index()]))
-            .map(|(p, param)| (param.name.as_str(), params[p.index()]))
-            .collect();
-        let dims = k.dims.iter().map(|(d, dim)| (dim.name.as_str(), dims[d.index()])).collect();
-        Ok(JitCall { k, kernel, params, dims, pass_dims: false })
+        Ok(JitCall { k, kernel, params: params.to_vec(), dims: dims.to_vec() })
     }
 
+    /// One positional call (what a runtime embedding normjit makes).
     fn call(&self, bufs: &mut [&mut [f32]]) -> Result<(), normjit::Error> {
-        let mut b = Bindings::new();
-        for ((_, t), s) in self.k.tensors.iter().zip(bufs.iter_mut()) {
-            b = if t.role == Role::In { b.input(&t.name, s) } else { b.output(&t.name, s) };
-        }
-        for &(n, v) in &self.params {
-            b = b.param(n, v);
-        }
-        if self.pass_dims {
-            for &(n, v) in &self.dims {
-                b = b.dim(n, v);
-            }
-        }
-        black_box(self.kernel.run(b)).map(|_| ())
+        let tensors: Vec<Tensor> = self
+            .k
+            .tensors
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|((_, t), s)| if t.role == Role::In { Tensor::input(s) } else { Tensor::output(s) })
+            .collect();
+        black_box(self.kernel.call_with(&tensors, &self.params, Some(&self.dims), Threads::Default)).map(|_| ())
     }
 
-    /// The first call: finds out whether the dims must be passed.
     fn first(&mut self, bufs: &mut [&mut [f32]]) -> Result<(), String> {
-        match self.call(bufs) {
-            Err(normjit::Error::UninferredDims(_)) => {
-                self.pass_dims = true;
-                self.call(bufs).map_err(|e| e.to_string())
-            }
-            r => r.map_err(|e| e.to_string()),
-        }
+        self.call(bufs).map_err(|e| e.to_string())
     }
 }
 
@@ -721,12 +711,22 @@ fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
         }
         Ok(report::median(&times).unwrap_or(0.0) * 1e6)
     };
-    let mut jit = JitCall::new(k, &compiler, &dims, &params)?;
-    let jit_us = {
+    // Positional calls on views made once, as a runtime's steady state.
+    let positional = |bufs: &mut Buffers, dims: &[usize], per_call: &dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<f64, String>| -> Result<f64, String> {
+        let kernel = compiler.kernel(k.clone());
         let mut sl = bufs.slices_mut();
-        jit.first(&mut sl)?;
-        per_call(&mut || jit.call(&mut sl).map_err(|e| e.to_string()))?
+        let tensors: Vec<Tensor> = k
+            .tensors
+            .iter()
+            .zip(sl.iter_mut())
+            .map(|((_, t), s)| if t.role == Role::In { Tensor::input(s) } else { Tensor::output(s) })
+            .collect();
+        kernel.call_with(&tensors, &params, Some(dims), Threads::Default).map_err(|e| e.to_string())?;
+        per_call(&mut || {
+            kernel.call_with(black_box(&tensors), &params, Some(dims), Threads::Default).map(|_| ()).map_err(|e| e.to_string())
+        })
     };
+    let jit_us = positional(&mut bufs, &dims, &per_call)?;
     let rustc_us = match Reference::for_kernel(k) {
         Some(r) => Some(per_call(&mut || {
             r.run(&dims, &params, &mut bufs, None);
@@ -740,12 +740,7 @@ fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
     let tiny = [("N".to_string(), "1".to_string()), ("D".to_string(), "16".to_string())];
     let tiny = resolve_dims(k, &tiny, &[]).map_err(|e| e.to_string())?;
     let mut tbufs = Buffers::for_kernel(k, &tiny, &params, 0, Placement::Staggered);
-    let mut tjit = JitCall::new(k, &compiler, &tiny, &params)?;
-    let tiny_us = {
-        let mut sl = tbufs.slices_mut();
-        tjit.first(&mut sl)?;
-        per_call(&mut || tjit.call(&mut sl).map_err(|e| e.to_string()))?
-    };
+    let tiny_us = positional(&mut tbufs, &tiny, &per_call)?;
     Ok(Some(CallOverhead {
         kernel: k.name.clone(),
         dims: pairs(&dims),

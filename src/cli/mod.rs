@@ -6,6 +6,7 @@ pub mod check;
 pub mod explain;
 pub mod plan_json;
 pub mod run;
+pub mod shapes;
 
 use normjit::ir::Kernel;
 use normjit::SourceFile;
