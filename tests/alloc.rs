@@ -63,7 +63,8 @@ fn positional_calls_allocate_nothing_in_steady_state() {
     let (g, b) = (vec![1.0f32; d], vec![0.0f32; d]);
     let mut y = vec![0.0f32; n * d];
     let p_len = 20_000;
-    let (mut p, gr, mut m, mut v) = (vec![0.5f32; p_len], vec![0.01f32; p_len], vec![0.0f32; p_len], vec![0.0f32; p_len]);
+    let (mut p, gr, mut m, mut v) =
+        (vec![0.5f32; p_len], vec![0.01f32; p_len], vec![0.0f32; p_len], vec![0.0f32; p_len]);
     let mut s = [0.0f32];
     let lr_params: Vec<f64> = adamw.signature().params.iter().map(|q| q.default.unwrap_or(1.0)).collect();
 
@@ -74,13 +75,24 @@ fn positional_calls_allocate_nothing_in_steady_state() {
         drop(ln_args);
         let mut results = vec![(format!("layer_norm on the {name}"), a)];
         let aw = [Tensor::output(&mut p), Tensor::input(&gr), Tensor::output(&mut m), Tensor::output(&mut v)];
-        let order: Vec<usize> = adamw.signature().tensors.iter().map(|t| ["p", "g", "m", "v"].iter().position(|n| *n == t.name).unwrap()).collect();
+        let order: Vec<usize> = adamw
+            .signature()
+            .tensors
+            .iter()
+            .map(|t| ["p", "g", "m", "v"].iter().position(|n| *n == t.name).unwrap())
+            .collect();
         let mut aw: Vec<Option<Tensor>> = aw.into_iter().map(Some).collect();
         let aw: Vec<Tensor> = order.iter().map(|&i| aw[i].take().unwrap()).collect();
-        results.push((format!("adamw on the {name}"), allocs_per_calls(|| adamw.call_with(&aw, &lr_params, None, on).map(|_| ()).unwrap())));
+        results.push((
+            format!("adamw on the {name}"),
+            allocs_per_calls(|| adamw.call_with(&aw, &lr_params, None, on).map(|_| ()).unwrap()),
+        ));
         drop(aw);
         let ss = [Tensor::input(&x), Tensor::output(&mut s)];
-        results.push((format!("sum of squares on the {name}"), allocs_per_calls(|| sumsq.call_with(&ss, &[], None, on).map(|_| ()).unwrap())));
+        results.push((
+            format!("sum of squares on the {name}"),
+            allocs_per_calls(|| sumsq.call_with(&ss, &[], None, on).map(|_| ()).unwrap()),
+        ));
         // A runtime whose own loop runs inside the pool: rayon's jobs then
         // go to the worker's own deque, and nothing allocates.
         if matches!(on, Threads::Pool(_)) {

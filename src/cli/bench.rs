@@ -712,7 +712,10 @@ fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
         Ok(report::median(&times).unwrap_or(0.0) * 1e6)
     };
     // Positional calls on views made once, as a runtime's steady state.
-    let positional = |bufs: &mut Buffers, dims: &[usize], per_call: &dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<f64, String>| -> Result<f64, String> {
+    let positional = |bufs: &mut Buffers,
+                      dims: &[usize],
+                      per_call: &dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<f64, String>|
+     -> Result<f64, String> {
         let kernel = compiler.kernel(k.clone());
         let mut sl = bufs.slices_mut();
         let tensors: Vec<Tensor> = k
@@ -723,7 +726,10 @@ fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
             .collect();
         kernel.call_with(&tensors, &params, Some(dims), Threads::Default).map_err(|e| e.to_string())?;
         per_call(&mut || {
-            kernel.call_with(black_box(&tensors), &params, Some(dims), Threads::Default).map(|_| ()).map_err(|e| e.to_string())
+            kernel
+                .call_with(black_box(&tensors), &params, Some(dims), Threads::Default)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
     };
     let jit_us = positional(&mut bufs, &dims, &per_call)?;

@@ -9,7 +9,7 @@
 //! set) and the ISA flags. Code memory is released when the last shape
 //! using it is evicted or its kernel dropped.
 
-use crate::bind::{validate, Bindings, Tensor};
+use crate::bind::{validate, Bindings, Small, Tensor};
 use crate::exec::execute;
 use crate::shapes::{Lru, Shape};
 use crate::signature::Signature;
@@ -315,7 +315,7 @@ impl Kernel {
         dims: Option<&[usize]>,
         on: Threads<'_>,
     ) -> Result<f64, Error> {
-        let mut given = crate::bind::Small::<Option<usize>, 16>::filled(None, self.sig.dims.len());
+        let mut given = Small::<Option<usize>, 16>::filled(None, self.sig.dims.len());
         if let Some(d) = dims {
             if d.len() != given.len() {
                 return Err(Error::Arity {
@@ -329,16 +329,17 @@ impl Kernel {
                 *g = Some(n);
             }
         }
-        self.call_given(tensors, params, &given, on)
+        self.call_given(tensors, params, &given, on).map(|r| r.0)
     }
 
+    /// Validates and runs; returns the compile time and the sizes.
     fn call_given(
         &self,
         tensors: &[Tensor<'_>],
         params: &[f64],
         given: &[Option<usize>],
         on: Threads<'_>,
-    ) -> Result<f64, Error> {
+    ) -> Result<(f64, Small<usize, 16>), Error> {
         let b = validate(&self.ir, &self.sig, tensors, params, given)?;
         let (shape, us) = self.shape(&b.dims)?;
         let pool = self.compiler.pool(on).filter(|_| shape.work >= self.compiler.0.opts.parallel_min_work);
@@ -348,7 +349,7 @@ impl Kernel {
         // for — readable, and writable for written tensors; that no output
         // overlaps any other binding; and that there is one word per param.
         unsafe { execute(&shape, &b.ptrs, &b.words, pool) };
-        Ok(us)
+        Ok((us, b.dims))
     }
 
     /// Calls the kernel with tensors, params and dims bound by name, on the
@@ -360,9 +361,8 @@ impl Kernel {
     /// [`Kernel::run`] with a choice of threads.
     pub fn run_on(&self, b: Bindings<'_>, on: Threads<'_>) -> Result<RunInfo, Error> {
         let (tensors, params, given) = b.positional(&self.sig)?;
-        let bound = validate(&self.ir, &self.sig, &tensors, &params, &given)?;
-        let compile_us = self.call_given(&tensors, &params, &given, on)?;
-        Ok(RunInfo { dims: bound.dims.to_vec(), compile_us })
+        let (compile_us, dims) = self.call_given(&tensors, &params, &given, on)?;
+        Ok(RunInfo { dims: dims.to_vec(), compile_us })
     }
 
     /// Calls the kernel over several tensor groups that share `params` (by
@@ -391,14 +391,14 @@ impl Kernel {
             shared.append(&mut g.params);
             g.params = shared;
             let (t, p, d) = g.positional(&self.sig)?;
-            let bound = validate(&self.ir, &self.sig, &t, &p, &d)?;
-            pos.push((t, p, d, bound.dims.to_vec()));
+            validate(&self.ir, &self.sig, &t, &p, &d)?;
+            pos.push((t, p, d));
         }
         check_disjoint(&self.sig, pos.iter().map(|g| &g.0[..]))?;
         let mut out = Vec::with_capacity(pos.len());
-        for (t, p, d, dims) in &pos {
-            let compile_us = self.call_given(t, p, d, Threads::Default)?;
-            out.push(RunInfo { dims: dims.clone(), compile_us });
+        for (t, p, d) in &pos {
+            let (compile_us, dims) = self.call_given(t, p, d, Threads::Default)?;
+            out.push(RunInfo { dims: dims.to_vec(), compile_us });
         }
         Ok(out)
     }
