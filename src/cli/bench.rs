@@ -690,6 +690,9 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
     Ok(())
 }
 
+/// Times a call repeatedly; gives microseconds per call.
+type PerCall<'f> = dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<f64, String> + 'f;
+
 /// Per-call time of `layer_norm` at 8 x 4096 on one thread through the
 /// safe API, next to the rustc kernel alone on the same buffers.
 fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
@@ -712,10 +715,7 @@ fn call_overhead(k: &Kernel) -> Result<Option<CallOverhead>, String> {
         Ok(report::median(&times).unwrap_or(0.0) * 1e6)
     };
     // Positional calls on views made once, as a runtime's steady state.
-    let positional = |bufs: &mut Buffers,
-                      dims: &[usize],
-                      per_call: &dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<f64, String>|
-     -> Result<f64, String> {
+    let positional = |bufs: &mut Buffers, dims: &[usize], per_call: &PerCall| -> Result<f64, String> {
         let kernel = compiler.kernel(k.clone());
         let mut sl = bufs.slices_mut();
         let tensors: Vec<Tensor> = k

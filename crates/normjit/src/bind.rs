@@ -335,6 +335,9 @@ pub(crate) fn validate(
     Ok(Bound { dims, ptrs, words })
 }
 
+/// A named call resolved to positions: tensors, params, given sizes.
+pub(crate) type Positional<'a> = (Vec<Tensor<'a>>, Vec<f64>, Vec<Option<usize>>);
+
 /// Tensors, params and dims bound by name for one call: the convenient
 /// path, built on the positional one ([`crate::Kernel::call`]).
 #[derive(Default)]
@@ -378,7 +381,7 @@ impl<'a> Bindings<'a> {
 
     /// Resolves the names to positions: tensors in signature order, params
     /// over their defaults, given dims by index.
-    pub(crate) fn positional(self, sig: &Signature) -> Result<(Vec<Tensor<'a>>, Vec<f64>, Vec<Option<usize>>), Error> {
+    pub(crate) fn positional(self, sig: &Signature) -> Result<Positional<'a>, Error> {
         let unknown = |what, name: &str, it: Vec<&str>| Error::Unknown {
             kernel: sig.name.clone(),
             what,
