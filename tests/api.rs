@@ -236,3 +236,139 @@ fn many_threads_share_kernels_and_get_identical_results() {
         }
     });
 }
+
+/// The positional path's bad-input catalogue: each call is refused with the
+/// named error before anything is written.
+#[test]
+fn positional_misuse_is_refused_before_anything_is_written() {
+    let k = compiler(2).kernel(load("ir/norm/layer_norm.nj"));
+    let (n, d) = (3, 4);
+    let (x, g, b) = (data(n * d, 1), data(d, 2), data(d, 3));
+    let mut y = vec![7.0f32; n * d];
+    let yp = y.as_mut_ptr();
+    // SAFETY (for `raw`): every raw view below points into a live Vec of at
+    // least the length given, or is null with the length the case needs.
+    let raw = |p: *mut f32, len: usize, w: bool, dt: Option<normjit::DType>, name: &'static str| unsafe {
+        Tensor::raw(p, len, w, dt, name)
+    };
+    let f32t = Some(normjit::DType::F32);
+    let xs = [n, d];
+    let (flat, d3) = ([n * d], [3usize]);
+    let cases: Vec<(&str, Vec<Tensor>, Vec<f64>, Option<Vec<usize>>, &str)> = vec![
+        ("too few tensors", vec![Tensor::input(&x)], vec![1e-5], None, "takes 4 tensors, 1 given"),
+        (
+            "too many params",
+            vec![Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![1e-5, 2.0],
+            None,
+            "takes 1 params, 2 given",
+        ),
+        (
+            "null buffer",
+            vec![
+                raw(std::ptr::null_mut(), n * d, false, f32t, ""),
+                Tensor::input(&g),
+                Tensor::input(&b),
+                raw(yp, n * d, true, f32t, ""),
+            ],
+            vec![1e-5],
+            None,
+            "tensor `x` has a null data pointer",
+        ),
+        (
+            "short buffer",
+            vec![
+                Tensor::input(&x[..n * d - 1]).shaped(&xs),
+                Tensor::input(&g),
+                Tensor::input(&b),
+                raw(yp, n * d, true, f32t, ""),
+            ],
+            vec![1e-5],
+            None,
+            "tensor `x` has 11 elements, expected 12",
+        ),
+        (
+            "wrong dtype",
+            vec![
+                raw(x.as_ptr() as *mut f32, n * d, false, None, "f64"),
+                Tensor::input(&g),
+                Tensor::input(&b),
+                raw(yp, n * d, true, f32t, ""),
+            ],
+            vec![1e-5],
+            None,
+            "declared f32 but a f64 buffer was given",
+        ),
+        (
+            "wrong rank",
+            vec![Tensor::input(&x).shaped(&flat), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![1e-5],
+            None,
+            "declared f32[N, D] but the given array has shape [12]",
+        ),
+        (
+            "contradicting dims",
+            vec![
+                Tensor::input(&x).shaped(&xs),
+                Tensor::input(&g[..3]).shaped(&d3),
+                Tensor::input(&b),
+                raw(yp, n * d, true, f32t, ""),
+            ],
+            vec![1e-5],
+            None,
+            "dim `D` is 4 from the shape of `x` but 3 from the shape of `gamma`",
+        ),
+        (
+            "read-only output",
+            vec![Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, false, f32t, "")],
+            vec![1e-5],
+            None,
+            "tensor `y` is `out`",
+        ),
+        (
+            "output aliases an input",
+            vec![raw(yp, n * d, false, f32t, ""), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![1e-5],
+            None,
+            "output `y` overlaps `x`",
+        ),
+        (
+            "NaN param",
+            vec![Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![f64::NAN],
+            None,
+            "param `eps` = NaN: must be finite",
+        ),
+        (
+            "dims contradicting lengths",
+            vec![Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![1e-5],
+            Some(vec![4, 4]),
+            "tensor `x` has 12 elements, expected 16",
+        ),
+        (
+            "dims whose product overflows",
+            vec![Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![1e-5],
+            Some(vec![usize::MAX / 2, 4]),
+            "overflows",
+        ),
+        (
+            "wrong number of dims",
+            vec![Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), raw(yp, n * d, true, f32t, "")],
+            vec![1e-5],
+            Some(vec![3]),
+            "takes 2 dims, 1 given",
+        ),
+    ];
+    for (what, tensors, params, dims, want) in cases {
+        let e = k.call_with(&tensors, &params, dims.as_deref(), normjit::Threads::Default).expect_err(what);
+        assert!(e.to_string().contains(want), "{what}: `{e}` does not contain `{want}`");
+    }
+    assert!(y.iter().all(|&v| v == 7.0), "a refused call wrote to y");
+    // And the same views, right, do run.
+    let ok = [Tensor::input(&x).shaped(&xs), Tensor::input(&g), Tensor::input(&b), Tensor::output(&mut y)];
+    k.call(&ok, &[1e-5]).unwrap();
+    let want = layer_norm_ref(&x, &g, &b, d);
+    assert!(y.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-5), "{y:?}");
+}
