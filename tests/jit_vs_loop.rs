@@ -5,19 +5,10 @@
 mod common;
 
 use common::*;
-use normjit::ir::{Kernel, ParamType};
+use normjit::ir::Kernel;
 use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit_lower::{exec, lower, Options};
-
-fn param_words(k: &Kernel, params: &[f64]) -> Vec<u32> {
-    k.params
-        .iter()
-        .map(|(id, p)| match p.ty {
-            ParamType::F32 => (params[id.index()] as f32).to_bits(),
-            ParamType::U32 => params[id.index()] as u32,
-        })
-        .collect()
-}
+use normjit_testkit::param_words;
 
 fn check(
     k: &Kernel,

@@ -2,7 +2,8 @@
 //! the loop-IR interpreter, the Cranelift JIT (native ISA, 1–3 threads), and
 //! the reference interpreter in f32 and f64, on random inputs with NaN, ±Inf,
 //! subnormals and ±3e38 mixed in. The generator, the oracle and the exact
-//! rules are documented in `tests/common/gen.rs`; in short:
+//! rules are documented in the `normjit-testkit` crate (`crates/testkit`);
+//! in short:
 //! - JIT == loop IR bit for bit (NaN == NaN), always;
 //! - NaN where the oracle says NaN is certain, no NaN where it is impossible
 //!   (the f32 reference must agree: it is checked against the same oracle);
@@ -11,26 +12,27 @@
 //!   zeros), and those elements are counted and printed;
 //! - finite results inside the oracle's interval, which is within
 //!   `C·eps32·Σ|terms|` per reduction (propagated) of the exact result; the
-//!   f64 reference must lie in the same interval wherever nothing overflowed.
+//!   f64 reference must lie in the same interval wherever nothing overflowed;
+//! - the same again at each case's second sizes (small, with 0, 1 and odd
+//!   sizes, drawn from the case's seed), where the JIT runs the code
+//!   compiled at the first sizes whenever the schedule is the same (most
+//!   cases; counted and printed), and code compiled anew otherwise.
 //!
 //! Cases: 10,000 by default, every one through lowering, the loop IR, both
 //! reference interpreters and the oracle, and through the JIT too
-//! (`NORMJIT_JIT_EVERY=N` sends only every Nth); about 30 s on 2 cores in
-//! the dev profile. `NORMJIT_LONG=1` runs 100,000 (about 5 min);
+//! (`NORMJIT_JIT_EVERY=N` sends only every Nth); about 15 s on 2 cores in
+//! the dev profile. `NORMJIT_LONG=1` runs 100,000 (a few minutes);
 //! `NORMJIT_RANDOM_CASES=N` overrides the count, `NORMJIT_RANDOM_SEED=S` the
-//! seed. Known, still open engine bugs (`gen::KNOWN_BUGS`, none today) are
-//! excluded case by case — the case reruns without the JIT — and counted
-//! and printed with their smallest example; `NORMJIT_STRICT=1` turns them
-//! into failures. Nothing else is skipped. A failure is
-//! shrunk, printed as a `.nj` file whose comments hold the sizes, params,
-//! input seed, chunk and threads, and saved under the cargo target tmpdir;
-//! rerun one with `NORMJIT_REPRO=path/to/case.nj cargo test --test
-//! random_kernels repro -- --nocapture`.
+//! seed. Nothing is skipped. A failure is shrunk, printed as a `.nj` file
+//! whose comments hold the sizes, params, input seed, chunk and threads, and
+//! saved under the cargo target tmpdir; rerun one with
+//! `NORMJIT_REPRO=path/to/case.nj cargo test --test random_kernels repro --
+//! --ignored --nocapture`.
 
-mod common;
-
-use common::gen::{cases, inout_store_cycle, known_bug, run_case, Case, Engines, Env, Failure, Stats, KNOWN_BUGS};
 use normjit::ir::{Op, ValueId};
+use normjit_testkit::{
+    cases, inout_store_cycle, run_case, Case, Choices, Engines, Env, Failure, Stats, CHUNKS, SPECIALS,
+};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::io::{BufRead, BufReader};
@@ -50,57 +52,52 @@ fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
-/// Known bugs (`gen::KNOWN_BUGS`) are excluded while they are open: a case
-/// that hits one is rerun without the broken engine (every other check
-/// still applies to it), and counted and printed under the bug's name with
-/// the smallest example seen. `NORMJIT_STRICT=1` makes them failures again.
-fn strict() -> bool {
-    std::env::var_os("NORMJIT_STRICT").is_some_and(|v| v != "0")
-}
-
-/// The result of one case: its counts and the known bug it hit, if any.
-type Outcome = Result<(Stats, Option<usize>), Failure>;
-
-/// Runs one case with the known-bug exclusions (see `KNOWN_BUGS`).
-fn run(case: &Case, env: &Env, jit: bool) -> Outcome {
+/// Runs one case (with the JIT when `jit`).
+fn run(case: &Case, env: &Env, jit: bool) -> Result<Stats, Failure> {
     // Lowering such kernels once looped forever; a hang must be a failure,
     // not a stuck test run.
-    if inout_store_cycle(&case.kernel) && !lowering_terminates(case) {
-        return Err(Failure { kind: "lowering does not terminate", msg: "killed after 2 s of lowering".into() });
+    if inout_store_cycle(&case.kernel) {
+        lowering_terminates(case)?;
     }
-    match check(case, env, if jit { Engines::All } else { Engines::NoJit }) {
-        Ok(s) => Ok((s, None)),
-        Err(f) => match known_bug(&f) {
-            Some(b) if jit && !strict() => check(case, env, Engines::NoJit).map(|s| (s, Some(b))),
-            _ => Err(f),
-        },
-    }
+    check(case, env, if jit { Engines::All } else { Engines::NoJit })
 }
 
-/// Lowers `case` in a child process (this test binary, running
-/// `lower_child`), killed if the lowering itself takes over 2 s (it takes
-/// milliseconds): a lowering that does not terminate cannot be stopped
-/// in-process.
-fn lowering_terminates(case: &Case) -> bool {
-    static N: AtomicUsize = AtomicUsize::new(0);
+/// Lowers `case` at both its sizes in a child process (this test binary,
+/// running `lower_child`), killed if the lowering itself takes over 2 s (it
+/// takes milliseconds): a lowering that does not terminate cannot be
+/// stopped in-process.
+fn lowering_terminates(case: &Case) -> Result<(), Failure> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("random_kernels");
     let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("child_{}_{}.nj", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let path = dir.join(format!("child_{}_{}.nj", std::process::id(), CHILDREN.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&path, case.to_string()).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["lower_child", "--exact", "--test-threads=1", "--nocapture", "-q"])
+        .args(["lower_child", "--exact", "--ignored", "--test-threads=1", "--nocapture", "-q"])
         .env("NORMJIT_LOWER_CHILD", &path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the test binary");
-    // Wait for the child to start lowering (or to exit), then give it 2 s.
+    // Wait for the child to start lowering, then give it 2 s. A child that
+    // exits without starting (the test was not found, the case did not
+    // load) proves nothing: that is a failure too.
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    while let Some(Ok(l)) = lines.next() {
-        if l == CHILD_MARKER {
-            break;
+    let mut output = vec![];
+    let started = loop {
+        match lines.next() {
+            Some(Ok(l)) if l == CHILD_MARKER => break true,
+            Some(Ok(l)) => output.push(l),
+            _ => break false,
         }
+    };
+    if !started {
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&path);
+        return Err(Failure {
+            kind: "lowering child did not start",
+            msg: format!("the `lower_child` test process exited without lowering:\n{}", output.join("\n")),
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     let done = loop {
@@ -115,27 +112,36 @@ fn lowering_terminates(case: &Case) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     };
     let _ = std::fs::remove_file(&path);
-    done
+    if done {
+        Ok(())
+    } else {
+        Err(Failure { kind: "lowering does not terminate", msg: "killed after 2 s of lowering".into() })
+    }
 }
+
+/// Child processes `lowering_terminates` started.
+static CHILDREN: AtomicUsize = AtomicUsize::new(0);
 
 const CHILD_MARKER: &str = "normjit: lowering starts";
 
 /// Reads a saved case: a `.nj` file with a `# case:` comment line.
-fn read_case(path: &std::ffi::OsStr) -> Case {
-    let text = std::fs::read_to_string(path).unwrap();
-    let spec = text.lines().find_map(|l| l.strip_prefix("# case: ")).expect("a `# case:` line");
-    let kernel = normjit::ir::parse(&text).unwrap_or_else(|d| panic!("{}", d.render("case.nj", &text)));
-    Case::from_spec(kernel, spec).unwrap()
+fn read_case(var: &str) -> Case {
+    let path = std::env::var_os(var).unwrap_or_else(|| panic!("set {var} to the path of a saved case (`.nj` file)"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Case::from_text(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The child process of `lowering_terminates`.
+/// The child process of `lowering_terminates`, which runs it as
+/// `NORMJIT_LOWER_CHILD=case.nj random_kernels lower_child --exact --ignored`;
+/// not a test of its own.
 #[test]
+#[ignore = "the child process of the random-kernel test; needs NORMJIT_LOWER_CHILD"]
 fn lower_child() {
-    let Some(path) = std::env::var_os("NORMJIT_LOWER_CHILD") else { return };
-    let case = read_case(&path);
+    let case = read_case("NORMJIT_LOWER_CHILD");
     let opts = normjit_lower::Options { chunk_elems: case.chunk, verify: true, ..Default::default() };
     eprintln!("{CHILD_MARKER}");
     let _ = normjit_lower::lower(&case.kernel, &case.dims, &opts);
+    let _ = normjit_lower::lower(&case.kernel, &case.dims2, &opts);
 }
 
 /// Runs one case, turning a panic into a failure, and checks that the
@@ -167,17 +173,12 @@ fn runner(seed: u64, i: usize) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 
-/// A case hitting a known bug: its index, the length of its text, the case.
-type Example = (usize, usize, Case);
-
 #[derive(Default)]
 struct Worker {
     stats: Stats,
     found: Vec<Found>,
     /// Cases by size class: volume 0, ≤ 1k, ≤ 10k, larger.
     sizes: [usize; 4],
-    /// Per known bug: cases hitting it, and the smallest example.
-    known: Vec<(usize, Option<Example>)>,
 }
 
 struct Found {
@@ -237,8 +238,7 @@ fn random_kernels_agree_across_engines() {
                 s.spawn(move || {
                     let env = Env::new();
                     let mut out = Worker::default();
-                    let Worker { stats, found, sizes, known } = &mut out;
-                    known.resize(KNOWN_BUGS.len(), (0, None));
+                    let Worker { stats, found, sizes } = &mut out;
                     for i in (w..n).step_by(workers) {
                         let mut r = runner(seed, i);
                         let tree = strategy.new_tree(&mut r).expect("the strategy never rejects");
@@ -252,17 +252,7 @@ fn random_kernels_agree_across_engines() {
                         }] += 1;
                         let jit = i % jit_every == 0;
                         match run(&case, &env, jit) {
-                            Ok((st, bug)) => {
-                                stats.add(&st);
-                                if let Some(b) = bug {
-                                    let (count, example) = &mut known[b];
-                                    *count += 1;
-                                    let len = case.kernel.to_string().len();
-                                    if example.as_ref().is_none_or(|(_, l, _)| len < *l) {
-                                        *example = Some((i, len, case.clone()));
-                                    }
-                                }
-                            }
+                            Ok(st) => stats.add(&st),
                             Err(f) => {
                                 stats.cases += 1;
                                 let do_shrink = found.len() < SHRUNK_FAILURES;
@@ -289,24 +279,15 @@ fn random_kernels_agree_across_engines() {
     let mut stats = Stats::default();
     let mut found = vec![];
     let mut sizes = [0usize; 4];
-    let mut known: Vec<(usize, Option<Example>)> = vec![(0, None); KNOWN_BUGS.len()];
     for r in results {
         stats.add(&r.stats);
         found.extend(r.found);
         for (total, n) in sizes.iter_mut().zip(r.sizes) {
             *total += n;
         }
-        for (b, (count, example)) in r.known.into_iter().enumerate() {
-            known[b].0 += count;
-            if let Some(e) = example {
-                if known[b].1.as_ref().is_none_or(|k| e.1 < k.1) {
-                    known[b].1 = Some(e);
-                }
-            }
-        }
     }
-    let known_hits: usize = known.iter().map(|k| k.0).sum();
     found.sort_by_key(|f| f.index);
+    assert_eq!(stats.cases, n, "every case ran, passed or failed");
     println!(
         "random kernels: {} cases ({} through the JIT, {} failed) in {:.1?} on {workers} threads, seed {seed:#x}",
         stats.cases,
@@ -319,15 +300,16 @@ fn random_kernels_agree_across_engines() {
         sizes[0], sizes[1], sizes[2], sizes[3]
     );
     println!(
-        "  skipped: no case; the JIT part of {known_hits} cases, for known bugs{}:",
-        if jit_every > 1 { format!(" (the JIT runs every {jit_every}th case)") } else { String::new() }
+        "  lowered first in a child process (`inout` stores reading each other): {} times",
+        CHILDREN.load(Ordering::Relaxed)
     );
-    for (name, (count, example)) in KNOWN_BUGS.iter().zip(&known) {
-        println!("    {count} cases: {name}");
-        if let Some((i, _, case)) = example {
-            println!("    smallest example, case {i}:\n{}", case.to_string().replace('\n', "\n      "));
-        }
-    }
+    println!(
+        "  second sizes: {} cases rerun at other sizes, {} of them with the code compiled at the first sizes \
+         (same schedule), {} recompiled",
+        stats.second_sizes,
+        stats.reused,
+        stats.second_sizes - stats.reused
+    );
     println!(
         "  output elements checked: {}; NaN certain (strict): {}; NaN possible but not certain (relaxed): {}, \
          of which NaN-ness differs from the f32 reference: {}",
@@ -371,12 +353,13 @@ fn random_kernels_agree_across_engines() {
     panic!("{} of {} random cases failed:{report}", found.len(), stats.cases);
 }
 
-/// Reruns a saved case: `NORMJIT_REPRO=case.nj` (the `.nj` file a failure
-/// report prints or saves; its `# case:` comment line holds the rest).
+/// Reruns a saved case (the `.nj` file a failure report prints or saves;
+/// its `# case:` comment line holds the rest):
+/// `NORMJIT_REPRO=case.nj cargo test --test random_kernels repro -- --ignored --nocapture`.
 #[test]
+#[ignore = "reruns the saved case named by NORMJIT_REPRO"]
 fn repro() {
-    let Some(path) = std::env::var_os("NORMJIT_REPRO") else { return };
-    let case = read_case(&path);
+    let case = read_case("NORMJIT_REPRO");
     println!("{case}");
     let env = Env::new();
     match run_case(&case, &env, Engines::All) {
@@ -400,9 +383,8 @@ fn generator_coverage() {
         let case = strategy.new_tree(&mut r).unwrap().current();
         let k = &case.kernel;
         // How many choice words a full-length sequence needs.
-        let mut ch = common::gen::Choices::new(
-            (0..2000u32).map(|j| (j.wrapping_mul(2_654_435_761) ^ i as u32).rotate_left(7)).collect(),
-        );
+        let mut ch =
+            Choices::new((0..2000u32).map(|j| (j.wrapping_mul(2_654_435_761) ^ i as u32).rotate_left(7)).collect());
         let _ = Case::decode(&mut ch, 0);
         words_used.push(ch.used());
         hit(format!("dims: {}", k.dims.len()));
@@ -414,6 +396,19 @@ fn generator_coverage() {
         }
         if case.dims.iter().any(|&d| d >= 1000) {
             hit("size: a dim ≥ 1000".into());
+        }
+        assert_ne!(case.dims, case.dims2, "second sizes equal to the first");
+        if case.dims2.contains(&0) {
+            hit("second size: a zero dim".into());
+        }
+        if case.dims2.contains(&1) {
+            hit("second size: a dim of 1".into());
+        }
+        if case.dims2.iter().any(|&d| d > 1 && d % 2 == 1) {
+            hit("second size: an odd dim > 1".into());
+        }
+        if case.dims.iter().zip(&case.dims2).any(|(&a, &b)| (a == 0) != (b == 0)) {
+            hit("second size: a zero dim where the first is not, or the reverse".into());
         }
         hit(format!("chunk: {}", case.chunk));
         hit(format!("threads: {}", case.threads));
@@ -512,9 +507,9 @@ fn generator_coverage() {
     expected
         .extend([Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min].iter().map(|r| format!("reduce {}", r.name())));
     expected.extend((1..=4).map(|n| format!("dims: {n}")));
-    expected.extend(common::gen::CHUNKS.iter().map(|c| format!("chunk: {c}")));
+    expected.extend(CHUNKS.iter().map(|c| format!("chunk: {c}")));
     expected.extend((1..=3).map(|t| format!("threads: {t}")));
-    expected.extend(common::gen::SPECIALS.iter().map(|s| format!("specials: 1 in {s}")));
+    expected.extend(SPECIALS.iter().map(|s| format!("specials: 1 in {s}")));
     for s in [
         "const",
         "param value",
@@ -525,6 +520,10 @@ fn generator_coverage() {
         "size: a zero dim",
         "size: a dim of 1",
         "size: a dim ≥ 1000",
+        "second size: a zero dim",
+        "second size: a dim of 1",
+        "second size: an odd dim > 1",
+        "second size: a zero dim where the first is not, or the reverse",
         "tensor: in",
         "tensor: out",
         "tensor: inout",

@@ -2,8 +2,9 @@
 //! reports, per output, its accuracy against the f64 reference, plus the
 //! time per call; optionally saves outputs as `.npy` files.
 //!
-//! The engine is the reference interpreter in f32 ("interp"); the accuracy
-//! reference is the same interpreter in f64 on the same inputs, widened.
+//! The engines (`--engine`) are the JIT and the reference interpreter in f32
+//! ("interp"), by default both; the accuracy reference is the interpreter in
+//! f64 on the same inputs, widened.
 //!
 //! Nothing is written unless everything succeeds: names, params, dims,
 //! every input file and every output destination are checked, the kernel

@@ -129,4 +129,3 @@ pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64
     }
     Ok(worst)
 }
-pub mod gen;
