@@ -10,9 +10,11 @@
 
 use crate::layout;
 use crate::ops::{self, Libm, W};
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use normjit_ir::{DimId, Reduce, TensorId};
+use normjit_lower::exec::{cascades, BLOCK_ROUNDS, CASCADE_LEVELS};
 use normjit_lower::{AccId, LOp, LValue, Plan, Step};
 use std::collections::HashMap;
 
@@ -338,7 +340,6 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// emitted inside. Bottom-tested (one branch per iteration), behind a
     /// guard for the empty range.
     fn counted<F: FnMut(&mut Self, Value)>(&mut self, lo: Value, hi: Value, step: i64, mut body: F) {
-        use cranelift_codegen::ir::condcodes::IntCC;
         let i = self.b.declare_var(types::I64);
         self.b.def_var(i, lo);
         let block = self.b.create_block();
@@ -468,80 +469,177 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
     }
 
-    /// Slot and tail variables of every register accumulator of a phase.
-    fn declare_regs(&mut self, ph: usize) -> HashMap<AccId, (Vec<Variable>, Variable)> {
+    /// Slot and tail variables of every register accumulator of a phase,
+    /// and the cascade state of its sums.
+    fn declare_regs(&mut self, ph: usize) -> Regs {
         let phase = &self.p.phases[ph];
         let k = phase.loops.len();
         let lane = if phase.width > 1 { types::F32X4 } else { types::F32 };
         let mut regs = HashMap::new();
         for &a in &phase.accums {
-            if self.p.accums[a.0 as usize].flush_depth < k {
+            let acc = &self.p.accums[a.0 as usize];
+            if acc.flush_depth < k {
                 let slots = (0..phase.unroll).map(|_| self.b.declare_var(lane)).collect();
                 let tail = self.b.declare_var(types::F32);
-                regs.insert(a, (slots, tail));
+                let cascade = cascades(acc.op).then(|| {
+                    let size = (CASCADE_LEVELS * 4) as u32;
+                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 2));
+                    (self.b.declare_var(types::I64), slot)
+                });
+                regs.insert(a, RegAcc { slots, tail, cascade });
             }
         }
         regs
     }
 
-    fn init_regs(&mut self, ph: usize, depth: usize, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+    /// Sets accumulator `a`'s slots and tail to the identity.
+    fn reset_regs(&mut self, ph: usize, a: AccId, r: &RegAcc) {
         let wide = self.p.phases[ph].width > 1;
-        for (&a, (slots, tail)) in regs {
-            let acc = &self.p.accums[a.0 as usize];
-            if acc.flush_depth != depth {
+        let id = ops::identity(self.b, self.p.accums[a.0 as usize].op);
+        let v = if wide { self.b.ins().splat(types::F32X4, id) } else { id };
+        for &s in &r.slots {
+            self.b.def_var(s, v);
+        }
+        self.b.def_var(r.tail, id);
+    }
+
+    fn init_regs(&mut self, ph: usize, depth: usize, regs: &Regs) {
+        let mut list: Vec<_> = regs.iter().collect();
+        list.sort_by_key(|(a, _)| **a);
+        for (&a, r) in list {
+            if self.p.accums[a.0 as usize].flush_depth != depth {
                 continue;
             }
-            let id = ops::identity(self.b, acc.op);
-            let v = if wide { self.b.ins().splat(types::F32X4, id) } else { id };
-            for &s in slots {
-                self.b.def_var(s, v);
+            self.reset_regs(ph, a, r);
+            if let Some((count, _)) = r.cascade {
+                let zero = self.iconst(0);
+                self.b.def_var(count, zero);
             }
-            self.b.def_var(*tail, id);
         }
     }
 
-    fn flush_regs(&mut self, ph: usize, depth: usize, regs: &HashMap<AccId, (Vec<Variable>, Variable)>) {
+    /// Folds accumulator `a`'s slots and tail into one scalar, in the
+    /// normative order.
+    fn fold_regs(&mut self, ph: usize, a: AccId, r: &RegAcc) -> Value {
         let wide = self.p.phases[ph].width > 1;
+        let op = self.p.accums[a.0 as usize].op;
+        let w = if wide { W::V } else { W::S };
+        let mut folded = self.b.use_var(r.slots[0]);
+        for &s in &r.slots[1..] {
+            let x = self.b.use_var(s);
+            folded = ops::combine(self.b, op, w, folded, x);
+        }
+        let h = if wide {
+            let l: Vec<Value> = (0..4u8).map(|i| self.b.ins().extractlane(folded, i)).collect();
+            let a02 = ops::combine(self.b, op, W::S, l[0], l[2]);
+            let a13 = ops::combine(self.b, op, W::S, l[1], l[3]);
+            ops::combine(self.b, op, W::S, a02, a13)
+        } else {
+            folded
+        };
+        let t = self.b.use_var(r.tail);
+        ops::combine(self.b, op, W::S, h, t)
+    }
+
+    /// Folds, resets and pushes every cascaded sum of the phase (the
+    /// normative order's *push*): `v = level[j] ⊕ v` while bit `j` of the
+    /// count is set, then `level[j] = v`, count + 1.
+    fn push_sums(&mut self, ph: usize, regs: &Regs) {
+        let mut list: Vec<_> = regs.iter().filter(|(_, r)| r.cascade.is_some()).collect();
+        list.sort_by_key(|(a, _)| **a);
+        for (&a, r) in list {
+            let Some((count, slot)) = r.cascade else { continue };
+            let op = self.p.accums[a.0 as usize].op;
+            let v0 = self.fold_regs(ph, a, r);
+            self.reset_regs(ph, a, r);
+            let c = self.b.use_var(count);
+            let (j, v) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
+            let zero = self.iconst(0);
+            self.b.def_var(j, zero);
+            self.b.def_var(v, v0);
+            let (head, merge, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let jv = self.b.use_var(j);
+            let bit = self.b.ins().ushr(c, jv);
+            let bit = self.b.ins().band_imm_u(bit, 1);
+            self.b.ins().brif(bit, merge, &[], done, &[]);
+            self.b.switch_to_block(merge);
+            let jv = self.b.use_var(j);
+            let base = self.b.ins().stack_addr(types::I64, slot, 0);
+            let ad = self.addr(base, jv);
+            let level = self.b.ins().load(types::F32, flags(), ad, 0);
+            let vv = self.b.use_var(v);
+            let nv = ops::combine(self.b, op, W::S, level, vv);
+            self.b.def_var(v, nv);
+            let nj = self.b.ins().iadd_imm_s(jv, 1);
+            self.b.def_var(j, nj);
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(done);
+            let jv = self.b.use_var(j);
+            let base = self.b.ins().stack_addr(types::I64, slot, 0);
+            let ad = self.addr(base, jv);
+            let vv = self.b.use_var(v);
+            self.b.ins().store(flags(), vv, ad, 0);
+            let nc = self.b.ins().iadd_imm_s(c, 1);
+            self.b.def_var(count, nc);
+        }
+    }
+
+    /// The value of a cascaded sum's stack: the identity ⊕ `level[j]` for
+    /// each set bit `j` of the count, highest first.
+    fn collapse(&mut self, a: AccId, r: &RegAcc) -> Value {
+        let (count, slot) = r.cascade.expect("a cascaded sum");
+        let op = self.p.accums[a.0 as usize].op;
+        let (c, acc) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
+        let c0 = self.b.use_var(count);
+        self.b.def_var(c, c0);
+        let id = ops::identity(self.b, op);
+        self.b.def_var(acc, id);
+        let (head, body, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let cv = self.b.use_var(c);
+        self.b.ins().brif(cv, body, &[], done, &[]);
+        self.b.switch_to_block(body);
+        let cv = self.b.use_var(c);
+        let lz = self.b.ins().clz(cv);
+        let c63 = self.iconst(63);
+        let j = self.b.ins().isub(c63, lz);
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let ad = self.addr(base, j);
+        let level = self.b.ins().load(types::F32, flags(), ad, 0);
+        let av = self.b.use_var(acc);
+        let na = ops::combine(self.b, op, W::S, av, level);
+        self.b.def_var(acc, na);
+        let one = self.iconst(1);
+        let bit = self.b.ins().ishl(one, j);
+        let nc = self.b.ins().band_not(cv, bit);
+        self.b.def_var(c, nc);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(done);
+        self.b.use_var(acc)
+    }
+
+    fn flush_regs(&mut self, ph: usize, depth: usize, regs: &Regs) {
         let mut list: Vec<_> = regs.iter().collect();
         list.sort_by_key(|(a, _)| **a);
-        for (&a, (slots, tail)) in list {
+        for (&a, r) in list {
             let acc = self.p.accums[a.0 as usize].clone();
             if acc.flush_depth != depth {
                 continue;
             }
-            let op = acc.op;
-            let w = if wide { W::V } else { W::S };
-            let mut folded = self.b.use_var(slots[0]);
-            for &s in &slots[1..] {
-                let x = self.b.use_var(s);
-                folded = ops::combine(self.b, op, w, folded, x);
-            }
-            let h = if wide {
-                let l: Vec<Value> = (0..4u8).map(|i| self.b.ins().extractlane(folded, i)).collect();
-                let a02 = ops::combine(self.b, op, W::S, l[0], l[2]);
-                let a13 = ops::combine(self.b, op, W::S, l[1], l[3]);
-                ops::combine(self.b, op, W::S, a02, a13)
-            } else {
-                folded
-            };
-            let t = self.b.use_var(*tail);
-            let total = ops::combine(self.b, op, W::S, h, t);
+            let total = if r.cascade.is_some() { self.collapse(a, r) } else { self.fold_regs(ph, a, r) };
             let base = self.acc_base(a);
             let off = self.offset(&acc.scratch_dims, None);
             let ad = self.addr(base, off);
             let s = self.b.ins().load(types::F32, flags(), ad, 0);
-            let r = ops::combine(self.b, op, W::S, s, total);
-            self.b.ins().store(flags(), r, ad, 0);
+            let v = ops::combine(self.b, acc.op, W::S, s, total);
+            self.b.ins().store(flags(), v, ad, 0);
         }
     }
 
-    fn level(
-        &mut self,
-        ph: usize,
-        depth: usize,
-        range: Option<(Value, Value)>,
-        regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
-    ) {
+    fn level(&mut self, ph: usize, depth: usize, range: Option<(Value, Value)>, regs: &Regs) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
         if depth >= 1 {
@@ -569,14 +667,7 @@ impl<'a, 'b> Fx<'a, 'b> {
     }
 
     /// The innermost loop: whole blocks, then the scalar tail.
-    fn inner(
-        &mut self,
-        ph: usize,
-        lo: Value,
-        hi: Value,
-        from_zero: bool,
-        regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
-    ) {
+    fn inner(&mut self, ph: usize, lo: Value, hi: Value, from_zero: bool, regs: &Regs) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
         let d = phase.loops[k - 1];
@@ -702,29 +793,59 @@ impl<'a, 'b> Fx<'a, 'b> {
             }
         }
         let ctx = Inner { inner_nodes: &inner_nodes, pre: &pre, ubase: &ubase, splats: &splats };
-        // Main loop over whole blocks.
+        // Main loop over whole rounds of the slots; with a cascaded sum, in
+        // blocks of `BLOCK_ROUNDS` rounds, each pushed when done.
         let w = if wide { W::V } else { W::S };
-        self.counted(lo, main_end, block, |fx, i| {
-            for &(tp, stride) in &touch {
-                let s4 = fx.mul_sv(stride, Sv::Const(4));
-                let b = fx.scale(i, s4);
-                let a = fx.b.ins().iadd(tp, b);
-                // The value is unused: the load only brings the line in.
-                fx.b.ins().load(types::F32, flags(), a, 0);
-            }
-            let addrs = fx.stream_addrs(&ctx, i);
-            for u in 0..unroll {
-                let at = At { i, addrs: &addrs, elem: (u * width) as i64 };
-                let vals = fx.eval_inner(&ctx, w, &at);
-                fx.sink(ph, &ctx, w, &at, &vals, regs, Some(u));
-            }
-        });
+        let cascade = regs.values().any(|r| r.cascade.is_some());
+        let rounds_from = if cascade {
+            let cascade_block = block * BLOCK_ROUNDS as i64;
+            let n = self.b.ins().isub(main_end, lo);
+            let r = self.b.ins().urem_imm_u(n, cascade_block);
+            let whole = self.b.ins().isub(main_end, r);
+            self.counted(lo, whole, cascade_block, |fx, b0| {
+                let b1 = fx.b.ins().iadd_imm_s(b0, cascade_block);
+                fx.round_loop(ph, &ctx, w, &touch, regs, b0, b1);
+                fx.push_sums(ph, regs);
+            });
+            whole
+        } else {
+            lo
+        };
+        self.round_loop(ph, &ctx, w, &touch, regs, rounds_from, main_end);
         // Scalar tail.
         self.counted(main_end, hi, 1, |fx, i| {
             let addrs = fx.stream_addrs(&ctx, i);
             let at = At { i, addrs: &addrs, elem: 0 };
             let vals = fx.eval_inner(&ctx, W::S, &at);
             fx.sink(ph, &ctx, W::S, &at, &vals, regs, None);
+        });
+        // The end of this instance: push the rest of every cascaded sum.
+        if cascade {
+            self.push_sums(ph, regs);
+        }
+    }
+
+    /// Whole rounds of the slots (`width × unroll` elements each) over
+    /// `[from, to)`, with the prefetch touches.
+    #[allow(clippy::too_many_arguments)]
+    fn round_loop(&mut self, ph: usize, ctx: &Inner, w: W, touch: &[(Value, Sv)], regs: &Regs, from: Value, to: Value) {
+        let phase = &self.p.phases[ph];
+        let (width, unroll) = (phase.width, phase.unroll);
+        let block = (width * unroll) as i64;
+        self.counted(from, to, block, |fx, i| {
+            for &(tp, stride) in touch {
+                let s4 = fx.mul_sv(stride, Sv::Const(4));
+                let b = fx.scale(i, s4);
+                let a = fx.b.ins().iadd(tp, b);
+                // The value is unused: the load only brings the line in.
+                fx.b.ins().load(types::F32, flags(), a, 0);
+            }
+            let addrs = fx.stream_addrs(ctx, i);
+            for u in 0..unroll {
+                let at = At { i, addrs: &addrs, elem: (u * width) as i64 };
+                let vals = fx.eval_inner(ctx, w, &at);
+                fx.sink(ph, ctx, w, &at, &vals, regs, Some(u));
+            }
         });
     }
 
@@ -840,7 +961,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         w: W,
         at: &At,
         vals: &HashMap<LValue, Value>,
-        regs: &HashMap<AccId, (Vec<Variable>, Variable)>,
+        regs: &Regs,
         slot: Option<usize>,
     ) {
         let phase = self.p.phases[ph].clone();
@@ -854,10 +975,10 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let r = ops::combine(self.b, acc.op, w, s, x);
                 self.b.ins().store(flags(), r, ad, off);
             } else {
-                let (slots, tail) = &regs[&a];
+                let r = &regs[&a];
                 let var = match slot {
-                    Some(u) => slots[u],
-                    None => *tail,
+                    Some(u) => r.slots[u],
+                    None => r.tail,
                 };
                 let cur = self.b.use_var(var);
                 let r = ops::combine(self.b, acc.op, w, cur, x);
@@ -871,6 +992,17 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
     }
 }
+
+/// The registers of one register accumulator of a phase: its slots (one
+/// vector, or scalar, per unroll slot) and tail, and for a cascaded sum
+/// the count of blocks pushed and its pairwise stack.
+struct RegAcc {
+    slots: Vec<Variable>,
+    tail: Variable,
+    cascade: Option<(Variable, StackSlot)>,
+}
+
+type Regs = HashMap<AccId, RegAcc>;
 
 /// A memory stream of the innermost loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -97,6 +97,9 @@ struct Machine<'a> {
     scratch: Vec<Vec<f32>>,
     /// Register accumulator state per accumulator: slots then tail.
     regs: Vec<Vec<f32>>,
+    /// Cascade state per sum accumulator: the pairwise stack of block sums
+    /// and how many blocks were pushed.
+    stacks: Vec<(Vec<f32>, u64)>,
 }
 
 /// The identity of a reduction's ⊕ (see the loop IR's reduction order).
@@ -164,7 +167,8 @@ impl<'a> Machine<'a> {
                 vec![identity(a.op); ph.width * ph.unroll + 1]
             })
             .collect();
-        Machine { p, dims, params, vals: vec![0.0; p.nodes.len()], scratch, regs }
+        let stacks = p.accums.iter().map(|_| (vec![0.0; CASCADE_LEVELS], 0)).collect();
+        Machine { p, dims, params, vals: vec![0.0; p.nodes.len()], scratch, regs, stacks }
     }
 
     fn extent(&self, d: DimId) -> usize {
@@ -317,6 +321,7 @@ impl<'a> Machine<'a> {
             let acc = &self.p.accums[a.0 as usize];
             if acc.flush_depth == depth && depth < ph.loops.len() {
                 self.regs[a.0 as usize].fill(identity(acc.op));
+                self.stacks[a.0 as usize].1 = 0;
             }
         }
         for &(v, d) in &ph.nodes {
@@ -348,6 +353,7 @@ impl<'a> Machine<'a> {
         let innermost = depth + 1 == ph.loops.len();
         let slots = ph.width * ph.unroll;
         let main = (hi - lo) - (hi - lo) % slots;
+        let block = slots * BLOCK_ROUNDS;
         for i in lo..hi {
             idx[d.index()] = i;
             self.nest(pi, t, idx, depth + 1, None);
@@ -360,7 +366,21 @@ impl<'a> Machine<'a> {
                         let slot = if i - lo < main { (i - lo) % slots } else { slots };
                         let r = &mut self.regs[a.0 as usize][slot];
                         *r = combine(acc.op, *r, x);
+                        // A whole block of a sum: push its folded value.
+                        if cascades(acc.op) && i - lo < main && (i - lo + 1) % block == 0 {
+                            self.push(a.0 as usize, ph.width, ph.unroll);
+                        }
                     }
+                }
+            }
+        }
+        if innermost {
+            // The end of an instance of the innermost loop: push the rest of
+            // every sum (the partial block and the tail).
+            for a in &ph.accums {
+                let acc = &self.p.accums[a.0 as usize];
+                if acc.flush_depth < ph.loops.len() && cascades(acc.op) {
+                    self.push(a.0 as usize, ph.width, ph.unroll);
                 }
             }
         }
@@ -368,13 +388,59 @@ impl<'a> Machine<'a> {
         for a in &ph.accums {
             let acc = &self.p.accums[a.0 as usize];
             if acc.flush_depth == depth {
-                let total = fold(acc.op, &self.regs[a.0 as usize], ph.width, ph.unroll);
+                let total = if cascades(acc.op) {
+                    collapse(acc.op, &self.stacks[a.0 as usize])
+                } else {
+                    fold(acc.op, &self.regs[a.0 as usize], ph.width, ph.unroll)
+                };
                 let o = self.offset(&acc.scratch_dims, idx);
                 let s = &mut self.scratch[a.0 as usize][o];
                 *s = combine(acc.op, *s, total);
             }
         }
     }
+
+    /// Folds accumulator `a`'s slots and tail, resets them, and pushes the
+    /// value onto its pairwise stack.
+    fn push(&mut self, a: usize, width: usize, unroll: usize) {
+        let op = self.p.accums[a].op;
+        let mut v = fold(op, &self.regs[a], width, unroll);
+        self.regs[a].fill(identity(op));
+        let (levels, count) = &mut self.stacks[a];
+        let mut j = 0;
+        while *count >> j & 1 == 1 {
+            v = combine(op, levels[j], v);
+            j += 1;
+        }
+        levels[j] = v;
+        *count += 1;
+    }
+}
+
+/// Whether reductions of `op` use the cascade (sums do; max and min are
+/// exact in any order).
+pub fn cascades(op: Reduce) -> bool {
+    matches!(op, Reduce::Sum | Reduce::Mean)
+}
+
+/// Rounds of `width × unroll` slots per block of a cascaded sum.
+pub const BLOCK_ROUNDS: usize = 16;
+
+/// Levels of a cascade's pairwise stack (enough for 2^64 blocks).
+pub const CASCADE_LEVELS: usize = 64;
+
+/// The value of a pairwise stack: its levels for the set bits of `count`,
+/// combined from the highest (the oldest blocks) down, starting from the
+/// identity.
+fn collapse(op: Reduce, (levels, count): &(Vec<f32>, u64)) -> f32 {
+    let mut r = identity(op);
+    let mut c = *count;
+    while c != 0 {
+        let j = 63 - c.leading_zeros() as usize;
+        r = combine(op, r, levels[j]);
+        c &= !(1u64 << j);
+    }
+    r
 }
 
 /// Folds slot accumulators (and the tail, last) in the normative order.
