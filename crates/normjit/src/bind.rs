@@ -49,10 +49,11 @@ impl<'a> Tensor<'a> {
     /// not one normjit stores.
     ///
     /// # Safety
-    /// Unless `len` is 0, `ptr` must be valid for reads of `len` elements
-    /// of `dtype` (and for writes, if `writable`) until the call returns,
-    /// and not be accessed by anything else meanwhile if `writable`.
-    /// Overlap with another argument is detected and refused before
+    /// Unless `ptr` is null or `len` is 0, `ptr` must be valid for reads of
+    /// `len` elements of `dtype` (and for writes, if `writable`) until the
+    /// call returns, and not be accessed by anything else meanwhile if
+    /// `writable`. A null `ptr` with elements is refused
+    /// ([`Error::Null`]), and so is overlap with another argument, before
     /// anything is written.
     pub unsafe fn raw(
         ptr: *mut f32,
