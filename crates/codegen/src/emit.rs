@@ -74,6 +74,9 @@ pub(crate) struct Fx<'a, 'b> {
     acc_bases: Vec<(Value, Value)>,
     /// Bake the planned sizes in as constants.
     specialize: bool,
+    /// Per-call scalars, computed in f64 in the entry block, and rounded
+    /// to f32 (masks stay i8) for their users.
+    per_call: HashMap<LValue, Value>,
 }
 
 /// Flags of every load and store: they cannot trap (the runtime checked
@@ -102,6 +105,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             strides: HashMap::new(),
             acc_bases: Vec::new(),
             specialize,
+            per_call: HashMap::new(),
         }
     }
 
@@ -207,6 +211,31 @@ impl<'a, 'b> Fx<'a, 'b> {
         for (t, _) in self.p.kernel.tensors.iter() {
             self.tensor_base(t);
         }
+        // Per-call scalars: once, in f64, in node order (operands first).
+        let mut s64: HashMap<LValue, Value> = HashMap::new();
+        for (i, n) in self.p.nodes.iter().enumerate() {
+            if !n.per_call {
+                continue;
+            }
+            let v = LValue(i as u32);
+            let x = match &n.op {
+                LOp::Count(axes) => {
+                    let dims: Vec<DimId> = axes.iter().collect();
+                    match self.extent(&dims) {
+                        Sv::Const(c) => self.b.ins().f64const(c as f64),
+                        Sv::Dyn(c) => self.b.ins().fcvt_from_sint(types::F64, c),
+                    }
+                }
+                op => {
+                    let args: Vec<Value> = op.operands().iter().map(|o| s64[o]).collect();
+                    let params = self.params();
+                    ops::compute64(self.b, &self.libm, op, &args, params)
+                }
+            };
+            s64.insert(v, x);
+            let r = if n.ty == normjit_ir::ValueType::Bool { x } else { self.b.ins().fdemote(types::F32, x) };
+            self.per_call.insert(v, r);
+        }
         let na = self.p.accums.len();
         for a in 0..na {
             let so = self.b.ins().load(types::I64, flags(), offsets, (a * 8) as i32);
@@ -274,7 +303,7 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// Scalar value of `v` at the current indices, computing it (and its
     /// operands) if it is not in scope.
     pub fn scalar(&mut self, v: LValue) -> Value {
-        if let Some(&x) = self.sc.get(&v) {
+        if let Some(&x) = self.sc.get(&v).or_else(|| self.per_call.get(&v)) {
             return x;
         }
         let node = self.p.node(v).clone();
@@ -297,14 +326,13 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let index = self.offset(&dims, None);
                 let params = self.params();
-                let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 4) as i32);
+                let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 8) as i32);
                 ops::uniform(self.b, s, index)
             }
             LOp::Count(axes) => self.count(*axes),
             op => {
                 let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
-                let params = self.params();
-                ops::compute(self.b, &self.libm, op, W::S, &args, params)
+                ops::compute(self.b, &self.libm, op, W::S, &args)
             }
         };
         self.sc.insert(v, x);
@@ -727,7 +755,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                     Sv::Dyn(v) => Sv::Dyn(self.b.ins().ireduce(types::I32, v)),
                 };
                 let params = self.params();
-                let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 4) as i32);
+                let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 8) as i32);
                 let (k1, k2) = ops::uniform_keys(self.b, s);
                 let (vk1, vk2) = (self.b.ins().splat(types::I32X4, k1), self.b.ins().splat(types::I32X4, k2));
                 let zero = self.b.ins().iconst(types::I32, 0);
@@ -914,8 +942,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 }
                 op => {
                     let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
-                    let params = self.params();
-                    ops::compute(self.b, &self.libm, op, w, &args, params)
+                    ops::compute(self.b, &self.libm, op, w, &args)
                 }
             };
             vals.insert(v, x);

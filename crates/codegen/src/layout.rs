@@ -11,8 +11,8 @@ use normjit_lower::{AccId, Plan};
 pub struct Frame {
     /// One base pointer per tensor, by tensor index.
     pub tensors: *const *mut f32,
-    /// One 32-bit word per param (f32 bits, or the u32 seed).
-    pub params: *const u32,
+    /// One 64-bit word per param: f64 bits, or the u32 seed.
+    pub params: *const u64,
     /// Each dim's size, by dim index (ignored by code specialized to sizes).
     pub dims: *const i64,
     /// Per accumulator, its offset (in f32s) in the scratch area; then per

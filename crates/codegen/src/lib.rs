@@ -79,8 +79,9 @@ pub struct Compiled {
     module: Mutex<Option<JITModule>>,
 }
 
-// Imported math for `exp`, `log` and `pow`: the same Rust functions (and so
-// the same libm) the loop-IR interpreter uses.
+// Imported math for `exp`, `log` and `pow` (f32 per element, f64 for
+// per-call scalars): the same Rust functions (and so the same libm) the
+// loop-IR interpreter uses.
 extern "C" fn nj_powf(a: f32, b: f32) -> f32 {
     a.powf(b)
 }
@@ -88,6 +89,15 @@ extern "C" fn nj_expf(a: f32) -> f32 {
     a.exp()
 }
 extern "C" fn nj_logf(a: f32) -> f32 {
+    a.ln()
+}
+extern "C" fn nj_pow(a: f64, b: f64) -> f64 {
+    a.powf(b)
+}
+extern "C" fn nj_exp(a: f64) -> f64 {
+    a.exp()
+}
+extern "C" fn nj_log(a: f64) -> f64 {
     a.ln()
 }
 
@@ -99,6 +109,9 @@ impl Compiled {
         jb.symbol("nj_powf", nj_powf as *const u8);
         jb.symbol("nj_expf", nj_expf as *const u8);
         jb.symbol("nj_logf", nj_logf as *const u8);
+        jb.symbol("nj_pow", nj_pow as *const u8);
+        jb.symbol("nj_exp", nj_exp as *const u8);
+        jb.symbol("nj_log", nj_log as *const u8);
         let mut module = JITModule::new(jb);
         let ptr = types::I64;
         let mut sig = Signature::new(module.isa().default_call_conv());
@@ -113,6 +126,14 @@ impl Compiled {
         let powf = module.declare_function("nj_powf", Linkage::Import, &f2).map_err(|e| err(&e))?;
         let expf = module.declare_function("nj_expf", Linkage::Import, &f1).map_err(|e| err(&e))?;
         let logf = module.declare_function("nj_logf", Linkage::Import, &f1).map_err(|e| err(&e))?;
+        let mut d1 = Signature::new(module.isa().default_call_conv());
+        d1.params.push(AbiParam::new(types::F64));
+        d1.returns.push(AbiParam::new(types::F64));
+        let mut d2 = d1.clone();
+        d2.params.push(AbiParam::new(types::F64));
+        let pow = module.declare_function("nj_pow", Linkage::Import, &d2).map_err(|e| err(&e))?;
+        let exp = module.declare_function("nj_exp", Linkage::Import, &d1).map_err(|e| err(&e))?;
+        let log = module.declare_function("nj_log", Linkage::Import, &d1).map_err(|e| err(&e))?;
 
         let units: Vec<Unit> = if plan.group.is_empty() {
             let mut units: Vec<Unit> = plan
@@ -143,6 +164,9 @@ impl Compiled {
                     powf: module.declare_func_in_func(powf, b.func),
                     expf: module.declare_func_in_func(expf, b.func),
                     logf: module.declare_func_in_func(logf, b.func),
+                    pow: module.declare_func_in_func(pow, b.func),
+                    exp: module.declare_func_in_func(exp, b.func),
+                    log: module.declare_func_in_func(log, b.func),
                 };
                 let entry = b.create_block();
                 b.append_block_params_for_function_params(entry);

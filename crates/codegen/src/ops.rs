@@ -40,6 +40,91 @@ pub struct Libm {
     pub expf: FuncRef,
     /// `logf`
     pub logf: FuncRef,
+    /// f64 `pow`, for per-call scalars.
+    pub pow: FuncRef,
+    /// f64 `exp`.
+    pub exp: FuncRef,
+    /// f64 `log`.
+    pub log: FuncRef,
+}
+
+/// A per-call scalar in f64 (masks as i8), from its operands' f64 values:
+/// the loop-IR interpreter's `eval64`, operation for operation.
+pub fn compute64(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, a: &[Value], params: Value) -> Value {
+    let call = |b: &mut FunctionBuilder, f: FuncRef, args: &[Value]| {
+        let c = b.ins().call(f, args);
+        b.inst_results(c)[0]
+    };
+    let pick64 = |b: &mut FunctionBuilder, max: bool, x: Value, y: Value| {
+        let cc = if max { FloatCC::GreaterThan } else { FloatCC::LessThan };
+        let c = b.ins().fcmp(cc, x, y);
+        let r = b.ins().select(c, x, y);
+        let uno = b.ins().fcmp(FloatCC::Unordered, x, y);
+        let nan = b.ins().f64const(f64::NAN);
+        b.ins().select(uno, nan, r)
+    };
+    match *op {
+        LOp::Const(c) => b.ins().f64const(c),
+        LOp::Param(pid) => {
+            b.ins().load(types::F64, MemFlagsData::new().with_notrap(), params, (pid.index() * 8) as i32)
+        }
+        LOp::Unary(u, _) => {
+            let x = a[0];
+            match u {
+                Unary::Neg => b.ins().fneg(x),
+                Unary::Abs => b.ins().fabs(x),
+                Unary::Sqrt => b.ins().sqrt(x),
+                Unary::Rsqrt => {
+                    let r = b.ins().sqrt(x);
+                    let one = b.ins().f64const(1.0);
+                    b.ins().fdiv(one, r)
+                }
+                Unary::Recip => {
+                    let one = b.ins().f64const(1.0);
+                    b.ins().fdiv(one, x)
+                }
+                Unary::Sign => {
+                    let (zero, one, mone) = (b.ins().f64const(0.0), b.ins().f64const(1.0), b.ins().f64const(-1.0));
+                    let gt = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                    let lt = b.ins().fcmp(FloatCC::LessThan, x, zero);
+                    let neg = b.ins().select(lt, mone, zero);
+                    let r = b.ins().select(gt, one, neg);
+                    let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+                    b.ins().select(nan, x, r)
+                }
+                Unary::Exp => call(b, libm.exp, &[x]),
+                Unary::Log => call(b, libm.log, &[x]),
+            }
+        }
+        LOp::Binary(op, ..) => {
+            let (x, y) = (a[0], a[1]);
+            match op {
+                Binary::Add => b.ins().fadd(x, y),
+                Binary::Sub => b.ins().fsub(x, y),
+                Binary::Mul => b.ins().fmul(x, y),
+                Binary::Div => b.ins().fdiv(x, y),
+                Binary::Pow => call(b, libm.pow, &[x, y]),
+                Binary::Min => pick64(b, false, x, y),
+                Binary::Max => pick64(b, true, x, y),
+            }
+        }
+        LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
+        LOp::Select(..) => b.ins().select(a[0], a[1], a[2]),
+        LOp::Count(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => {
+            unreachable!("counts and addressed operations are emitted by the caller")
+        }
+    }
+}
+
+fn float_cc(c: Cmp) -> FloatCC {
+    match c {
+        Cmp::Lt => FloatCC::LessThan,
+        Cmp::Le => FloatCC::LessThanOrEqual,
+        Cmp::Gt => FloatCC::GreaterThan,
+        Cmp::Ge => FloatCC::GreaterThanOrEqual,
+        Cmp::Eq => FloatCC::Equal,
+        Cmp::Ne => FloatCC::NotEqual,
+    }
 }
 
 fn fconst(b: &mut FunctionBuilder, w: W, x: f32) -> Value {
@@ -135,16 +220,10 @@ fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
 
 /// Computes an elementwise operation (not loads, reductions or random
 /// values, which need addresses) on already-computed operands.
-pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value], params: Value) -> Value {
+pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value]) -> Value {
     match *op {
-        LOp::Const(c) => fconst(b, w, c),
-        LOp::Param(pid) => {
-            let s = b.ins().load(types::F32, MemFlagsData::new().with_notrap(), params, (pid.index() * 4) as i32);
-            match w {
-                W::S => s,
-                W::V => b.ins().splat(types::F32X4, s),
-            }
-        }
+        LOp::Const(c) => fconst(b, w, c as f32),
+        LOp::Param(_) => unreachable!("params are per-call scalars, emitted by the caller"),
         LOp::Count(_) => unreachable!("counts need the sizes: the emitter computes them"),
         LOp::Unary(u, _) => {
             let x = a[0];
@@ -188,17 +267,7 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value]
                 Binary::Max => minmax(b, w, true, x, y),
             }
         }
-        LOp::Compare(c, ..) => {
-            let cc = match c {
-                Cmp::Lt => FloatCC::LessThan,
-                Cmp::Le => FloatCC::LessThanOrEqual,
-                Cmp::Gt => FloatCC::GreaterThan,
-                Cmp::Ge => FloatCC::GreaterThanOrEqual,
-                Cmp::Eq => FloatCC::Equal,
-                Cmp::Ne => FloatCC::NotEqual,
-            };
-            b.ins().fcmp(cc, a[0], a[1])
-        }
+        LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => pick(b, w, a[0], a[1], a[2]),
         LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => {
             unreachable!("addressed operations are emitted by the caller")

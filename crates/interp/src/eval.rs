@@ -69,6 +69,77 @@ pub(crate) struct Eval<'k, 'a, T: Clone> {
     pub tensors: &'k [&'a [T]],
 }
 
+/// The f64 value of a per-call scalar (see
+/// [`Kernel::per_call_scalars`](normjit_ir::Kernel::per_call_scalars)).
+#[derive(Clone, Copy)]
+enum Scalar {
+    Real(f64),
+    Bool(bool),
+}
+
+/// Evaluates every per-call scalar of `k` once, in f64.
+fn per_call_scalars(k: &Kernel, sizes: &[usize], params: &[f64]) -> Vec<Option<Scalar>> {
+    let which = k.per_call_scalars();
+    let mut out: Vec<Option<Scalar>> = vec![None; k.nodes.len()];
+    for (id, node) in k.nodes.iter() {
+        if !which[id.index()] {
+            continue;
+        }
+        let r = |v: ValueId| match out[v.index()] {
+            Some(Scalar::Real(x)) => x,
+            _ => f64::NAN,
+        };
+        let s = match node.op {
+            Op::Const(c) => Scalar::Real(c),
+            Op::Param(p) => Scalar::Real(params[p.index()]),
+            Op::Count(axes) => Scalar::Real(axes.iter().map(|d| sizes[d.index()] as f64).product()),
+            Op::Unary(op, a) => {
+                let x = r(a);
+                Scalar::Real(match op {
+                    Unary::Neg => -x,
+                    Unary::Abs => x.abs(),
+                    Unary::Sign => real::sign(x),
+                    Unary::Sqrt => x.sqrt(),
+                    Unary::Rsqrt => 1.0 / x.sqrt(),
+                    Unary::Exp => x.exp(),
+                    Unary::Log => x.ln(),
+                    Unary::Recip => 1.0 / x,
+                })
+            }
+            Op::Binary(op, a, b) => {
+                let (x, y) = (r(a), r(b));
+                Scalar::Real(match op {
+                    Binary::Add => x + y,
+                    Binary::Sub => x - y,
+                    Binary::Mul => x * y,
+                    Binary::Div => x / y,
+                    Binary::Pow => x.powf(y),
+                    Binary::Min => real::min(x, y),
+                    Binary::Max => real::max(x, y),
+                })
+            }
+            Op::Compare(op, a, b) => {
+                let (x, y) = (r(a), r(b));
+                Scalar::Bool(match op {
+                    Cmp::Lt => x < y,
+                    Cmp::Le => x <= y,
+                    Cmp::Gt => x > y,
+                    Cmp::Ge => x >= y,
+                    Cmp::Eq => x == y,
+                    Cmp::Ne => x != y,
+                })
+            }
+            Op::Select(c, a, b) => {
+                let c = matches!(out[c.index()], Some(Scalar::Bool(true)));
+                Scalar::Real(if c { r(a) } else { r(b) })
+            }
+            Op::Load(_) | Op::Reduce(..) | Op::Uniform(..) => continue,
+        };
+        out[id.index()] = Some(s);
+    }
+    out
+}
+
 impl<'a, T: Float> Eval<'_, 'a, T> {
     /// Runs the kernel; the result has the final value of every `out` and
     /// `inout` tensor, by tensor index.
@@ -88,8 +159,14 @@ impl<'a, T: Float> Eval<'_, 'a, T> {
         }
         let mut vals: Vec<Val<'a, T>> = (0..k.nodes.len()).map(|_| Val::Freed).collect();
         let mut pool = Pool { free: Vec::new() };
+        // Per-call scalars: once, in f64; rounded to T once, where used.
+        let scalars = per_call_scalars(k, self.sizes, self.params);
         for (id, node) in k.nodes.iter() {
-            let v = self.node(&vals, &mut pool, id)?;
+            let v = match scalars[id.index()] {
+                Some(Scalar::Real(x)) => Val::Real(Cow::Owned(vec![T::from_f64(x)])),
+                Some(Scalar::Bool(b)) => Val::Bool(vec![b]),
+                None => self.node(&vals, &mut pool, id)?,
+            };
             vals[id.index()] = v;
             for o in node.op.operands() {
                 uses[o.index()] -= 1;

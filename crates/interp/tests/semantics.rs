@@ -521,13 +521,18 @@ fn adamw_in_f32_matches_a_scalar_loop_bit_for_bit() {
     let v: Vec<f32> = u(4).iter().map(|x| x * x).collect();
     let params = [1e-3, 0.9, 0.999, 1e-8, 0.01, 7.0];
     let out = eval::<f32>(&k, &[n], &params, &[("p", &p), ("g", &g), ("m", &m), ("v", &v)]);
-    let [lr, b1, b2, eps, wd, t] = params.map(|x| x as f32);
-    let scale = lr / (1.0 - b1.powf(t));
-    let corr = 1.0 - b2.powf(t);
+    // Hyper-parameter arithmetic (per-call scalars) is f64, rounded to f32
+    // once where it meets the tensors.
+    let [lr, b1, b2, eps, wd, t] = params;
+    let scale = (lr / (1.0 - b1.powf(t))) as f32;
+    let corr = (1.0 - b2.powf(t)) as f32;
+    let decay = (1.0 - lr * wd) as f32;
+    let (c1, c2) = ((1.0 - b1) as f32, (1.0 - b2) as f32);
+    let (b1, b2, eps) = (b1 as f32, b2 as f32, eps as f32);
     for i in 0..n {
-        let m1 = b1 * m[i] + (1.0 - b1) * g[i];
-        let v1 = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-        let p1 = p[i] * (1.0 - lr * wd) - scale * m1 / ((v1 / corr).sqrt() + eps);
+        let m1 = b1 * m[i] + c1 * g[i];
+        let v1 = b2 * v[i] + c2 * g[i] * g[i];
+        let p1 = p[i] * decay - scale * m1 / ((v1 / corr).sqrt() + eps);
         assert_eq!(get(&k, &out, "m")[i], m1);
         assert_eq!(get(&k, &out, "v")[i], v1);
         assert_eq!(get(&k, &out, "p")[i], p1, "p[{i}]");

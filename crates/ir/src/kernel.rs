@@ -488,6 +488,29 @@ impl PartialEq for Kernel {
 }
 
 impl Kernel {
+    /// Which values are *per-call scalars*, by value index: values over no
+    /// axes computed only from literals, params and `count`s (through any
+    /// elementwise ops) — hyper-parameter arithmetic such as `1 - beta2`
+    /// or `lr / (1 - beta1 ^ t)`. Every engine evaluates these once per
+    /// call in f64 and rounds each to f32 only where it meets per-element
+    /// math (or is stored), as PyTorch does with Python floats. Values
+    /// derived from tensor data (loads, reductions, `uniform`) are never
+    /// per-call scalars, even over no axes.
+    pub fn per_call_scalars(&self) -> Vec<bool> {
+        let mut out = vec![false; self.nodes.len()];
+        for (id, n) in self.nodes.iter() {
+            out[id.index()] = n.axes.is_empty()
+                && match n.op {
+                    Op::Const(_) | Op::Param(_) | Op::Count(_) => true,
+                    Op::Unary(..) | Op::Binary(..) | Op::Compare(..) | Op::Select(..) => {
+                        n.op.operands().all(|o| out[o.index()])
+                    }
+                    Op::Load(_) | Op::Reduce(..) | Op::Uniform(..) => false,
+                };
+        }
+        out
+    }
+
     /// The dim named `name`.
     pub fn dim(&self, name: &str) -> Option<DimId> {
         self.dims.iter().find(|(_, d)| d.name == name).map(|(id, _)| id)

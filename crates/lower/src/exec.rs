@@ -93,6 +93,8 @@ struct Machine<'a> {
     params: &'a [f64],
     /// Current value of every loop-IR value (masks as 0/1).
     vals: Vec<f32>,
+    /// The f64 value of every per-call scalar.
+    vals64: Vec<f64>,
     /// Scratch per accumulator.
     scratch: Vec<Vec<f32>>,
     /// Register accumulator state per accumulator: slots then tail.
@@ -140,6 +142,38 @@ fn max(a: f32, b: f32) -> f32 {
     }
 }
 
+fn min64(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+fn max64(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+fn sign64(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else if x.is_nan() {
+        x
+    } else {
+        0.0
+    }
+}
+
 fn sign(x: f32) -> f32 {
     if x > 0.0 {
         1.0
@@ -168,7 +202,8 @@ impl<'a> Machine<'a> {
             })
             .collect();
         let stacks = p.accums.iter().map(|_| (vec![0.0; CASCADE_LEVELS], 0)).collect();
-        Machine { p, dims, params, vals: vec![0.0; p.nodes.len()], scratch, regs, stacks }
+        let (vals, vals64) = (vec![0.0; p.nodes.len()], vec![0.0; p.nodes.len()]);
+        Machine { p, dims, params, vals, vals64, scratch, regs, stacks }
     }
 
     fn extent(&self, d: DimId) -> usize {
@@ -201,11 +236,74 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// Evaluates a per-call scalar in f64 (masks as 0/1), from its
+    /// operands' f64 values.
+    fn eval64(&self, v: LValue) -> f64 {
+        let val = |x: LValue| self.vals64[x.0 as usize];
+        match &self.p.node(v).op {
+            LOp::Const(c) => *c,
+            LOp::Param(p) => self.params[p.index()],
+            LOp::Count(ax) => ax.iter().fold(1u64, |n, d| n.wrapping_mul(self.dims[d.index()] as u64)) as i64 as f64,
+            LOp::Unary(u, a) => {
+                let x = val(*a);
+                match u {
+                    Unary::Neg => -x,
+                    Unary::Abs => x.abs(),
+                    Unary::Sign => sign64(x),
+                    Unary::Sqrt => x.sqrt(),
+                    Unary::Rsqrt => 1.0 / x.sqrt(),
+                    Unary::Exp => x.exp(),
+                    Unary::Log => x.ln(),
+                    Unary::Recip => 1.0 / x,
+                }
+            }
+            LOp::Binary(b, x, y) => {
+                let (x, y) = (val(*x), val(*y));
+                match b {
+                    Binary::Add => x + y,
+                    Binary::Sub => x - y,
+                    Binary::Mul => x * y,
+                    Binary::Div => x / y,
+                    Binary::Pow => x.powf(y),
+                    Binary::Min => min64(x, y),
+                    Binary::Max => max64(x, y),
+                }
+            }
+            LOp::Compare(c, x, y) => {
+                let (x, y) = (val(*x), val(*y));
+                let b = match c {
+                    Cmp::Lt => x < y,
+                    Cmp::Le => x <= y,
+                    Cmp::Gt => x > y,
+                    Cmp::Ge => x >= y,
+                    Cmp::Eq => x == y,
+                    Cmp::Ne => x != y,
+                };
+                f64::from(u8::from(b))
+            }
+            LOp::Select(c, x, y) => {
+                if val(*c) != 0.0 {
+                    val(*x)
+                } else {
+                    val(*y)
+                }
+            }
+            LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => f64::NAN,
+        }
+    }
+
     fn eval(&mut self, v: LValue, t: &[Vec<f32>], idx: &[usize]) {
+        if self.p.node(v).per_call {
+            // Once per call in f64, rounded to f32 for its users.
+            let x = self.eval64(v);
+            self.vals64[v.0 as usize] = x;
+            self.vals[v.0 as usize] = x as f32;
+            return;
+        }
         let k = &self.p.kernel;
         let val = |x: LValue| self.vals[x.0 as usize];
         let r = match &self.p.node(v).op {
-            LOp::Const(c) => *c,
+            LOp::Const(c) => *c as f32,
             LOp::Param(p) => self.params[p.index()] as f32,
             LOp::Load(tn) => t[tn.index()][self.offset(&k.tensors[*tn].dims, idx)],
             LOp::Unary(u, a) => {

@@ -1,8 +1,8 @@
 //! Pass `import`: kernel IR to loop-IR values.
 //!
 //! Establishes: one [`LNode`] per distinct computation (loads of the same
-//! tensor and identical expressions are merged), constants rounded once to
-//! f32, every reduction turned into an [`Accum`] read back through
+//! tensor and identical expressions are merged), per-call scalars marked
+//! (evaluated in f64), every reduction turned into an [`Accum`] read back through
 //! [`LOp::Reduced`], and only values that reach a store kept.
 
 use crate::loopir::*;
@@ -18,7 +18,7 @@ pub struct Imported {
 
 #[derive(Hash, PartialEq, Eq)]
 enum Key {
-    Const(u32),
+    Const(u64),
     Op(String),
 }
 
@@ -47,7 +47,7 @@ pub fn import(k: &Kernel) -> Imported {
         }
         let m = |v: ValueId| map[v.index()].expect("operands come first");
         let op = match &node.op {
-            Op::Const(c) => LOp::Const(*c as f32),
+            Op::Const(c) => LOp::Const(*c),
             Op::Param(p) => LOp::Param(*p),
             Op::Load(t) => LOp::Load(*t),
             Op::Unary(u, a) => LOp::Unary(*u, m(*a)),
@@ -77,8 +77,16 @@ pub fn import(k: &Kernel) -> Imported {
             LOp::Const(c) => Key::Const(c.to_bits()),
             other => Key::Op(format!("{other:?}")),
         };
+        let per_call = node.axes.is_empty()
+            && match &op {
+                LOp::Const(_) | LOp::Param(_) | LOp::Count(_) => true,
+                LOp::Unary(..) | LOp::Binary(..) | LOp::Compare(..) | LOp::Select(..) => {
+                    op.operands().iter().all(|o| out.nodes[o.0 as usize].per_call)
+                }
+                LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => false,
+            };
         let v = *memo.entry(key).or_insert_with(|| {
-            out.nodes.push(LNode { op, ty: node.ty, axes: node.axes });
+            out.nodes.push(LNode { op, ty: node.ty, axes: node.axes, per_call });
             LValue(out.nodes.len() as u32 - 1)
         });
         map[id.index()] = Some(v);

@@ -63,13 +63,14 @@ pub struct LValue(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccId(pub u32);
 
-/// Loop-IR operations. Same meaning as the kernel IR's, but constants are
-/// already f32 and a reduction is read back through its accumulator.
+/// Loop-IR operations. Same meaning as the kernel IR's, but a reduction is
+/// read back through its accumulator.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LOp {
-    /// An f32 constant.
-    Const(f32),
-    /// An f32 param.
+    /// A constant (a per-call scalar: f64, rounded to f32 where per-element
+    /// math uses it).
+    Const(f64),
+    /// A param (a per-call scalar, f64).
     Param(ParamId),
     /// The entry value of a tensor at the current indices.
     Load(TensorId),
@@ -110,6 +111,10 @@ pub struct LNode {
     pub ty: ValueType,
     /// Axes it varies over.
     pub axes: AxisSet,
+    /// A per-call scalar (see `normjit_ir::Kernel::per_call_scalars`):
+    /// engines evaluate it in f64 and round it to f32 where other values
+    /// use it.
+    pub per_call: bool,
 }
 
 /// A reduction: accumulated in one phase, read back by later ones.

@@ -122,7 +122,7 @@ impl<T: Copy, const N: usize> std::ops::DerefMut for Small<T, N> {
 pub(crate) struct Bound {
     pub dims: Small<usize, 16>,
     pub ptrs: Small<*mut f32, 32>,
-    pub words: Small<u32, 32>,
+    pub words: Small<u64, 32>,
 }
 
 /// "it has: a, b" or "it has none".
@@ -135,19 +135,20 @@ fn known<'k>(it: impl Iterator<Item = &'k str>) -> String {
     }
 }
 
-/// Checks a param value against its type.
-pub(crate) fn check_param(name: &str, ty: ParamType, v: f64) -> Result<u32, Error> {
+/// Checks a param value against its type; gives the word the generated
+/// code reads (f64 bits: per-call scalars are f64; or the u32 seed).
+pub(crate) fn check_param(name: &str, ty: ParamType, v: f64) -> Result<u64, Error> {
     let bad = |why: &str| Error::BadParam { name: name.to_string(), value: v, why: why.to_string() };
     match ty {
         ParamType::F32 if !v.is_finite() => {
             Err(bad(&format!("must be finite: a NaN or infinite `{name}` would poison every output")))
         }
         ParamType::F32 if v.abs() > f32::MAX as f64 => Err(bad("out of range for f32")),
-        ParamType::F32 => Ok((v as f32).to_bits()),
+        ParamType::F32 => Ok(v.to_bits()),
         ParamType::U32 if !(v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0) => {
             Err(bad("must be a whole number in 0..=4294967295"))
         }
-        ParamType::U32 => Ok(v as u32),
+        ParamType::U32 => Ok(v as u32 as u64),
     }
 }
 
@@ -325,7 +326,7 @@ pub(crate) fn validate(
             }
         }
     }
-    let mut words: Small<u32, 32> = Small::filled(0, params.len());
+    let mut words: Small<u64, 32> = Small::filled(0, params.len());
     for (i, (ps, &v)) in sig.params.iter().zip(params).enumerate() {
         words[i] = check_param(&ps.name, ps.ty, v)?;
     }

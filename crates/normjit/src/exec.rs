@@ -75,8 +75,8 @@ impl FramePtr {
 ///   to as many f32s as the tensor has at the shape's sizes, readable, and
 ///   writable for `out`/`inout` tensors;
 /// - no `out`/`inout` buffer overlaps any other tensor's buffer;
-/// - `params` has one word per kernel param: f32 bits, or the u32 value.
-pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut f32], params: &[u32], pool: Option<&rayon::ThreadPool>) {
+/// - `params` has one word per kernel param: f64 bits, or the u32 value.
+pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut f32], params: &[u64], pool: Option<&rayon::ThreadPool>) {
     let code = &shape.code;
     let plan = code.plan();
     let lay = &shape.layout;

@@ -66,12 +66,12 @@ pub mod unstable {
     /// - `tensors` has one pointer per kernel tensor, to as many f32s as
     ///   the tensor has at `dims`, readable, and writable for written
     ///   tensors; no written buffer overlaps another;
-    /// - `params` has one word per param (f32 bits, or the u32 value).
+    /// - `params` has one word per param (f64 bits, or the u32 value).
     pub unsafe fn execute_at(
         code: &std::sync::Arc<codegen::Compiled>,
         dims: &[usize],
         tensors: &[*mut f32],
-        params: &[u32],
+        params: &[u64],
         pool: Option<&rayon::ThreadPool>,
     ) {
         let shape = crate::shapes::Shape::new(code.clone(), dims);

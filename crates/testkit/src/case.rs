@@ -230,13 +230,13 @@ pub fn make_inputs(case: &Case) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The words the JIT takes for `params`: f32 bits, or the u32 value.
-pub fn param_words(k: &Kernel, params: &[f64]) -> Vec<u32> {
+/// The words the JIT takes for `params`: f64 bits, or the u32 value.
+pub fn param_words(k: &Kernel, params: &[f64]) -> Vec<u64> {
     k.params
         .iter()
         .map(|(id, p)| match p.ty {
-            ParamType::F32 => (params[id.index()] as f32).to_bits(),
-            ParamType::U32 => params[id.index()] as u32,
+            ParamType::F32 => params[id.index()].to_bits(),
+            ParamType::U32 => params[id.index()] as u32 as u64,
         })
         .collect()
 }
