@@ -1,4 +1,5 @@
-//! `normjit check FILE...`: parse and verify; exit 1 on any invalid file.
+//! `normjit check FILE...`: parse and verify; print errors and warnings;
+//! exit 1 on any invalid file (or, with `--deny-warnings`, on any warning).
 
 use normjit::{collect_nj_files, SourceFile};
 use std::path::PathBuf;
@@ -13,10 +14,13 @@ pub struct Args {
     /// Print each valid kernel in canonical form.
     #[arg(long)]
     print: bool,
+    /// Treat warnings as errors: exit 1 if any file has a warning.
+    #[arg(long)]
+    deny_warnings: bool,
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let (mut ok, mut bad) = (0usize, 0usize);
+    let (mut ok, mut bad, mut warnings) = (0usize, 0usize, 0usize);
     for p in &args.paths {
         let files = match collect_nj_files(p) {
             Ok(f) => f,
@@ -27,22 +31,29 @@ pub fn main(args: Args) -> ExitCode {
             }
         };
         for f in files {
-            match SourceFile::read(&f).and_then(|s| s.kernel()) {
-                Ok(k) => {
+            let src = match SourceFile::read(&f) {
+                Ok(s) => s,
+                Err(e) => {
+                    bad += 1;
+                    eprintln!("{e}");
+                    continue;
+                }
+            };
+            let (kernel, diags) = normjit_ir::check(&src.bytes);
+            if !diags.is_empty() {
+                eprint!("{}", diags.render(&f.display().to_string(), &String::from_utf8_lossy(&src.bytes)));
+            }
+            match kernel {
+                Some(k) => {
                     ok += 1;
+                    warnings += diags.warning_count();
                     if args.print {
                         print!("{k}");
                     } else {
                         println!("ok {} ({})", f.display(), k.name);
                     }
                 }
-                Err(e) => {
-                    bad += 1;
-                    eprint!("{e}");
-                    if !e.to_string().ends_with('\n') {
-                        eprintln!();
-                    }
-                }
+                None => bad += 1,
             }
         }
     }
@@ -50,8 +61,16 @@ pub fn main(args: Args) -> ExitCode {
         eprintln!("error: no .nj files found");
         return ExitCode::from(1);
     }
-    eprintln!("checked {} file(s): {ok} valid, {bad} invalid", ok + bad);
-    if bad == 0 {
+    let mut summary = format!("checked {} file(s): {ok} valid, {bad} invalid", ok + bad);
+    if warnings > 0 {
+        let s = if warnings == 1 { "" } else { "s" };
+        summary.push_str(&format!(", {warnings} warning{s}"));
+        if args.deny_warnings {
+            summary.push_str(" (denied by --deny-warnings)");
+        }
+    }
+    eprintln!("{summary}");
+    if bad == 0 && !(args.deny_warnings && warnings > 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -119,6 +119,27 @@ impl KernelBuilder {
         !self.errors.is_empty()
     }
 
+    /// Number of errors reported so far.
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// The errors reported since there were `n`, to annotate them.
+    pub(crate) fn errors_since(&mut self, n: usize) -> &mut [Diagnostic] {
+        let n = n.min(self.errors.len());
+        &mut self.errors[n..]
+    }
+
+    /// Makes `name` refer to the value `v` for later lookups, without a
+    /// statement: the text front end's `repeat` rebinds source names this
+    /// way while the kernel's `Let`s carry fresh generated names. Does
+    /// nothing if `name` is bound to anything but a value.
+    pub(crate) fn rebind(&mut self, name: &str, v: ValueId) {
+        if matches!(self.names.get(name), None | Some(Symbol::Value(_))) {
+            self.names.insert(name.to_string(), Symbol::Value(v));
+        }
+    }
+
     /// What `name` refers to so far.
     pub fn lookup(&self, name: &str) -> Option<Symbol> {
         self.names.get(name).copied()

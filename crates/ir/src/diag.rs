@@ -2,41 +2,103 @@
 //!
 //! Every error a user can cause in the IR is a [`Diagnostic`] with a span;
 //! rendering follows the compiler convention
-//! `file:line:col: error: message`, then the source line and a caret
-//! underline, then notes.
+//! `file:line:col: error: message` (or `warning: message`), then the source
+//! line and a caret underline, then `= note:` and `= help:` lines.
 
 use crate::span::Span;
 use std::fmt;
 
-/// One error about the user's kernel.
+/// How serious a [`Diagnostic`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// The kernel is rejected.
+    #[default]
+    Error,
+    /// The kernel is valid, but probably not what was meant.
+    Warning,
+}
+
+impl Severity {
+    /// `error` or `warning`, as rendered.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One error or warning about the user's kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
     /// Where; [`Span::DUMMY`] when there is no source (builder kernels).
     pub span: Span,
     /// What is wrong, in one line.
     pub message: String,
-    /// Extra lines of help, printed as `= note: ...`.
+    /// Extra lines of explanation, printed as `= note: ...`.
     pub notes: Vec<String>,
+    /// Suggested fixes, printed as `= help: ...` after the notes.
+    pub help: Vec<String>,
 }
 
 impl Diagnostic {
     /// An error at `span`.
     pub fn new(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { span, message: message.into(), notes: Vec::new() }
+        Diagnostic { severity: Severity::Error, span, message: message.into(), notes: Vec::new(), help: Vec::new() }
+    }
+    /// A warning at `span`.
+    pub fn warning(span: Span, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::new(span, message) }
     }
     /// Adds a note.
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
     }
+    /// Adds a help line (a suggested fix).
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help.push(help.into());
+        self
+    }
+    /// True for an error (the kernel is rejected).
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+    /// True for a warning.
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
 }
 
-/// The errors found in one kernel, in source order. Never empty when
-/// returned as an error.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The diagnostics found in one kernel, in source order. Never empty when
+/// returned as an error; then every entry is an error. [`crate::check`] and
+/// [`crate::parse_with_warnings`] also return warnings in this type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// True when there is no diagnostic.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Number of diagnostics.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.0.iter().filter(|d| d.is_error()).count()
+    }
+    /// Number of warnings.
+    pub fn warning_count(&self) -> usize {
+        self.0.iter().filter(|d| d.is_warning()).count()
+    }
+    /// True when any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
     /// Renders every diagnostic against `source`, naming the file `file`.
     pub fn render(&self, file: &str, source: &str) -> String {
         let mut out = String::new();
@@ -52,15 +114,19 @@ impl Diagnostics {
 }
 
 impl fmt::Display for Diagnostics {
-    /// Without a source: one `error: message` line per diagnostic.
+    /// Without a source: one `error: message` (or `warning: message`) line
+    /// per diagnostic, then its notes and help.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "error: {}", d.message)?;
+            write!(f, "{}: {}", d.severity.label(), d.message)?;
             for n in &d.notes {
                 write!(f, "\n  = note: {n}")?;
+            }
+            for h in &d.help {
+                write!(f, "\n  = help: {h}")?;
             }
         }
         Ok(())
@@ -92,12 +158,13 @@ const MAX_SHOWN: usize = 120;
 
 fn render_one(out: &mut String, d: &Diagnostic, file: &str, source: &str) {
     use std::fmt::Write;
+    let label = d.severity.label();
     if d.span.is_dummy() {
-        let _ = writeln!(out, "{file}: error: {}", d.message);
+        let _ = writeln!(out, "{file}: {label}: {}", d.message);
     } else {
         let lo = d.span.lo as usize;
         let (line, col, ls, le) = locate(source, lo);
-        let _ = writeln!(out, "{file}:{line}:{col}: error: {}", d.message);
+        let _ = writeln!(out, "{file}:{line}:{col}: {label}: {}", d.message);
         // Characters of the line, tabs widened so the caret lines up.
         let text: Vec<char> =
             source[ls..le].trim_end_matches('\r').chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
@@ -121,6 +188,15 @@ fn render_one(out: &mut String, d: &Diagnostic, file: &str, source: &str) {
     for n in &d.notes {
         let _ = writeln!(out, "  = note: {n}");
     }
+    for h in &d.help {
+        let _ = writeln!(out, "  = help: {h}");
+    }
+}
+
+/// 1-based line of byte `pos` in `source` (for messages that name a line).
+pub(crate) fn line_of(source: &str, pos: u32) -> usize {
+    let pos = floor_char_boundary(source, (pos as usize).min(source.len()));
+    source[..pos].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 #[cfg(test)]
@@ -135,6 +211,20 @@ mod tests {
             d.render("k.nj", src),
             "k.nj:2:7: error: unknown name `foo`\n  |\n2 |   y = foo + 1\n  |       ^^^\n  = note: declare it\n"
         );
+    }
+
+    #[test]
+    fn renders_warnings_and_help() {
+        let src = "kernel k {\n  t = 1\n}\n";
+        let d = Diagnostics(vec![Diagnostic::warning(Span::new(13, 14), "value `t` is never used")
+            .note("n")
+            .help("name it `_t`")]);
+        assert_eq!(
+            d.render("k.nj", src),
+            "k.nj:2:3: warning: value `t` is never used\n  |\n2 |   t = 1\n  |   ^\n  = note: n\n  = help: name it `_t`\n"
+        );
+        assert_eq!(d.to_string(), "warning: value `t` is never used\n  = note: n\n  = help: name it `_t`");
+        assert_eq!((d.error_count(), d.warning_count(), d.has_errors()), (0, 1, false));
     }
 
     #[test]

@@ -121,11 +121,30 @@ pub fn lex(src: &str, errors: &mut Vec<Diagnostic>) -> Vec<Token> {
                 continue;
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                let mut j = i;
-                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
-                    j += 1;
+                let ident_end = |mut j: usize| {
+                    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                        j += 1;
+                    }
+                    j
+                };
+                let mut j = ident_end(i);
+                // `torch.rsqrt`, `x.mean`: Python paths are a common first
+                // attempt; say how normjit writes them, and keep the last
+                // name as the token so the statement still parses.
+                let mut last = i;
+                while j + 1 < bytes.len()
+                    && bytes[j] == b'.'
+                    && (bytes[j + 1].is_ascii_alphabetic() || bytes[j + 1] == b'_')
+                {
+                    last = j + 1;
+                    j = ident_end(j + 1);
                 }
-                (Tok::Ident(src[i..j].to_string()), j - i)
+                if last != i {
+                    errors.push(dotted_path(&src[i..j], &src[last..j], Span::new(i, j)));
+                    (Tok::Ident(src[last..j].to_string()), j - i)
+                } else {
+                    (Tok::Ident(src[i..j].to_string()), j - i)
+                }
             }
             b'0'..=b'9' => {
                 let (end, result) = number(src, i);
@@ -186,6 +205,35 @@ pub fn lex(src: &str, errors: &mut Vec<Diagnostic>) -> Vec<Token> {
     }
     toks.push(Token { tok: Tok::Eof, span: Span::new(src.len(), src.len()) });
     toks
+}
+
+/// The error for a dotted path `a.b.c` whose last name is `last`.
+fn dotted_path(path: &str, last: &str, span: Span) -> Diagnostic {
+    let first = path.split('.').next().unwrap_or(path);
+    let shown = shorten(path);
+    let d = if crate::hints::is_module(first) {
+        Diagnostic::new(span, format!("`{shown}`: normjit functions have no module prefix"))
+    } else {
+        let d = Diagnostic::new(span, format!("`{shown}`: normjit values have no methods or attributes"));
+        if matches!(last, "shape" | "size" | "numel") {
+            return d.help("write the number of elements in some dims as `count(D, ...)`");
+        }
+        if crate::hints::is_function(last) || crate::hints::spelling(last).is_some() {
+            let recv = shorten(&path[..path.len() - last.len() - 1]);
+            return match crate::hints::spelling(last) {
+                Some(how) => d.help(how),
+                None => d.help(format!("call the function on it: `{last}({recv}, ...)`")),
+            };
+        }
+        return d.note(format!("the functions are: {}", crate::hints::ALL_FNS));
+    };
+    if crate::hints::is_function(last) {
+        d.help(format!("write `{last}(...)`"))
+    } else if let Some(how) = crate::hints::spelling(last) {
+        d.help(how)
+    } else {
+        d.note(format!("the functions are: {}", crate::hints::ALL_FNS))
+    }
 }
 
 /// Lexes a number starting at byte `i`: `digits[_digits][.digits][e[+-]digits]`.
@@ -270,6 +318,22 @@ mod tests {
         assert_eq!(toks("1.2.3").1, 1);
         assert_eq!(toks("1e400").1, 1);
         assert_eq!(toks("1e39").1, 1);
+    }
+
+    #[test]
+    fn dotted_paths_are_one_error_and_keep_the_last_name() {
+        let mut e = Vec::new();
+        let t: Vec<Tok> = lex("torch.nn.functional.rsqrt(x) x.mean", &mut e).into_iter().map(|t| t.tok).collect();
+        assert_eq!(t[0], Tok::Ident("rsqrt".into()));
+        assert_eq!(e.len(), 2);
+        assert!(e[0].message.contains("no module prefix"), "{:?}", e[0]);
+        assert_eq!(e[0].help, ["write `rsqrt(...)`"]);
+        assert!(e[1].message.contains("no methods"), "{:?}", e[1]);
+        assert_eq!(e[1].help, ["call the function on it: `mean(x, ...)`"]);
+        // A number after the dot is not a path.
+        let mut e = Vec::new();
+        lex("x.5", &mut e);
+        assert!(e[0].message.contains("unexpected character"));
     }
 
     #[test]

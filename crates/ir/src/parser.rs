@@ -5,8 +5,10 @@
 //! into a [`Kernel`](crate::Kernel). Expression trees are capped at
 //! [`MAX_DEPTH`] levels, which bounds every recursive walk over them (here,
 //! in resolution and in `Drop`), so no input can overflow the stack.
+//! Statement blocks nest at most two deep (the kernel body and one `repeat`
+//! body): a nested `repeat` is parsed, to stay in step, but reported.
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{line_of, Diagnostic, Diagnostics};
 use crate::kernel::{Cmp, Role};
 use crate::lexer::{lex, Tok, Token};
 use crate::span::Span;
@@ -16,6 +18,8 @@ pub const MAX_DEPTH: u32 = 256;
 /// Errors reported before giving up on a file (random bytes would
 /// otherwise produce one per byte).
 const MAX_ERRORS: usize = 20;
+/// Largest `repeat` count: the body is unrolled that many times.
+pub const MAX_REPEAT: u32 = 64;
 
 /// A name and where it was written.
 #[derive(Clone, Debug)]
@@ -65,9 +69,25 @@ pub struct ParamDecl {
 #[derive(Clone, Debug)]
 pub enum Item {
     Dims(Vec<Ident>),
-    Tensor { role: Role, name: Ident, dtype: Ident, dims: Vec<Ident>, span: Span },
+    Tensor {
+        role: Role,
+        name: Ident,
+        dtype: Ident,
+        dims: Vec<Ident>,
+        span: Span,
+    },
     Params(Vec<ParamDecl>),
-    Assign { target: Ident, value: Expr, span: Span },
+    Assign {
+        target: Ident,
+        value: Expr,
+        span: Span,
+    },
+    /// `repeat COUNT { body }`; `header` covers `repeat COUNT`.
+    Repeat {
+        count: u32,
+        header: Span,
+        body: Vec<Item>,
+    },
 }
 
 /// A parsed file: one kernel.
@@ -85,7 +105,17 @@ pub fn parse(src: &str) -> Result<File, Diagnostics> {
     }
     let toks = lex(src, &mut errors);
     let lex_errors = errors.iter().map(|d| d.span.lo).collect();
-    let mut p = Parser { toks, pos: 0, errors, nest: 0, lex_errors, stmt_start: 0 };
+    let mut p = Parser {
+        src,
+        toks,
+        pos: 0,
+        errors,
+        nest: 0,
+        lex_errors,
+        stmt_start: 0,
+        eof_reported: false,
+        last_repeat: None,
+    };
     let file = p.file();
     if p.errors.is_empty() {
         Ok(file.expect("a file without errors has a kernel"))
@@ -96,7 +126,8 @@ pub fn parse(src: &str) -> Result<File, Diagnostics> {
     }
 }
 
-struct Parser {
+struct Parser<'s> {
+    src: &'s str,
     toks: Vec<Token>,
     pos: usize,
     errors: Vec<Diagnostic>,
@@ -107,15 +138,26 @@ struct Parser {
     lex_errors: Vec<u32>,
     /// Byte offset of the statement being parsed.
     stmt_start: u32,
+    /// The "missing `}`" error was reported (by an inner block).
+    eof_reported: bool,
+    /// The last `repeat` parsed: its keyword and closing `}`.
+    last_repeat: Option<(Span, Span)>,
 }
 
 /// Marker for "an error was reported; skip to the next statement".
 struct Bail;
 type PResult<T> = Result<T, Bail>;
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> &Tok {
         &self.toks[self.pos].tok
+    }
+    fn peek2(&self) -> Option<&Tok> {
+        self.toks.get(self.pos + 1).map(|t| &t.tok)
+    }
+    /// The source text of `span`.
+    fn text(&self, span: Span) -> &str {
+        self.src.get(span.lo as usize..span.hi as usize).unwrap_or("")
     }
     fn span(&self) -> Span {
         self.toks[self.pos].span
@@ -136,9 +178,14 @@ impl Parser {
         }
     }
     fn err<T>(&mut self, span: Span, msg: impl Into<String>) -> PResult<T> {
-        let follows_lex_error = self.lex_errors.iter().any(|&l| l >= self.stmt_start && l <= span.lo);
+        self.report(Diagnostic::new(span, msg))
+    }
+    /// Reports a prepared diagnostic (unless it follows a lexer error in
+    /// the same statement) and bails.
+    fn report<T>(&mut self, d: Diagnostic) -> PResult<T> {
+        let follows_lex_error = self.lex_errors.iter().any(|&l| l >= self.stmt_start && l <= d.span.lo);
         if !follows_lex_error {
-            self.errors.push(Diagnostic::new(span, msg));
+            self.errors.push(d);
         }
         Err(Bail)
     }
@@ -199,35 +246,7 @@ impl Parser {
         if self.expect(Tok::LBrace, "`{` after the kernel name").is_err() {
             return None;
         }
-        let mut items = Vec::new();
-        loop {
-            self.skip_newlines();
-            if self.too_many_errors() {
-                return None;
-            }
-            match self.peek() {
-                Tok::RBrace => {
-                    self.bump();
-                    break;
-                }
-                Tok::Eof => {
-                    let _ = self
-                        .err::<()>(self.span(), "unexpected end of file: the kernel body is missing its closing `}`");
-                    return None;
-                }
-                _ => {}
-            }
-            match self.item() {
-                Ok(item) => {
-                    items.push(item);
-                    if !matches!(self.peek(), Tok::Newline | Tok::Semi | Tok::RBrace) {
-                        let _ = self.expected::<()>("end of line");
-                        self.recover();
-                    }
-                }
-                Err(Bail) => self.recover(),
-            }
-        }
+        let items = self.block(false)?;
         self.skip_newlines();
         match self.peek() {
             Tok::Eof => {}
@@ -241,7 +260,57 @@ impl Parser {
         Some(File { name, items })
     }
 
-    fn item(&mut self) -> PResult<Item> {
+    /// Parses statements up to and including the closing `}`. None when
+    /// the file ends first or there are too many errors.
+    fn block(&mut self, in_repeat: bool) -> Option<Vec<Item>> {
+        let mut items = Vec::new();
+        loop {
+            self.skip_newlines();
+            if self.too_many_errors() {
+                return None;
+            }
+            match self.peek() {
+                Tok::RBrace => {
+                    self.bump();
+                    return Some(items);
+                }
+                Tok::Eof => {
+                    if !self.eof_reported {
+                        self.eof_reported = true;
+                        let what = if in_repeat { "the `repeat` body" } else { "the kernel body" };
+                        let mut d = Diagnostic::new(
+                            self.span(),
+                            format!("unexpected end of file: {what} is missing its closing `}}`"),
+                        );
+                        // A `}` forgotten inside: the kernel's `}` closed the loop.
+                        let last_close = self.toks.iter().rev().find(|t| t.tok == Tok::RBrace).map(|t| t.span);
+                        if let Some((kw, close)) = self.last_repeat.filter(|r| Some(r.1) == last_close && !in_repeat) {
+                            d = d.note(format!(
+                                "the `}}` on line {} closed the `repeat` on line {}; is that loop missing its `}}`?",
+                                line_of(self.src, close.lo),
+                                line_of(self.src, kw.lo)
+                            ));
+                        }
+                        let _ = self.report::<()>(d);
+                    }
+                    return None;
+                }
+                _ => {}
+            }
+            match self.item(in_repeat) {
+                Ok(item) => {
+                    items.push(item);
+                    if !matches!(self.peek(), Tok::Newline | Tok::Semi | Tok::RBrace) {
+                        let _ = self.expected::<()>("end of line");
+                        self.recover();
+                    }
+                }
+                Err(Bail) => self.recover(),
+            }
+        }
+    }
+
+    fn item(&mut self, in_repeat: bool) -> PResult<Item> {
         let start = self.span();
         self.stmt_start = start.lo;
         let word = match self.peek() {
@@ -250,14 +319,84 @@ impl Parser {
         };
         // `word = ...` is always an assignment, even if `word` is a keyword,
         // so the resolver can say why assigning it is wrong.
-        if self.toks.get(self.pos + 1).map(|t| &t.tok) == Some(&Tok::Assign) {
+        if self.peek2() == Some(&Tok::Assign) {
             let target = self.ident("a name")?;
             self.bump();
             let value = self.expr()?;
             let span = start.to(value.span);
             return Ok(Item::Assign { target, value, span });
         }
-        let role = match word.as_str() {
+        if word == "repeat" {
+            return self.repeat(in_repeat);
+        }
+        let item = self.declaration(&word, start)?;
+        if in_repeat {
+            let span = match &item {
+                Item::Tensor { span, .. } => *span,
+                Item::Dims(ds) => start.to(ds.last().map_or(start, |d| d.span)),
+                Item::Params(ps) => start.to(ps.last().map_or(start, |p| p.span)),
+                _ => start,
+            };
+            self.errors.push(
+                Diagnostic::new(span, "declarations cannot be inside `repeat`")
+                    .help("move the declaration before the `repeat`"),
+            );
+        }
+        Ok(item)
+    }
+
+    /// `repeat COUNT { ... }`, after the keyword has been seen.
+    fn repeat(&mut self, nested: bool) -> PResult<Item> {
+        let kw = self.bump().span;
+        let bad_count = |found: &str| {
+            format!("the count of `repeat` must be an integer literal from 1 to {MAX_REPEAT}, found {found}")
+        };
+        let mut count = 1;
+        let mut header = kw;
+        match self.peek().clone() {
+            Tok::Number(v) => {
+                let sp = self.bump().span;
+                header = kw.to(sp);
+                let text = self.text(sp).to_string();
+                let integer = text.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+                if integer && (1.0..=MAX_REPEAT as f64).contains(&v) {
+                    count = v as u32;
+                } else {
+                    let mut d = Diagnostic::new(sp, bad_count(&format!("`{text}`")));
+                    if integer && v > MAX_REPEAT as f64 {
+                        d = d.note("the body is unrolled once per iteration when the kernel is parsed");
+                    }
+                    self.errors.push(d);
+                }
+            }
+            Tok::Ident(n) if n != "repeat" => {
+                let sp = self.bump().span;
+                header = kw.to(sp);
+                self.errors.push(Diagnostic::new(sp, bad_count(&format!("`{n}`"))).note(
+                    "the body is unrolled when the kernel is parsed, so the count is fixed in the text; a param or dim cannot set it",
+                ));
+            }
+            Tok::LBrace => {
+                let found = self.peek().describe();
+                self.errors.push(Diagnostic::new(self.span(), bad_count(&found)));
+            }
+            _ => return self.expected(&format!("an iteration count (1 to {MAX_REPEAT}) after `repeat`")),
+        }
+        self.expect(Tok::LBrace, "`{` to open the `repeat` body")?;
+        if nested {
+            self.errors.push(
+                Diagnostic::new(header, "`repeat` cannot be nested")
+                    .help("unroll the inner loop by hand, or move it into its own `repeat` before or after this one"),
+            );
+        }
+        let Some(body) = self.block(true) else { return Err(Bail) };
+        self.last_repeat = Some((kw, self.toks[self.pos.saturating_sub(1)].span));
+        Ok(Item::Repeat { count, header, body })
+    }
+
+    /// A declaration (`dims`, `param`, `in`, `out`, `inout`) starting with `word`.
+    fn declaration(&mut self, word: &str, start: Span) -> PResult<Item> {
+        let role = match word {
             "dims" => {
                 self.bump();
                 let mut dims = vec![self.ident("a dim name")?];
@@ -280,7 +419,7 @@ impl Parser {
             _ => {
                 self.bump();
                 return self.expected(&format!(
-                    "`=` after `{word}` (or a declaration: `dims`, `in`, `out`, `inout`, `param`)"
+                    "`=` after `{word}` (or a declaration: `dims`, `in`, `out`, `inout`, `param`, or a `repeat` block)"
                 ));
             }
         };
@@ -451,6 +590,9 @@ impl Parser {
                 let mut args = Vec::new();
                 if self.peek() != &Tok::RParen {
                     loop {
+                        if matches!(self.peek(), Tok::Ident(_)) && self.peek2() == Some(&Tok::Assign) {
+                            return self.keyword_args(&name, s0, &args);
+                        }
                         args.push(self.expr()?);
                         if self.eat(&Tok::Comma) {
                             continue;
@@ -465,12 +607,111 @@ impl Parser {
             Tok::LParen => {
                 self.bump();
                 let inner = self.expr()?;
+                if self.peek() == &Tok::Comma {
+                    let d = Diagnostic::new(self.span(), "expected `)`, found `,`: there are no tuples")
+                        .help("a reduction lists its axes as separate arguments, as in `sum(x, N, D)`");
+                    return self.report(d);
+                }
                 let end = self.expect(Tok::RParen, "`)`")?;
                 let depth = inner.depth;
                 self.mk(inner.kind, s0.to(end), depth)
             }
+            Tok::Star if self.pos > 0 && self.toks[self.pos - 1].tok == Tok::Star => {
+                let prev = self.toks[self.pos - 1].span;
+                let d = Diagnostic::new(prev.to(s0), "`**` is not an operator")
+                    .help("normjit writes powers as `x ^ 2` (or `pow(x, 2)`)");
+                self.report(d)
+            }
             _ => self.expected("an expression"),
         }
+    }
+
+    /// Reports PyTorch-style keyword arguments (`mean(x, dim=D)`), after the
+    /// positional `args`, and skips to the end of the call.
+    fn keyword_args<T>(&mut self, fname: &str, fspan: Span, args: &[Expr]) -> PResult<T> {
+        let start = self.span();
+        let mut end = start;
+        // (keyword, names written in its value)
+        let mut kws: Vec<(String, Vec<String>)> = Vec::new();
+        let mut depth = 0u32;
+        loop {
+            match self.peek().clone() {
+                Tok::Ident(k) if depth == 0 && self.peek2() == Some(&Tok::Assign) => {
+                    self.bump();
+                    end = self.bump().span;
+                    kws.push((k, Vec::new()));
+                    continue;
+                }
+                Tok::Ident(n) => {
+                    if let Some(kw) = kws.last_mut() {
+                        kw.1.push(n);
+                    }
+                }
+                Tok::LParen | Tok::LBracket => depth += 1,
+                Tok::RParen | Tok::RBracket if depth == 0 => break,
+                Tok::RParen | Tok::RBracket => depth -= 1,
+                Tok::Newline | Tok::Semi | Tok::RBrace | Tok::Eof => break,
+                _ => {}
+            }
+            end = self.bump().span;
+        }
+        if self.peek() == &Tok::RParen {
+            self.bump();
+        }
+        let span = start.to(end);
+        let is_kw = |set: &[&str]| kws.iter().any(|(k, _)| set.contains(&k.as_str()));
+        let axis_kw = ["dim", "dims", "axis", "axes"];
+        let axes: Vec<String> =
+            kws.iter().filter(|(k, _)| axis_kw.contains(&k.as_str())).flat_map(|k| k.1.clone()).collect();
+        let first = kws.first().map_or("", |k| k.0.as_str());
+        let known = crate::hints::is_function(fname);
+        let arg0 = match args.first() {
+            Some(a) => {
+                let t = self.text(a.span);
+                if t.len() > 40 || t.contains('\n') {
+                    "...".to_string()
+                } else {
+                    t.to_string()
+                }
+            }
+            None => "x".to_string(),
+        };
+        let keep = ["keepdim", "keepdims"];
+        let biased = ["unbiased", "correction", "ddof"];
+        let no_keepdim = "reductions remove the axes they reduce over, and values broadcast by axis name, \
+                          so there is no `keepdim`: the result combines with values that have those axes as it is";
+        let mut d = if !known {
+            let d = Diagnostic::new(fspan, format!("unknown function `{fname}`"));
+            let d = match crate::hints::spelling(fname) {
+                Some(how) => d.help(how),
+                None => d.note(format!("the functions are: {}", crate::hints::ALL_FNS)),
+            };
+            return self.report(d.note(format!("normjit has no keyword arguments (`{first}=`) either")));
+        } else if is_kw(&axis_kw) {
+            Diagnostic::new(span, format!("`{fname}` takes its axes as positional dim names, not `{first}=`"))
+                .note(no_keepdim)
+        } else if is_kw(&keep) {
+            Diagnostic::new(span, format!("`{fname}` has no `keepdim`")).note(no_keepdim)
+        } else if is_kw(&biased) && matches!(fname, "var" | "std") {
+            Diagnostic::new(span, format!("`{fname}` takes no `{first}=`: it is always the biased variance"))
+                .note("`var(x, AXES)` is `torch.var(x, AXES, unbiased=False)` (`correction=0`), as the norms use")
+                .help("for the unbiased estimate, multiply by `count(AXES) / (count(AXES) - 1)`")
+        } else {
+            Diagnostic::new(span, format!("keyword argument `{first}=`: `{fname}` takes positional arguments only"))
+        };
+        if is_kw(&axis_kw) {
+            let rest: Vec<&str> = args.iter().skip(1).map(|a| self.text(a.span)).collect();
+            let mut all: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            all.extend(axes.iter().cloned());
+            d = if axes.is_empty() {
+                d.help(format!("name the dims: `{fname}({arg0}, D)`, with `D` a declared dim"))
+            } else {
+                d.help(format!("write `{fname}({arg0}, {})`", all.join(", ")))
+            };
+        } else if is_kw(&keep) {
+            d = d.help("remove `keepdim=...`");
+        }
+        self.report(d)
     }
 }
 

@@ -6,6 +6,13 @@
 //! fresh `_tN` bindings (so sharing is kept and no printed expression nests
 //! more than [`MAX_INLINE`] levels), and the reparsed kernel differs from the
 //! original only by those extra bindings.
+//!
+//! Front-end sugar is printed expanded, except `var`: the node shape the
+//! front end makes for `var(a, AXES)` (an inner mean shared by both factors
+//! of the square) is printed back as `var(a, AXES)`, so kernels using it
+//! round-trip exactly. `std(a, AXES)` prints as `sqrt(var(a, AXES))`, and a
+//! `repeat` prints as its unrolled statements, with the generated names
+//! (`v_1`, `v_2`, ...) of the values it binds.
 
 use crate::kernel::*;
 use std::collections::HashSet;
@@ -35,6 +42,8 @@ struct Printer<'k> {
     names: Vec<Option<String>>,
     /// Nodes that must be named before use (shared or too deep).
     want_name: Vec<bool>,
+    /// For a node printed as `var(a, AXES)`: `a`.
+    var_of: Vec<Option<ValueId>>,
     taken: HashSet<String>,
 }
 
@@ -54,18 +63,31 @@ impl<'k> Printer<'k> {
                 Stmt::Store { value, .. } => uses[value.index()] += 1,
             }
         }
+        let var_of = var_patterns(k, &uses, &let_named);
+        let mut inner = vec![false; n];
+        for (r, a) in var_of.iter().enumerate() {
+            if let Some(a) = a {
+                // The inner mean, difference and square are printed inside
+                // `var(...)`, and `a` is written once there.
+                inner[r - 3..r].fill(true);
+                uses[a.index()] -= 1;
+            }
+        }
         let mut want_name = vec![false; n];
         let mut depth = vec![0u32; n];
         for (id, node) in k.nodes.iter() {
             let i = id.index();
-            let d = 1 + node
-                .op
-                .operands()
+            let ops: Vec<ValueId> = match var_of[i] {
+                Some(a) => vec![a],
+                None => node.op.operands().collect(),
+            };
+            let d = 1 + ops
+                .into_iter()
                 .map(|o| if want_name[o.index()] || let_named[o.index()] { 0 } else { depth[o.index()] })
                 .max()
                 .unwrap_or(0);
             let leaf = matches!(node.op, Op::Const(_) | Op::Param(_) | Op::Load(_));
-            want_name[i] = !let_named[i] && !leaf && (uses[i] > 1 || d > MAX_INLINE);
+            want_name[i] = !let_named[i] && !leaf && !inner[i] && (uses[i] > 1 || d > MAX_INLINE);
             depth[i] = d;
         }
         let mut taken: HashSet<String> = HashSet::new();
@@ -77,7 +99,7 @@ impl<'k> Printer<'k> {
                 taken.insert(name.clone());
             }
         }
-        Printer { k, names: vec![None; n], want_name, taken }
+        Printer { k, names: vec![None; n], want_name, var_of, taken }
     }
 
     fn kernel(&mut self, out: &mut String) {
@@ -138,7 +160,10 @@ impl<'k> Printer<'k> {
             if self.want_name[v.index()] {
                 found.push(v);
             }
-            todo.extend(self.k.nodes[v].op.operands());
+            match self.var_of[v.index()] {
+                Some(a) => todo.push(a),
+                None => todo.extend(self.k.nodes[v].op.operands()),
+            }
         }
         found.sort();
         for v in found {
@@ -230,6 +255,12 @@ impl<'k> Printer<'k> {
                 self.expr(out, *b, 0, false);
                 out.push(')');
             }
+            Op::Reduce(_, _, axes) if self.var_of[v.index()].is_some() => {
+                out.push_str("var(");
+                self.expr(out, self.var_of[v.index()].unwrap_or(v), 0, false);
+                self.axes(out, *axes);
+                out.push(')');
+            }
             Op::Reduce(r, a, axes) => {
                 let _ = write!(out, "{}(", r.name());
                 self.expr(out, *a, 0, false);
@@ -253,6 +284,31 @@ impl<'k> Printer<'k> {
             out.push(')');
         }
     }
+}
+
+/// Finds the nodes the front end makes for `var(a, AXES)`: four
+/// consecutive nodes `m = mean(a, AXES)`, `d = a - m`, `s = d * d`,
+/// `mean(s, AXES)`, where `m`, `d` and `s` have no other use and no name.
+/// Returns, per node, `a` if the node is the outer mean of such a shape.
+fn var_patterns(k: &Kernel, uses: &[u32], let_named: &[bool]) -> Vec<Option<ValueId>> {
+    let mut out = vec![None; k.nodes.len()];
+    for (r, node) in k.nodes.iter() {
+        let i = r.index();
+        let Op::Reduce(Reduce::Mean, s, axes) = node.op else { continue };
+        if i < 3 || s.index() != i - 1 {
+            continue;
+        }
+        let (m, d) = (ValueId::from_raw(i as u32 - 3), ValueId::from_raw(i as u32 - 2));
+        let Op::Binary(Binary::Mul, d1, d2) = k.nodes[s].op else { continue };
+        let Op::Binary(Binary::Sub, a, m1) = k.nodes[d].op else { continue };
+        let Op::Reduce(Reduce::Mean, a1, axes1) = k.nodes[m].op else { continue };
+        let private = |v: ValueId, n: u32| uses[v.index()] == n && !let_named[v.index()];
+        if d1 == d && d2 == d && m1 == m && a1 == a && axes1 == axes && private(m, 1) && private(d, 2) && private(s, 1)
+        {
+            out[i] = Some(a);
+        }
+    }
+    out
 }
 
 /// Shortest text that parses back to exactly `v`.

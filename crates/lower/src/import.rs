@@ -14,6 +14,8 @@ pub struct Imported {
     pub nodes: Vec<LNode>,
     pub accums: Vec<Accum>,
     pub stores: Vec<(TensorId, LValue)>,
+    /// The user's name of each value, where a `let` gave it one (the first).
+    pub names: Vec<Option<String>>,
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub fn import(k: &Kernel) -> Imported {
             }
         }
     }
-    let mut out = Imported { nodes: Vec::new(), accums: Vec::new(), stores: Vec::new() };
+    let mut out = Imported { nodes: Vec::new(), accums: Vec::new(), stores: Vec::new(), names: Vec::new() };
     let mut map: Vec<Option<LValue>> = vec![None; k.nodes.len()];
     let mut memo: HashMap<Key, LValue> = HashMap::new();
     let mut acc_memo: HashMap<String, AccId> = HashMap::new();
@@ -91,9 +93,17 @@ pub fn import(k: &Kernel) -> Imported {
         });
         map[id.index()] = Some(v);
     }
+    out.names = vec![None; out.nodes.len()];
     for s in &k.stmts {
-        if let Stmt::Store { tensor, value } = s {
-            out.stores.push((*tensor, map[value.index()].expect("stored values are live")));
+        match s {
+            Stmt::Store { tensor, value } => {
+                out.stores.push((*tensor, map[value.index()].expect("stored values are live")));
+            }
+            Stmt::Let { name, value } => {
+                if let Some(v) = map[value.index()] {
+                    out.names[v.0 as usize].get_or_insert_with(|| name.clone());
+                }
+            }
         }
     }
     out

@@ -283,6 +283,9 @@ pub struct Plan {
     pub traffic: Traffic,
     /// Software prefetch of the next group iteration, if any.
     pub prefetch: Option<Prefetch>,
+    /// The user's name of each value (by [`LValue`]), where a `let` gave
+    /// it one: explanations print these instead of value numbers.
+    pub names: Vec<Option<String>>,
 }
 
 impl Plan {
@@ -348,7 +351,13 @@ impl Plan {
         }
     }
 
-    /// Renders `v` as an expression, for explanations.
+    /// The user's name of `v`, if a `let` gave it one.
+    pub fn name(&self, v: LValue) -> Option<&str> {
+        self.names.get(v.0 as usize).and_then(|n| n.as_deref())
+    }
+
+    /// Renders `v` as an expression, for explanations: operands with a
+    /// user's name print as that name.
     pub fn expr(&self, v: LValue) -> String {
         let mut s = String::new();
         self.expr_into(&mut s, v, 0);
@@ -356,6 +365,12 @@ impl Plan {
     }
     fn expr_into(&self, s: &mut String, v: LValue, depth: usize) {
         use std::fmt::Write;
+        if depth > 0 {
+            if let Some(n) = self.name(v) {
+                s.push_str(n);
+                return;
+            }
+        }
         if depth > 6 {
             let _ = write!(s, "v{}", v.0);
             return;
@@ -429,7 +444,14 @@ impl fmt::Display for Plan {
             } else {
                 format!("array [{}] {per}", self.dim_list(&a.scratch_dims))
             };
-            writeln!(f, "  acc{i} = {}({}, {}) -> {dims}", a.op.name(), self.expr(a.operand), k.axis_names(a.reduced))?;
+            // The name the user gave the reduction's result, if any.
+            let named = (0..self.nodes.len() as u32)
+                .map(LValue)
+                .find(|&v| self.node(v).op == LOp::Reduced(AccId(i as u32)))
+                .and_then(|v| self.name(v))
+                .map_or(String::new(), |n| format!("{n} = "));
+            let (op, axes) = (a.op.name(), k.axis_names(a.reduced));
+            writeln!(f, "  acc{i} = {named}{op}({}, {axes}) -> {dims}", self.expr(a.operand))?;
         }
         let mut indent = String::from("  ");
         if !self.group.is_empty() {
@@ -442,7 +464,7 @@ impl fmt::Display for Plan {
         }
         for step in &self.steps {
             match step {
-                Step::Compute(v) => writeln!(f, "{indent}v{} = {}", v.0, self.def(*v))?,
+                Step::Compute(v) => writeln!(f, "{indent}v{} = {}{}", v.0, self.def(*v), self.name_note(*v))?,
                 Step::Store(t, v) => writeln!(f, "{indent}store {} = v{}", k.tensors[*t].name, v.0)?,
                 Step::Phase(p) => self.fmt_phase(f, *p, &indent)?,
             }
@@ -470,6 +492,11 @@ impl fmt::Display for Plan {
 }
 
 impl Plan {
+    /// `  # name` for a value with a user's name.
+    fn name_note(&self, v: LValue) -> String {
+        self.name(v).map_or(String::new(), |n| format!("  # {n}"))
+    }
+
     fn fmt_phase(&self, f: &mut fmt::Formatter<'_>, p: usize, indent: &str) -> fmt::Result {
         let ph = &self.phases[p];
         let k = &self.kernel;
@@ -501,7 +528,7 @@ impl Plan {
             }
             for &(v, dep) in &ph.nodes {
                 if dep == depth {
-                    writeln!(f, "{pad}v{} = {}", v.0, self.def(v))?;
+                    writeln!(f, "{pad}v{} = {}{}", v.0, self.def(v), self.name_note(v))?;
                 }
             }
             if depth == ph.loops.len() {

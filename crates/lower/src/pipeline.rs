@@ -39,6 +39,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
         steps: Vec::new(),
         traffic: Traffic::default(),
         prefetch: None,
+        names: Vec::new(),
     };
     let dump = |name: &str, p: &Plan| {
         if opts.dump {
@@ -47,7 +48,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     };
     // Kernel values become loop-IR values; duplicates merge; reductions become accumulators.
     let imported = import::import(kernel);
-    (p.nodes, p.accums) = (imported.nodes, imported.accums);
+    (p.nodes, p.accums, p.names) = (imported.nodes, imported.accums, imported.names);
     let stores = imported.stores;
     // Loop in the memory order of the largest tensor.
     p.order = order::reference_order(kernel, dims);

@@ -100,12 +100,19 @@ pub fn model(
         out.tensors.push(TensorTraffic { reads, writes, phase_reads: vec![n] });
     }
     if !group.is_empty() && working_set > 0 {
-        out.assumptions.push(format!(
-            "one group iteration re-reads {} across its passes; {} a cache of {}",
-            mib(working_set),
-            if fits { "it stays in" } else { "it does NOT fit, so each pass re-reads memory; cache" },
-            mib(cache_bytes)
-        ));
+        out.assumptions.push(if fits {
+            format!(
+                "one group iteration re-reads {} across its passes; it stays in a cache of {}",
+                mib(working_set),
+                mib(cache_bytes)
+            )
+        } else {
+            format!(
+                "one group iteration re-reads {} across its passes; it does NOT fit in a cache of {}, so each pass re-reads memory",
+                mib(working_set),
+                mib(cache_bytes)
+            )
+        });
     }
     let small: Vec<&str> = k
         .tensors
