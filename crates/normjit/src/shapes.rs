@@ -13,7 +13,8 @@ pub(crate) struct Shape {
     /// Sizes by dim index, as the frame passes them.
     pub dims: Box<[i64]>,
     pub layout: Layout,
-    /// Elements of work per call: the largest loop domain of any unit.
+    /// Elements of work per call: the loop domains of all passes, added
+    /// (a three-pass norm does three times the work of one pass).
     pub work: u64,
 }
 
@@ -29,8 +30,7 @@ impl Shape {
             .phases
             .iter()
             .map(|ph| group.saturating_mul(extent(&mut ph.loops.iter().copied())))
-            .max()
-            .unwrap_or(group);
+            .fold(group, u64::saturating_add);
         Shape { dims: dims.iter().map(|&d| d as i64).collect(), layout, work, code }
     }
 
