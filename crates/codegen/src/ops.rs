@@ -59,6 +59,12 @@ pub fn compute64(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, a: &[Value], pa
         let cc = if max { FloatCC::GreaterThan } else { FloatCC::LessThan };
         let c = b.ins().fcmp(cc, x, y);
         let r = b.ins().select(c, x, y);
+        let eq = b.ins().fcmp(FloatCC::Equal, x, y);
+        let (xi, yi) =
+            (b.ins().bitcast(types::I64, MemFlagsData::new(), x), b.ins().bitcast(types::I64, MemFlagsData::new(), y));
+        let zi = if max { b.ins().band(xi, yi) } else { b.ins().bor(xi, yi) };
+        let z = b.ins().bitcast(types::F64, MemFlagsData::new(), zi);
+        let r = b.ins().select(eq, z, r);
         let uno = b.ins().fcmp(FloatCC::Unordered, x, y);
         let nan = b.ins().f64const(f64::NAN);
         b.ins().select(uno, nan, r)
@@ -169,7 +175,7 @@ fn minmax(b: &mut FunctionBuilder, w: W, max: bool, x: Value, y: Value) -> Value
 /// The reduction identity as a scalar.
 pub fn identity(b: &mut FunctionBuilder, op: Reduce) -> Value {
     b.ins().f32const(match op {
-        Reduce::Sum | Reduce::Mean => -0.0f32,
+        Reduce::Sum | Reduce::Mean => 0.0f32,
         Reduce::Max => f32::NEG_INFINITY,
         Reduce::Min => f32::INFINITY,
     })

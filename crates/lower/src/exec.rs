@@ -107,7 +107,7 @@ struct Machine<'a> {
 /// The identity of a reduction's ⊕ (see the loop IR's reduction order).
 pub fn identity(r: Reduce) -> f32 {
     match r {
-        Reduce::Sum | Reduce::Mean => -0.0,
+        Reduce::Sum | Reduce::Mean => 0.0,
         Reduce::Max => f32::NEG_INFINITY,
         Reduce::Min => f32::INFINITY,
     }
@@ -122,6 +122,8 @@ pub fn combine(r: Reduce, a: f32, b: f32) -> f32 {
     }
 }
 
+/// NaN if either is NaN, else `a < b ? a : b` (see the loop IR's
+/// reduction order: zeros are not ordered).
 fn min(a: f32, b: f32) -> f32 {
     if a.is_nan() || b.is_nan() {
         f32::NAN
@@ -132,6 +134,7 @@ fn min(a: f32, b: f32) -> f32 {
     }
 }
 
+/// NaN if either is NaN, else `a > b ? a : b`.
 fn max(a: f32, b: f32) -> f32 {
     if a.is_nan() || b.is_nan() {
         f32::NAN

@@ -36,9 +36,11 @@
 //! - Max and min do not cascade (they are exact in any order): when depth
 //!   `f` is left, the accumulators are folded and the result is combined
 //!   into the scratch element.
-//! - Scratch starts at the identity (`-0.0` for sums, so `identity ⊕ x == x`
-//!   bit for bit; `-inf`/`+inf` for max/min). ⊕ is `+` for sum/mean and the
-//!   NaN-propagating max/min.
+//! - Scratch starts at the identity (`+0` for sums, so an empty sum is +0
+//!   as in the reference; `-inf`/`+inf` for max/min). ⊕ is `+` for
+//!   sum/mean and, for max/min, NaN if either operand is NaN, else
+//!   `a > b ? a : b` (`a < b ? a : b`): zeros are not ordered, unlike the
+//!   reference's IEEE 754-2019 `maximum`/`minimum` (see ARCHITECTURE.md).
 //! - When the phase's outer loop is split into chunks (see [`Split`]), each
 //!   chunk accumulates into its own copy of the scratch of every reduction
 //!   over the split axis; copies are combined in chunk order, left to right.
