@@ -511,8 +511,9 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let tail = self.b.declare_var(types::F32);
                 let cascade = cascades(acc.op).then(|| {
                     let size = (CASCADE_LEVELS * 4) as u32;
-                    let slot = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 2));
-                    (self.b.declare_var(types::I64), slot)
+                    let stack =
+                        self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 2));
+                    Cascade { count: self.b.declare_var(types::I64), since: self.b.declare_var(types::I64), stack }
                 });
                 regs.insert(a, RegAcc { slots, tail, cascade });
             }
@@ -539,9 +540,10 @@ impl<'a, 'b> Fx<'a, 'b> {
                 continue;
             }
             self.reset_regs(ph, a, r);
-            if let Some((count, _)) = r.cascade {
+            if let Some(c) = r.cascade {
                 let zero = self.iconst(0);
-                self.b.def_var(count, zero);
+                self.b.def_var(c.count, zero);
+                self.b.def_var(c.since, zero);
             }
         }
     }
@@ -569,55 +571,71 @@ impl<'a, 'b> Fx<'a, 'b> {
         ops::combine(self.b, op, W::S, h, t)
     }
 
-    /// Folds, resets and pushes every cascaded sum of the phase (the
-    /// normative order's *push*): `v = level[j] ⊕ v` while bit `j` of the
-    /// count is set, then `level[j] = v`, count + 1.
+    /// Folds, resets and pushes every cascaded sum of the phase.
     fn push_sums(&mut self, ph: usize, regs: &Regs) {
         let mut list: Vec<_> = regs.iter().filter(|(_, r)| r.cascade.is_some()).collect();
         list.sort_by_key(|(a, _)| **a);
         for (&a, r) in list {
-            let Some((count, slot)) = r.cascade else { continue };
-            let op = self.p.accums[a.0 as usize].op;
-            let v0 = self.fold_regs(ph, a, r);
-            self.reset_regs(ph, a, r);
-            let c = self.b.use_var(count);
-            let (j, v) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
-            let zero = self.iconst(0);
-            self.b.def_var(j, zero);
-            self.b.def_var(v, v0);
-            let (head, merge, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(head);
-            let jv = self.b.use_var(j);
-            let bit = self.b.ins().ushr(c, jv);
-            let bit = self.b.ins().band_imm_u(bit, 1);
-            self.b.ins().brif(bit, merge, &[], done, &[]);
-            self.b.switch_to_block(merge);
-            let jv = self.b.use_var(j);
-            let base = self.b.ins().stack_addr(types::I64, slot, 0);
-            let ad = self.addr(base, jv);
-            let level = self.b.ins().load(types::F32, flags(), ad, 0);
-            let vv = self.b.use_var(v);
-            let nv = ops::combine(self.b, op, W::S, level, vv);
-            self.b.def_var(v, nv);
-            let nj = self.b.ins().iadd_imm_s(jv, 1);
-            self.b.def_var(j, nj);
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(done);
-            let jv = self.b.use_var(j);
-            let base = self.b.ins().stack_addr(types::I64, slot, 0);
-            let ad = self.addr(base, jv);
-            let vv = self.b.use_var(v);
-            self.b.ins().store(flags(), vv, ad, 0);
-            let nc = self.b.ins().iadd_imm_s(c, 1);
-            self.b.def_var(count, nc);
+            self.push_one(ph, a, r);
         }
+    }
+
+    /// The normative order's *push* of one cascaded sum: fold and reset its
+    /// accumulators; `v = level[j] ⊕ v` while bit `j` of the count is set,
+    /// then `level[j] = v`, count + 1; nothing pending since.
+    fn push_one(&mut self, ph: usize, a: AccId, r: &RegAcc) {
+        let Some(Cascade { count, since, stack: slot }) = r.cascade else { return };
+        let op = self.p.accums[a.0 as usize].op;
+        let v0 = self.fold_regs(ph, a, r);
+        self.reset_regs(ph, a, r);
+        let zero = self.iconst(0);
+        self.b.def_var(since, zero);
+        let c = self.b.use_var(count);
+        let (j, v) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
+        self.b.def_var(j, zero);
+        self.b.def_var(v, v0);
+        let (head, merge, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let jv = self.b.use_var(j);
+        let bit = self.b.ins().ushr(c, jv);
+        let bit = self.b.ins().band_imm_u(bit, 1);
+        self.b.ins().brif(bit, merge, &[], done, &[]);
+        self.b.switch_to_block(merge);
+        let jv = self.b.use_var(j);
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let ad = self.addr(base, jv);
+        let level = self.b.ins().load(types::F32, flags(), ad, 0);
+        let vv = self.b.use_var(v);
+        let nv = ops::combine(self.b, op, W::S, level, vv);
+        self.b.def_var(v, nv);
+        let nj = self.b.ins().iadd_imm_s(jv, 1);
+        self.b.def_var(j, nj);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(done);
+        let jv = self.b.use_var(j);
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let ad = self.addr(base, jv);
+        let vv = self.b.use_var(v);
+        self.b.ins().store(flags(), vv, ad, 0);
+        let nc = self.b.ins().iadd_imm_s(c, 1);
+        self.b.def_var(count, nc);
+    }
+
+    /// `if cond { push_one }`.
+    fn push_if(&mut self, ph: usize, a: AccId, r: &RegAcc, cond: Value) {
+        let (push, done) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(cond, push, &[], done, &[]);
+        self.b.switch_to_block(push);
+        self.push_one(ph, a, r);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
     }
 
     /// The value of a cascaded sum's stack: the identity ⊕ `level[j]` for
     /// each set bit `j` of the count, highest first.
     fn collapse(&mut self, a: AccId, r: &RegAcc) -> Value {
-        let (count, slot) = r.cascade.expect("a cascaded sum");
+        let Cascade { count, stack: slot, .. } = r.cascade.expect("a cascaded sum");
         let op = self.p.accums[a.0 as usize].op;
         let (c, acc) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
         let c0 = self.b.use_var(count);
@@ -657,7 +675,15 @@ impl<'a, 'b> Fx<'a, 'b> {
             if acc.flush_depth != depth {
                 continue;
             }
-            let total = if r.cascade.is_some() { self.collapse(a, r) } else { self.fold_regs(ph, a, r) };
+            let total = match r.cascade {
+                Some(c) => {
+                    // Anything combined since the last push is pushed first.
+                    let since = self.b.use_var(c.since);
+                    self.push_if(ph, a, r, since);
+                    self.collapse(a, r)
+                }
+                None => self.fold_regs(ph, a, r),
+            };
             let base = self.acc_base(a);
             let off = self.offset(&acc.scratch_dims, None);
             let ad = self.addr(base, off);
@@ -835,11 +861,11 @@ impl<'a, 'b> Fx<'a, 'b> {
                 fx.round_loop(ph, &ctx, w, &touch, regs, b0, b1);
                 fx.push_sums(ph, regs);
             });
-            whole
+            Some(whole)
         } else {
-            lo
+            None
         };
-        self.round_loop(ph, &ctx, w, &touch, regs, rounds_from, main_end);
+        self.round_loop(ph, &ctx, w, &touch, regs, rounds_from.unwrap_or(lo), main_end);
         // Scalar tail.
         self.counted(main_end, hi, 1, |fx, i| {
             let addrs = fx.stream_addrs(&ctx, i);
@@ -847,9 +873,25 @@ impl<'a, 'b> Fx<'a, 'b> {
             let vals = fx.eval_inner(&ctx, W::S, &at);
             fx.sink(ph, &ctx, W::S, &at, &vals, regs, None);
         });
-        // The end of this instance: push the rest of every cascaded sum.
-        if cascade {
-            self.push_sums(ph, regs);
+        // The end of this instance: the elements since each sum's last push
+        // (those after this instance's last whole block, or all of them
+        // plus the earlier ones if it had none); a block's worth is pushed.
+        if let Some(whole) = rounds_from {
+            let cascade_block = block * BLOCK_ROUNDS as i64;
+            let pushed = self.b.ins().icmp(IntCC::SignedGreaterThan, whole, lo);
+            let after = self.b.ins().isub(hi, whole);
+            let n = self.b.ins().isub(hi, lo);
+            let mut list: Vec<_> = regs.iter().filter(|(_, r)| r.cascade.is_some()).collect();
+            list.sort_by_key(|(a, _)| **a);
+            for (&a, r) in list {
+                let Some(c) = r.cascade else { continue };
+                let old = self.b.use_var(c.since);
+                let added = self.b.ins().iadd(old, n);
+                let since = self.b.ins().select(pushed, after, added);
+                self.b.def_var(c.since, since);
+                let full = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, since, cascade_block);
+                self.push_if(ph, a, r, full);
+            }
         }
     }
 
@@ -1026,7 +1068,16 @@ impl<'a, 'b> Fx<'a, 'b> {
 struct RegAcc {
     slots: Vec<Variable>,
     tail: Variable,
-    cascade: Option<(Variable, StackSlot)>,
+    cascade: Option<Cascade>,
+}
+
+/// A cascaded sum's state: blocks pushed, elements since the last push,
+/// and the pairwise stack.
+#[derive(Clone, Copy)]
+struct Cascade {
+    count: Variable,
+    since: Variable,
+    stack: StackSlot,
 }
 
 type Regs = HashMap<AccId, RegAcc>;

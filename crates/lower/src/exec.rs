@@ -102,6 +102,8 @@ struct Machine<'a> {
     /// Cascade state per sum accumulator: the pairwise stack of block sums
     /// and how many blocks were pushed.
     stacks: Vec<(Vec<f32>, u64)>,
+    /// Per sum accumulator: elements combined since its last push.
+    since: Vec<usize>,
 }
 
 /// The identity of a reduction's ⊕ (see the loop IR's reduction order).
@@ -206,7 +208,8 @@ impl<'a> Machine<'a> {
             .collect();
         let stacks = p.accums.iter().map(|_| (vec![0.0; CASCADE_LEVELS], 0)).collect();
         let (vals, vals64) = (vec![0.0; p.nodes.len()], vec![0.0; p.nodes.len()]);
-        Machine { p, dims, params, vals, vals64, scratch, regs, stacks }
+        let since = vec![0; p.accums.len()];
+        Machine { p, dims, params, vals, vals64, scratch, regs, stacks, since }
     }
 
     fn extent(&self, d: DimId) -> usize {
@@ -423,6 +426,7 @@ impl<'a> Machine<'a> {
             if acc.flush_depth == depth && depth < ph.loops.len() {
                 self.regs[a.0 as usize].fill(identity(acc.op));
                 self.stacks[a.0 as usize].1 = 0;
+                self.since[a.0 as usize] = 0;
             }
         }
         for &(v, d) in &ph.nodes {
@@ -467,6 +471,7 @@ impl<'a> Machine<'a> {
                         let slot = if i - lo < main { (i - lo) % slots } else { slots };
                         let r = &mut self.regs[a.0 as usize][slot];
                         *r = combine(acc.op, *r, x);
+                        self.since[a.0 as usize] += 1;
                         // A whole block of a sum: push its folded value.
                         if cascades(acc.op) && i - lo < main && (i - lo + 1) % block == 0 {
                             self.push(a.0 as usize, ph.width, ph.unroll);
@@ -476,11 +481,11 @@ impl<'a> Machine<'a> {
             }
         }
         if innermost {
-            // The end of an instance of the innermost loop: push the rest of
-            // every sum (the partial block and the tail).
+            // The end of an instance of the innermost loop: a sum with a
+            // block's worth of elements since its last push pushes them.
             for a in &ph.accums {
                 let acc = &self.p.accums[a.0 as usize];
-                if acc.flush_depth < ph.loops.len() && cascades(acc.op) {
+                if acc.flush_depth < ph.loops.len() && cascades(acc.op) && self.since[a.0 as usize] >= block {
                     self.push(a.0 as usize, ph.width, ph.unroll);
                 }
             }
@@ -490,6 +495,9 @@ impl<'a> Machine<'a> {
             let acc = &self.p.accums[a.0 as usize];
             if acc.flush_depth == depth {
                 let total = if cascades(acc.op) {
+                    if self.since[a.0 as usize] > 0 {
+                        self.push(a.0 as usize, ph.width, ph.unroll);
+                    }
                     collapse(acc.op, &self.stacks[a.0 as usize])
                 } else {
                     fold(acc.op, &self.regs[a.0 as usize], ph.width, ph.unroll)
@@ -507,6 +515,7 @@ impl<'a> Machine<'a> {
         let op = self.p.accums[a].op;
         let mut v = fold(op, &self.regs[a], width, unroll);
         self.regs[a].fill(identity(op));
+        self.since[a] = 0;
         let (levels, count) = &mut self.stacks[a];
         let mut j = 0;
         while *count >> j & 1 == 1 {
@@ -525,7 +534,7 @@ pub fn cascades(op: Reduce) -> bool {
 }
 
 /// Rounds of `width × unroll` slots per block of a cascaded sum.
-pub const BLOCK_ROUNDS: usize = 16;
+pub const BLOCK_ROUNDS: usize = 64;
 
 /// Levels of a cascade's pairwise stack (enough for 2^64 blocks).
 pub const CASCADE_LEVELS: usize = 64;

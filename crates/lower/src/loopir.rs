@@ -22,17 +22,20 @@
 //!   order. *Folding* the accumulators means: for `u` in `1..unroll`, slot
 //!   group 0 lane `l` ⊕= group `u` lane `l`; then lanes
 //!   `(l0 ⊕ l2) ⊕ (l1 ⊕ l3)` for width 4 (`l0` for width 1); then ⊕ tail.
-//! - Sums and means cascade (see [`crate::exec::cascades`]): after every
-//!   `S * BLOCK_ROUNDS` main elements of an instance, and at the end of
-//!   every instance, the accumulators are folded, reset to the identity,
-//!   and the value `v` is *pushed* onto a pairwise stack: with `c` values
-//!   pushed so far, for `j = 0, 1, ...` while bit `j` of `c` is set,
-//!   `v = level[j] ⊕ v`; then `level[j] = v` and `c += 1`. (So `level[j]`
-//!   holds the pairwise sum of `2^j` consecutive blocks, and the error of a
-//!   sum grows with the log of its length, as in numpy's and PyTorch's
-//!   cascades.) When depth `f` is left, the stack's value — starting from
-//!   the identity, ⊕ `level[j]` for each set bit `j` of `c`, highest first
-//!   — is combined into the scratch element.
+//! - Sums and means cascade (see [`crate::exec::cascades`]). To *push*
+//!   is to fold the accumulators, reset them to the identity, and put the
+//!   value `v` on a pairwise stack: with `c` values pushed so far, for
+//!   `j = 0, 1, ...` while bit `j` of `c` is set, `v = level[j] ⊕ v`; then
+//!   `level[j] = v` and `c += 1`. (So `level[j]` holds the pairwise sum of
+//!   `2^j` consecutive blocks, and the error of a sum grows with the log of
+//!   its length, as in numpy's and PyTorch's cascades.) A push happens
+//!   after every `B = S * BLOCK_ROUNDS` main elements of an instance
+//!   (counted from `lo`); at the end of an instance when `B` or more
+//!   elements were combined since the last push (short rows share a
+//!   block); and when depth `f` is left, if any element was combined since
+//!   the last push. Then the stack's value — starting from the identity,
+//!   ⊕ `level[j]` for each set bit `j` of `c`, highest first — is combined
+//!   into the scratch element.
 //! - Max and min do not cascade (they are exact in any order): when depth
 //!   `f` is left, the accumulators are folded and the result is combined
 //!   into the scratch element.
