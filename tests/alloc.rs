@@ -70,9 +70,10 @@ fn positional_calls_allocate_nothing_in_steady_state() {
 
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     for (name, on) in [("calling thread", Threads::CallingThread), ("pool", Threads::Pool(&pool))] {
-        let ln_args = [Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), Tensor::output(&mut y)];
-        let a = allocs_per_calls(|| ln.call_with(&ln_args, &[1e-5], None, on).map(|_| ()).unwrap());
-        drop(ln_args);
+        let a = {
+            let ln_args = [Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), Tensor::output(&mut y)];
+            allocs_per_calls(|| ln.call_with(&ln_args, &[1e-5], None, on).map(|_| ()).unwrap())
+        };
         let mut results = vec![(format!("layer_norm on the {name}"), a)];
         let aw = [Tensor::output(&mut p), Tensor::input(&gr), Tensor::output(&mut m), Tensor::output(&mut v)];
         let order: Vec<usize> = adamw

@@ -32,7 +32,9 @@ struct State {
     g: Vec<f32>,
 }
 
-/// torch's step in f64 from the f32 state; returns (p, m, v).
+/// torch's step in f64 from the f32 state; returns (p, m, v). (Takes
+/// torch's hyper-parameters one by one, as `torch.optim.Adam` does.)
+#[allow(clippy::too_many_arguments)]
 fn torch_step(s: &State, lr: f64, b1: f64, b2: f64, eps: f64, wd: f64, t: f64, decoupled: bool) -> [Vec<f64>; 3] {
     let n = s.p.len();
     let (mut p, mut m, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);

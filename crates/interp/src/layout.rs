@@ -158,7 +158,7 @@ pub(crate) fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[usize], out
     let (n, [s]) = (nest.inner, nest.inner_strides);
     nest.for_each_row(|[o]| match s {
         1 => out.extend_from_slice(&src[o..o + n]),
-        0 => out.extend(std::iter::repeat(src[o]).take(n)),
+        0 => out.extend(std::iter::repeat_n(src[o], n)),
         _ => out.extend((0..n).map(|i| src[o + i * s])),
     });
 }

@@ -178,7 +178,7 @@ pub(crate) fn reduce<T: Copy>(
         return;
     }
     if m == 0 {
-        out.extend(std::iter::repeat(id).take(kept_n));
+        out.extend(std::iter::repeat_n(id, kept_n));
         return;
     }
     let strides = strides_in(axes, axes, sizes);

@@ -120,6 +120,18 @@
 //! broadcasting, never positional), a reduction removes its axes. The
 //! typing rule of each operation is documented on [`Op`].
 //!
+//! # Numerics
+//!
+//! Per-element arithmetic is f32. *Per-call scalars* — values over no axes
+//! computed only from literals, params and `count`s, i.e. hyper-parameter
+//! arithmetic such as `1 - beta2` or `lr / (1 - beta1 ^ t)` — are evaluated
+//! once per call in f64 and rounded to f32 once, where per-element math
+//! uses them or they are stored, as PyTorch does with Python floats
+//! ([`Kernel::per_call_scalars`]). Params are given as f64. Values derived
+//! from tensor data (loads, reductions, `uniform`) stay f32 even over no
+//! axes. Sums are accumulated in a cascade (the engines) or pairwise (the
+//! reference interpreter), so their error grows with the log of the length.
+//!
 //! # Warnings
 //!
 //! A valid kernel may still get warnings ([`parse_with_warnings`],
