@@ -124,3 +124,12 @@ fn plain_sums_up_to_2_pow_20() {
         assert!(ej <= 2.0 * ei + want.abs() * f32::EPSILON as f64, "sum of {n}: JIT error {ej:e}, interp {ei:e}");
     }
 }
+
+#[test]
+fn batch_norm_nhwc_long_reductions() {
+    // C innermost: the statistics are array accumulators over N, H, W
+    // (2^18 elements per channel). 16 channels, so that the max error over
+    // them reflects the error's distribution rather than one rounding of
+    // one mean (as with the 16 rows of LayerNorm above).
+    check("norm/batch_norm_train_nhwc.nj", &[16, 128, 128, 16], 1e4);
+}

@@ -14,7 +14,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use normjit_ir::{DimId, Reduce, TensorId};
-use normjit_lower::exec::{cascades, BLOCK_ROUNDS, CASCADE_LEVELS};
+use normjit_lower::exec::{cascades, ARRAY_BLOCK_ROWS, BLOCK_ROUNDS, CASCADE_LEVELS};
 use normjit_lower::{AccId, LOp, LValue, Plan, Step};
 use std::collections::HashMap;
 
@@ -72,6 +72,13 @@ pub(crate) struct Fx<'a, 'b> {
     strides: HashMap<Vec<DimId>, Vec<Sv>>,
     /// Per accumulator: base address in scratch, and in the partial area.
     acc_bases: Vec<(Value, Value)>,
+    /// Per accumulator: the offset (bytes) of its cascade stacks from its
+    /// base (scratch or partial).
+    levels_off: Vec<Value>,
+    /// The cascaded array accumulators of the phase being emitted, with
+    /// their push count and the innermost-loop instances since the last
+    /// push.
+    arrays: Vec<(AccId, Variable, Variable)>,
     /// Bake the planned sizes in as constants.
     specialize: bool,
     /// Per-call scalars, computed in f64 in the entry block, and rounded
@@ -104,6 +111,8 @@ impl<'a, 'b> Fx<'a, 'b> {
             dims: Vec::new(),
             strides: HashMap::new(),
             acc_bases: Vec::new(),
+            levels_off: Vec::new(),
+            arrays: Vec::new(),
             specialize,
             per_call: HashMap::new(),
         }
@@ -243,6 +252,9 @@ impl<'a, 'b> Fx<'a, 'b> {
             let s = self.addr(self.a.scratch, so);
             let p = self.addr(self.a.partial, po);
             self.acc_bases.push((s, p));
+            let lo = self.b.ins().load(types::I64, flags(), offsets, ((2 * na + a) * 8) as i32);
+            let lo = self.b.ins().ishl_imm_u(lo, 2);
+            self.levels_off.push(lo);
         }
     }
 
@@ -459,7 +471,9 @@ impl<'a, 'b> Fx<'a, 'b> {
             }
         }
         let regs = self.declare_regs(ph);
+        self.arrays = self.begin_arrays(ph);
         self.level(ph, 0, outer, &regs);
+        self.finish_arrays();
         if own_scratch {
             for &a in &accs {
                 let acc = &self.p.accums[a.0 as usize];
@@ -693,6 +707,150 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
     }
 
+    /// The cascaded array accumulators of phase `ph`, their counters set
+    /// to 0 (a run of the phase starts).
+    fn begin_arrays(&mut self, ph: usize) -> Vec<(AccId, Variable, Variable)> {
+        let mut out = Vec::new();
+        for &a in &self.p.phases[ph].accums.clone() {
+            if self.p.array_cascade(a) {
+                let (count, rows) = (self.b.declare_var(types::I64), self.b.declare_var(types::I64));
+                let zero = self.iconst(0);
+                self.b.def_var(count, zero);
+                self.b.def_var(rows, zero);
+                out.push((a, count, rows));
+            }
+        }
+        out
+    }
+
+    /// Accumulator `a`'s scratch array: base address, length (elements),
+    /// and its stacks' base address.
+    fn array_parts(&mut self, a: AccId) -> (Value, Value, Value) {
+        let base = self.acc_base(a);
+        let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
+        let n = self.extent(&dims);
+        let n = self.sv(n);
+        let levels = self.b.ins().iadd(base, self.levels_off[a.0 as usize]);
+        (base, n, levels)
+    }
+
+    /// Pushes array accumulator `a`'s scratch elementwise onto its stacks
+    /// (level `j` of element `e` at `levels + (j * n + e) * 4`), resets it,
+    /// counts the push.
+    fn push_array(&mut self, a: AccId, count: Variable, rows: Variable) {
+        let op = self.p.accums[a.0 as usize].op;
+        let (base, n, levels) = self.array_parts(a);
+        let c = self.b.use_var(count);
+        let zero = self.iconst(0);
+        self.counted(zero, n, 1, |fx, e| {
+            let ad = fx.addr(base, e);
+            let v0 = fx.b.ins().load(types::F32, flags(), ad, 0);
+            let (j, v) = (fx.b.declare_var(types::I64), fx.b.declare_var(types::F32));
+            let z = fx.iconst(0);
+            fx.b.def_var(j, z);
+            fx.b.def_var(v, v0);
+            let (head, merge, done) = (fx.b.create_block(), fx.b.create_block(), fx.b.create_block());
+            fx.b.ins().jump(head, &[]);
+            fx.b.switch_to_block(head);
+            let jv = fx.b.use_var(j);
+            let bit = fx.b.ins().ushr(c, jv);
+            let bit = fx.b.ins().band_imm_u(bit, 1);
+            fx.b.ins().brif(bit, merge, &[], done, &[]);
+            fx.b.switch_to_block(merge);
+            let jv = fx.b.use_var(j);
+            let jn = fx.b.ins().imul(jv, n);
+            let idx = fx.b.ins().iadd(jn, e);
+            let la = fx.addr(levels, idx);
+            let level = fx.b.ins().load(types::F32, flags(), la, 0);
+            let vv = fx.b.use_var(v);
+            let nv = ops::combine(fx.b, op, W::S, level, vv);
+            fx.b.def_var(v, nv);
+            let nj = fx.b.ins().iadd_imm_s(jv, 1);
+            fx.b.def_var(j, nj);
+            fx.b.ins().jump(head, &[]);
+            fx.b.switch_to_block(done);
+            let jv = fx.b.use_var(j);
+            let jn = fx.b.ins().imul(jv, n);
+            let idx = fx.b.ins().iadd(jn, e);
+            let la = fx.addr(levels, idx);
+            let vv = fx.b.use_var(v);
+            fx.b.ins().store(flags(), vv, la, 0);
+            let id = ops::identity(fx.b, op);
+            fx.b.ins().store(flags(), id, ad, 0);
+        });
+        let nc = self.b.ins().iadd_imm_s(c, 1);
+        self.b.def_var(count, nc);
+        let zero = self.iconst(0);
+        self.b.def_var(rows, zero);
+    }
+
+    /// The end of an instance of the innermost loop: each cascaded array
+    /// counts it, and pushes after `ARRAY_BLOCK_ROWS` of them.
+    fn array_row_done(&mut self) {
+        for (a, count, rows) in self.arrays.clone() {
+            let r = self.b.use_var(rows);
+            let r1 = self.b.ins().iadd_imm_s(r, 1);
+            self.b.def_var(rows, r1);
+            let full = self.b.ins().icmp_imm_s(IntCC::Equal, r1, ARRAY_BLOCK_ROWS as i64);
+            let (push, done) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(full, push, &[], done, &[]);
+            self.b.switch_to_block(push);
+            self.push_array(a, count, rows);
+            self.b.ins().jump(done, &[]);
+            self.b.switch_to_block(done);
+        }
+    }
+
+    /// The end of a run of the phase: each cascaded array pushes a
+    /// non-empty last block and takes its stacks' values.
+    fn finish_arrays(&mut self) {
+        for (a, count, rows) in std::mem::take(&mut self.arrays) {
+            let r = self.b.use_var(rows);
+            let (push, done) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(r, push, &[], done, &[]);
+            self.b.switch_to_block(push);
+            self.push_array(a, count, rows);
+            self.b.ins().jump(done, &[]);
+            self.b.switch_to_block(done);
+            let op = self.p.accums[a.0 as usize].op;
+            let (base, n, levels) = self.array_parts(a);
+            let c0 = self.b.use_var(count);
+            let zero = self.iconst(0);
+            self.counted(zero, n, 1, |fx, e| {
+                let (c, acc) = (fx.b.declare_var(types::I64), fx.b.declare_var(types::F32));
+                fx.b.def_var(c, c0);
+                let id = ops::identity(fx.b, op);
+                fx.b.def_var(acc, id);
+                let (head, body, done) = (fx.b.create_block(), fx.b.create_block(), fx.b.create_block());
+                fx.b.ins().jump(head, &[]);
+                fx.b.switch_to_block(head);
+                let cv = fx.b.use_var(c);
+                fx.b.ins().brif(cv, body, &[], done, &[]);
+                fx.b.switch_to_block(body);
+                let cv = fx.b.use_var(c);
+                let lz = fx.b.ins().clz(cv);
+                let c63 = fx.iconst(63);
+                let j = fx.b.ins().isub(c63, lz);
+                let jn = fx.b.ins().imul(j, n);
+                let idx = fx.b.ins().iadd(jn, e);
+                let la = fx.addr(levels, idx);
+                let level = fx.b.ins().load(types::F32, flags(), la, 0);
+                let av = fx.b.use_var(acc);
+                let na = ops::combine(fx.b, op, W::S, av, level);
+                fx.b.def_var(acc, na);
+                let one = fx.iconst(1);
+                let bit = fx.b.ins().ishl(one, j);
+                let nc = fx.b.ins().band_not(cv, bit);
+                fx.b.def_var(c, nc);
+                fx.b.ins().jump(head, &[]);
+                fx.b.switch_to_block(done);
+                let r = fx.b.use_var(acc);
+                let ad = fx.addr(base, e);
+                fx.b.ins().store(flags(), r, ad, 0);
+            });
+        }
+    }
+
     fn level(&mut self, ph: usize, depth: usize, range: Option<(Value, Value)>, regs: &Regs) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
@@ -893,6 +1051,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 self.push_if(ph, a, r, full);
             }
         }
+        self.array_row_done();
     }
 
     /// Whole rounds of the slots (`width × unroll` elements each) over

@@ -2,6 +2,7 @@
 //! every generated function, and the scratch layout the runtime computes
 //! for each shape it calls the code with.
 
+use normjit_lower::exec::ARRAY_LEVELS;
 use normjit_lower::{AccId, Plan};
 
 /// What every generated function reads its data through. The runtime fills
@@ -16,7 +17,9 @@ pub struct Frame {
     /// Each dim's size, by dim index (ignored by code specialized to sizes).
     pub dims: *const i64,
     /// Per accumulator, its offset (in f32s) in the scratch area; then per
-    /// accumulator, its offset in a chunk's partial area ([`Layout::offsets`]).
+    /// accumulator, its offset in a chunk's partial area; then per
+    /// accumulator, the offset of its cascade stacks from the same base
+    /// ([`Layout::offsets`]).
     pub offsets: *const i64,
 }
 
@@ -49,8 +52,12 @@ pub struct Layout {
     pub partial_offset: Vec<usize>,
     /// Per phase: elements of one chunk's partial area.
     pub partial_len: Vec<usize>,
-    /// [`Frame::offsets`]: `scratch_offset` then `partial_offset` (0 where
-    /// none), as i64.
+    /// Offset of each cascaded array accumulator's stacks, in the scratch
+    /// area (group plans) or its chunk's partial area (`usize::MAX` if
+    /// none; see `Plan::array_cascade`).
+    pub levels_offset: Vec<usize>,
+    /// [`Frame::offsets`]: `scratch_offset`, `partial_offset`,
+    /// `levels_offset` (0 where none), as i64.
     pub offsets: Vec<i64>,
 }
 
@@ -66,6 +73,15 @@ impl Layout {
             scratch_len.push(n);
             total += n;
         }
+        let mut levels_offset = vec![usize::MAX; plan.accums.len()];
+        if !plan.group.is_empty() {
+            for a in 0..plan.accums.len() {
+                if plan.array_cascade(AccId(a as u32)) {
+                    levels_offset[a] = total;
+                    total += scratch_len[a] * ARRAY_LEVELS;
+                }
+            }
+        }
         let mut partial_offset = vec![usize::MAX; plan.accums.len()];
         let mut partial_len = Vec::new();
         for ph in &plan.phases {
@@ -75,11 +91,27 @@ impl Layout {
                     partial_offset[a as usize] = len;
                     len += scratch_len[a as usize];
                 }
+                for &AccId(a) in &s.partials {
+                    if plan.group.is_empty() && plan.array_cascade(AccId(a)) {
+                        levels_offset[a as usize] = len;
+                        len += scratch_len[a as usize] * ARRAY_LEVELS;
+                    }
+                }
             }
             partial_len.push(len);
         }
+        let z = |o: &usize| if *o == usize::MAX { 0 } else { *o as i64 };
         let mut offsets: Vec<i64> = scratch_offset.iter().map(|&o| o as i64).collect();
-        offsets.extend(partial_offset.iter().map(|&o| if o == usize::MAX { 0 } else { o as i64 }));
-        Layout { scratch_offset, scratch_len, scratch_total: total, partial_offset, partial_len, offsets }
+        offsets.extend(partial_offset.iter().map(z));
+        offsets.extend(levels_offset.iter().map(z));
+        Layout {
+            scratch_offset,
+            scratch_len,
+            scratch_total: total,
+            partial_offset,
+            partial_len,
+            levels_offset,
+            offsets,
+        }
     }
 }

@@ -104,6 +104,10 @@ struct Machine<'a> {
     stacks: Vec<(Vec<f32>, u64)>,
     /// Per sum accumulator: elements combined since its last push.
     since: Vec<usize>,
+    /// Per cascaded array accumulator: its stacks (level-major, one level
+    /// per scratch element), pushes so far, and innermost-loop instances
+    /// since the last push.
+    arrays: Vec<(Vec<f32>, u64, usize)>,
 }
 
 /// The identity of a reduction's ⊕ (see the loop IR's reduction order).
@@ -209,7 +213,15 @@ impl<'a> Machine<'a> {
         let stacks = p.accums.iter().map(|_| (vec![0.0; CASCADE_LEVELS], 0)).collect();
         let (vals, vals64) = (vec![0.0; p.nodes.len()], vec![0.0; p.nodes.len()]);
         let since = vec![0; p.accums.len()];
-        Machine { p, dims, params, vals, vals64, scratch, regs, stacks, since }
+        let arrays = p
+            .accums
+            .iter()
+            .map(|a| {
+                let n: usize = a.scratch_dims.iter().map(|d| dims[d.index()]).product();
+                (vec![0.0; if cascades(a.op) { n * ARRAY_LEVELS } else { 0 }], 0, 0)
+            })
+            .collect();
+        Machine { p, dims, params, vals, vals64, scratch, regs, stacks, since, arrays }
     }
 
     fn extent(&self, d: DimId) -> usize {
@@ -380,8 +392,8 @@ impl<'a> Machine<'a> {
             Some(split) if !ph.loops.is_empty() => {
                 let n = self.extent(split.axis);
                 let chunk = split.chunk(self.dims);
-                let totals: Vec<Vec<f32>> = split.partials.iter().map(|a| self.scratch[a.0 as usize].clone()).collect();
-                let mut totals = totals;
+                // Every chunk's partials, combined below in a pairwise tree.
+                let mut parts: Vec<Vec<Vec<f32>>> = vec![Vec::new(); split.partials.len()];
                 let mut lo = 0;
                 while lo < n {
                     let hi = (lo + chunk).min(n);
@@ -389,20 +401,27 @@ impl<'a> Machine<'a> {
                         let acc = &self.p.accums[a.0 as usize];
                         self.scratch[a.0 as usize].fill(identity(acc.op));
                     }
+                    self.begin_arrays(pi);
                     self.nest(pi, t, idx, 0, Some((lo, hi)));
+                    self.finish_arrays(pi);
                     for (j, a) in split.partials.iter().enumerate() {
-                        let op = self.p.accums[a.0 as usize].op;
-                        for (tot, part) in totals[j].iter_mut().zip(&self.scratch[a.0 as usize]) {
-                            *tot = combine(op, *tot, *part);
-                        }
+                        parts[j].push(self.scratch[a.0 as usize].clone());
                     }
                     lo = hi;
                 }
                 for (j, a) in split.partials.iter().enumerate() {
-                    self.scratch[a.0 as usize] = std::mem::take(&mut totals[j]);
+                    let op = self.p.accums[a.0 as usize].op;
+                    let chunks = &parts[j];
+                    for (e, s) in self.scratch[a.0 as usize].iter_mut().enumerate() {
+                        *s = combine(op, identity(op), combine_chunks(op, chunks.len(), &|c| chunks[c][e]));
+                    }
                 }
             }
-            _ => self.nest(pi, t, idx, 0, None),
+            _ => {
+                self.begin_arrays(pi);
+                self.nest(pi, t, idx, 0, None);
+                self.finish_arrays(pi);
+            }
         }
         for a in &ph.accums {
             let acc = &self.p.accums[a.0 as usize];
@@ -481,6 +500,15 @@ impl<'a> Machine<'a> {
             }
         }
         if innermost {
+            for a in &ph.accums {
+                if self.p.array_cascade(*a) {
+                    let st = &mut self.arrays[a.0 as usize];
+                    st.2 += 1;
+                    if st.2 == ARRAY_BLOCK_ROWS {
+                        self.push_array(a.0 as usize);
+                    }
+                }
+            }
             // The end of an instance of the innermost loop: a sum with a
             // block's worth of elements since its last push pushes them.
             for a in &ph.accums {
@@ -509,6 +537,62 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// A run of phase `pi` starts: its cascaded arrays have pushed nothing.
+    fn begin_arrays(&mut self, pi: usize) {
+        for a in &self.p.phases[pi].accums {
+            if self.p.array_cascade(*a) {
+                let st = &mut self.arrays[a.0 as usize];
+                (st.1, st.2) = (0, 0);
+            }
+        }
+    }
+
+    /// A run of phase `pi` ends: each cascaded array pushes its last block
+    /// (if any rows went into it) and takes its stacks' values.
+    fn finish_arrays(&mut self, pi: usize) {
+        for a in &self.p.phases[pi].accums {
+            if !self.p.array_cascade(*a) {
+                continue;
+            }
+            let a = a.0 as usize;
+            if self.arrays[a].2 > 0 {
+                self.push_array(a);
+            }
+            let op = self.p.accums[a].op;
+            let n = self.scratch[a].len();
+            let (levels, count, _) = &self.arrays[a];
+            for (e, s) in self.scratch[a].iter_mut().enumerate() {
+                let mut r = identity(op);
+                let mut c = *count;
+                while c != 0 {
+                    let j = 63 - c.leading_zeros() as usize;
+                    r = combine(op, r, levels[j * n + e]);
+                    c &= !(1u64 << j);
+                }
+                *s = r;
+            }
+        }
+    }
+
+    /// Pushes array accumulator `a`'s scratch elementwise and resets it.
+    fn push_array(&mut self, a: usize) {
+        let op = self.p.accums[a].op;
+        let n = self.scratch[a].len();
+        let (levels, count, rows) = &mut self.arrays[a];
+        for (e, s) in self.scratch[a].iter_mut().enumerate() {
+            let mut v = *s;
+            let mut j = 0;
+            while *count >> j & 1 == 1 {
+                v = combine(op, levels[j * n + e], v);
+                j += 1;
+            }
+            levels[j * n + e] = v;
+            *s = identity(op);
+        }
+        *count += 1;
+        *rows = 0;
+    }
+
     /// Folds accumulator `a`'s slots and tail, resets them, and pushes the
     /// value onto its pairwise stack.
     fn push(&mut self, a: usize, width: usize, unroll: usize) {
@@ -527,6 +611,24 @@ impl<'a> Machine<'a> {
     }
 }
 
+/// Chunk partials `0..n` (`part(c)`) combined in a pairwise tree: halves
+/// split at `n / 2`, left ⊕ right; one chunk is itself, none the identity.
+/// (The normative combination of per-chunk partials; the runtime uses it
+/// too.)
+pub fn combine_chunks(op: Reduce, n: usize, part: &dyn Fn(usize) -> f32) -> f32 {
+    fn tree(op: Reduce, lo: usize, hi: usize, part: &dyn Fn(usize) -> f32) -> f32 {
+        match hi - lo {
+            0 => identity(op),
+            1 => part(lo),
+            n => {
+                let mid = lo + n / 2;
+                combine(op, tree(op, lo, mid, part), tree(op, mid, hi, part))
+            }
+        }
+    }
+    tree(op, 0, n, part)
+}
+
 /// Whether reductions of `op` use the cascade (sums do; max and min are
 /// exact in any order).
 pub fn cascades(op: Reduce) -> bool {
@@ -538,6 +640,13 @@ pub const BLOCK_ROUNDS: usize = 64;
 
 /// Levels of a cascade's pairwise stack (enough for 2^64 blocks).
 pub const CASCADE_LEVELS: usize = 64;
+
+/// Instances of the innermost loop per block of a cascaded array
+/// accumulator.
+pub const ARRAY_BLOCK_ROWS: usize = 64;
+
+/// Levels of a cascaded array accumulator's stacks (2^48 blocks).
+pub const ARRAY_LEVELS: usize = 48;
 
 /// The value of a pairwise stack: its levels for the set bits of `count`,
 /// combined from the highest (the oldest blocks) down, starting from the

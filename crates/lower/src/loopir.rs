@@ -36,6 +36,14 @@
 //!   the last push. Then the stack's value — starting from the identity,
 //!   ⊕ `level[j]` for each set bit `j` of `c`, highest first — is combined
 //!   into the scratch element.
+//! - Array accumulators (`f == k`) of sums cascade too, where their
+//!   scratch is private to one run of the phase ([`Plan::array_cascade`]):
+//!   the run counts instances of the innermost loop; after every
+//!   `ARRAY_BLOCK_ROWS` of them, the whole scratch array is pushed
+//!   elementwise (every element onto its own stack, with one shared count,
+//!   by the push rule above) and reset to the identity; at the end of the
+//!   run, a non-empty last block is pushed and each element's stack value
+//!   is written back to the scratch element.
 //! - Max and min do not cascade (they are exact in any order): when depth
 //!   `f` is left, the accumulators are folded and the result is combined
 //!   into the scratch element.
@@ -46,7 +54,8 @@
 //!   reference's IEEE 754-2019 `maximum`/`minimum` (see ARCHITECTURE.md).
 //! - When the phase's outer loop is split into chunks (see [`Split`]), each
 //!   chunk accumulates into its own copy of the scratch of every reduction
-//!   over the split axis; copies are combined in chunk order, left to right.
+//!   over the split axis; the copies are combined in a pairwise tree over
+//!   the chunks (`exec::combine_chunks`), then into the identity.
 //! - After the phase, a mean divides each scratch element by the count of
 //!   reduced elements ([`count`]).
 
@@ -354,6 +363,21 @@ impl Plan {
             LOp::Count(ax) => format!("count({})", k.axis_names(*ax)),
             LOp::Uniform(p, ax) => format!("uniform({}, {})", k.params[*p].name, k.axis_names(*ax)),
         }
+    }
+
+    /// Whether accumulator `a` is an array accumulator (its innermost loop
+    /// is a kept axis) whose sum cascades: every
+    /// [`ARRAY_BLOCK_ROWS`](crate::exec::ARRAY_BLOCK_ROWS) instances of the
+    /// innermost loop, its scratch is pushed elementwise onto pairwise
+    /// stacks. Only where its scratch is private to one run of the phase
+    /// (a group iteration, or a chunk's partial).
+    pub fn array_cascade(&self, a: AccId) -> bool {
+        let acc = &self.accums[a.0 as usize];
+        let ph = &self.phases[acc.phase];
+        crate::exec::cascades(acc.op)
+            && !ph.loops.is_empty()
+            && acc.flush_depth == ph.loops.len()
+            && (!self.group.is_empty() || ph.split.as_ref().is_some_and(|s| s.partials.contains(&a)))
     }
 
     /// The user's name of `v`, if a `let` gave it one.

@@ -1,6 +1,7 @@
 //! The executor: runs a kernel's generated functions at one [`Shape`], in
 //! plan order, splitting loops into the plan's chunks (a function of the
-//! sizes alone) and combining per-chunk partial reductions in chunk order,
+//! sizes alone) and combining per-chunk partial reductions in a fixed
+//! pairwise tree over the chunks,
 //! so results never depend on the thread count. It runs on the calling
 //! thread unless the call has enough work to repay a dispatch to the pool.
 //! Scratch and partials live in per-thread buffers reused across calls, so
@@ -11,7 +12,7 @@ use normjit_codegen::{EntryFn, Frame, Unit};
 use normjit_ir::Reduce;
 // The executor combines partials with the loop IR's own ⊕, so the JIT
 // and the loop-IR interpreter share one definition of it.
-use normjit_lower::exec::{combine, identity};
+use normjit_lower::exec::{combine, combine_chunks, identity};
 use normjit_lower::{count, AccId};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -176,15 +177,13 @@ fn phase(
             Some(pl) if chunks > 1 => pl.install(|| (0..chunks).into_par_iter().for_each(body)),
             _ => (0..chunks).for_each(body),
         }
-        // Combine partials in chunk order.
+        // Combine partials in the normative pairwise tree over chunks.
         for &AccId(a) in &split.partials {
             let a = a as usize;
             let op = plan.accums[a].op;
-            for c in 0..chunks {
-                let src = &partial[c * plen + lay.partial_offset[a]..][..lay.scratch_len[a]];
-                for (t, s) in scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].iter_mut().zip(src) {
-                    *t = combine(op, *t, *s);
-                }
+            let off = lay.partial_offset[a];
+            for (e, t) in scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].iter_mut().enumerate() {
+                *t = combine(op, *t, combine_chunks(op, chunks, &|c| partial[c * plen + off + e]));
             }
         }
     });
