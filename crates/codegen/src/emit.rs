@@ -72,8 +72,8 @@ pub(crate) struct Fx<'a, 'b> {
     strides: HashMap<Vec<DimId>, Vec<Sv>>,
     /// Per accumulator: base address in scratch, and in the partial area.
     acc_bases: Vec<(Value, Value)>,
-    /// Per accumulator: the offset (bytes) of its cascade stacks from its
-    /// base (scratch or partial).
+    /// Per accumulator: the offset (bytes) of its cascade stacks from the
+    /// start of its area (a chunk's partial area, or the scratch).
     levels_off: Vec<Value>,
     /// The cascaded array accumulators of the phase being emitted, with
     /// their push count and the innermost-loop instances since the last
@@ -730,7 +730,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
         let n = self.extent(&dims);
         let n = self.sv(n);
-        let levels = self.b.ins().iadd(base, self.levels_off[a.0 as usize]);
+        // The stacks' offset is from the start of the area the array lives
+        // in: a chunk's partial area (group-less plans) or the scratch.
+        let area = if self.p.group.is_empty() { self.a.partial } else { self.a.scratch };
+        let levels = self.b.ins().iadd(area, self.levels_off[a.0 as usize]);
         (base, n, levels)
     }
 
@@ -801,10 +804,15 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
     }
 
-    /// The end of a run of the phase: each cascaded array pushes a
-    /// non-empty last block and takes its stacks' values.
+    /// The end of a run of the phase: each cascaded array that pushed
+    /// pushes a non-empty last block and takes its stacks' values.
     fn finish_arrays(&mut self) {
         for (a, count, rows) in std::mem::take(&mut self.arrays) {
+            // A run that never pushed keeps its scratch as it is.
+            let (finish, end) = (self.b.create_block(), self.b.create_block());
+            let c = self.b.use_var(count);
+            self.b.ins().brif(c, finish, &[], end, &[]);
+            self.b.switch_to_block(finish);
             let r = self.b.use_var(rows);
             let (push, done) = (self.b.create_block(), self.b.create_block());
             self.b.ins().brif(r, push, &[], done, &[]);
@@ -848,6 +856,8 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let ad = fx.addr(base, e);
                 fx.b.ins().store(flags(), r, ad, 0);
             });
+            self.b.ins().jump(end, &[]);
+            self.b.switch_to_block(end);
         }
     }
 

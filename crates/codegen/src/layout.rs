@@ -2,7 +2,7 @@
 //! every generated function, and the scratch layout the runtime computes
 //! for each shape it calls the code with.
 
-use normjit_lower::exec::ARRAY_LEVELS;
+use normjit_lower::exec::ARRAY_BLOCK_ROWS;
 use normjit_lower::{AccId, Plan};
 
 /// What every generated function reads its data through. The runtime fills
@@ -73,12 +73,30 @@ impl Layout {
             scratch_len.push(n);
             total += n;
         }
+        // A cascaded array's stacks: as many levels as the pushes of one
+        // run of its phase need (none when a run has fewer rows than a
+        // block: it never pushes, and its code never touches the stacks).
+        let levels = |a: usize| -> usize {
+            let ph = &plan.phases[plan.accums[a].phase];
+            let k = ph.loops.len();
+            let rows: usize = match &ph.split {
+                Some(sp) if plan.group.is_empty() && k >= 2 => {
+                    ph.loops[1..k - 1].iter().map(|d| dims[d.index()]).product::<usize>() * sp.chunk(dims)
+                }
+                _ => ph.loops[..k.saturating_sub(1)].iter().map(|d| dims[d.index()]).product(),
+            };
+            if rows < ARRAY_BLOCK_ROWS {
+                return 0;
+            }
+            let pushes = rows.div_ceil(ARRAY_BLOCK_ROWS);
+            (usize::BITS - pushes.leading_zeros()) as usize + 1
+        };
         let mut levels_offset = vec![usize::MAX; plan.accums.len()];
         if !plan.group.is_empty() {
             for a in 0..plan.accums.len() {
                 if plan.array_cascade(AccId(a as u32)) {
                     levels_offset[a] = total;
-                    total += scratch_len[a] * ARRAY_LEVELS;
+                    total += scratch_len[a] * levels(a);
                 }
             }
         }
@@ -94,7 +112,7 @@ impl Layout {
                 for &AccId(a) in &s.partials {
                     if plan.group.is_empty() && plan.array_cascade(AccId(a)) {
                         levels_offset[a as usize] = len;
-                        len += scratch_len[a as usize] * ARRAY_LEVELS;
+                        len += scratch_len[a as usize] * levels(a as usize);
                     }
                 }
             }

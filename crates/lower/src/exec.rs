@@ -547,14 +547,19 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// A run of phase `pi` ends: each cascaded array pushes its last block
-    /// (if any rows went into it) and takes its stacks' values.
+    /// A run of phase `pi` ends: each cascaded array that pushed a block
+    /// pushes its last one (if any rows went into it) and takes its
+    /// stacks' values; one that never pushed keeps its scratch as it is.
     fn finish_arrays(&mut self, pi: usize) {
         for a in &self.p.phases[pi].accums {
             if !self.p.array_cascade(*a) {
                 continue;
             }
             let a = a.0 as usize;
+            if self.arrays[a].1 == 0 {
+                // Not a block's worth of rows: the scratch is the sum.
+                continue;
+            }
             if self.arrays[a].2 > 0 {
                 self.push_array(a);
             }

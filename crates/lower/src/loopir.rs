@@ -41,9 +41,10 @@
 //!   the run counts instances of the innermost loop; after every
 //!   `ARRAY_BLOCK_ROWS` of them, the whole scratch array is pushed
 //!   elementwise (every element onto its own stack, with one shared count,
-//!   by the push rule above) and reset to the identity; at the end of the
-//!   run, a non-empty last block is pushed and each element's stack value
-//!   is written back to the scratch element.
+//!   by the push rule above) and reset to the identity; at the end of a
+//!   run that pushed, a non-empty last block is pushed and each element's
+//!   stack value is written back to the scratch element (a run that never
+//!   pushed leaves its scratch as it is).
 //! - Max and min do not cascade (they are exact in any order): when depth
 //!   `f` is left, the accumulators are folded and the result is combined
 //!   into the scratch element.

@@ -12,7 +12,7 @@ use normjit_codegen::{EntryFn, Frame, Unit};
 use normjit_ir::Reduce;
 // The executor combines partials with the loop IR's own ⊕, so the JIT
 // and the loop-IR interpreter share one definition of it.
-use normjit_lower::exec::{combine, combine_chunks, identity};
+use normjit_lower::exec::{combine, identity};
 use normjit_lower::{count, AccId};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -121,6 +121,22 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut f32], params: &[u64]
     });
 }
 
+/// Combines chunks `lo..hi` of an accumulator's partials (chunk `c` at
+/// `c * plen + off`, `len` elements) into chunk `lo`, in the tree of
+/// `combine_chunks`: halves split at the middle, left ⊕ right.
+fn tree_in_place(op: Reduce, p: &mut [f32], plen: usize, off: usize, len: usize, lo: usize, hi: usize) {
+    if hi - lo <= 1 {
+        return;
+    }
+    let mid = lo + (hi - lo) / 2;
+    tree_in_place(op, p, plen, off, len, lo, mid);
+    tree_in_place(op, p, plen, off, len, mid, hi);
+    let (left, right) = p.split_at_mut(mid * plen + off);
+    for (l, r) in left[lo * plen + off..][..len].iter_mut().zip(&right[..len]) {
+        *l = combine(op, *l, *r);
+    }
+}
+
 /// The sizes of `shape` as `usize`s, on the stack for ordinary kernels.
 fn sizes(shape: &Shape) -> crate::bind::Small<usize, 16> {
     let mut d = crate::bind::Small::filled(0usize, shape.dims.len());
@@ -177,13 +193,19 @@ fn phase(
             Some(pl) if chunks > 1 => pl.install(|| (0..chunks).into_par_iter().for_each(body)),
             _ => (0..chunks).for_each(body),
         }
-        // Combine partials in the normative pairwise tree over chunks.
+        // Combine partials in the normative pairwise tree over chunks
+        // (`normjit_lower::exec::combine_chunks`), whole arrays at a time,
+        // in place: the left half's result lands in its first chunk.
         for &AccId(a) in &split.partials {
             let a = a as usize;
             let op = plan.accums[a].op;
-            let off = lay.partial_offset[a];
-            for (e, t) in scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].iter_mut().enumerate() {
-                *t = combine(op, *t, combine_chunks(op, chunks, &|c| partial[c * plen + off + e]));
+            let (off, len) = (lay.partial_offset[a], lay.scratch_len[a]);
+            tree_in_place(op, partial, plen, off, len, 0, chunks);
+            if chunks > 0 {
+                let src = &partial[off..][..len];
+                for (t, s) in scratch[lay.scratch_offset[a]..][..len].iter_mut().zip(src) {
+                    *t = combine(op, *t, *s);
+                }
             }
         }
     });
