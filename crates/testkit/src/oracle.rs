@@ -473,6 +473,87 @@ fn unary(op: Unary, a: Av) -> Av {
     }
 }
 
+/// The f64 value of a per-call scalar.
+#[derive(Clone, Copy)]
+enum PerCall {
+    Real(f64),
+    Bool(bool),
+}
+
+/// Every per-call scalar of `k` (`Kernel::per_call_scalars`) in f64, as
+/// the engines compute it: NaN-propagating min/max that return `a < b ? a :
+/// b` (the engines' rule; only the sign of a zero differs from IEEE).
+fn per_call_values(k: &Kernel, sizes: &[usize], params: &[f64]) -> Vec<Option<PerCall>> {
+    let which = k.per_call_scalars();
+    let mut out: Vec<Option<PerCall>> = vec![None; k.nodes.len()];
+    for (id, node) in k.nodes.iter() {
+        if !which[id.index()] {
+            continue;
+        }
+        let r = |v: ValueId| match out[v.index()] {
+            Some(PerCall::Real(x)) => x,
+            _ => f64::NAN,
+        };
+        let mm = |x: f64, y: f64, max: bool| {
+            if x.is_nan() || y.is_nan() {
+                f64::NAN
+            } else if (max && x > y) || (!max && x < y) {
+                x
+            } else {
+                y
+            }
+        };
+        out[id.index()] = Some(match node.op {
+            Op::Const(c) => PerCall::Real(c),
+            Op::Param(p) => PerCall::Real(params[p.index()]),
+            Op::Count(ax) => PerCall::Real(ax.iter().map(|d| sizes[d.index()] as f64).product()),
+            Op::Unary(u, a) => {
+                let x = r(a);
+                PerCall::Real(match u {
+                    Unary::Neg => -x,
+                    Unary::Abs => x.abs(),
+                    Unary::Sign if x.is_nan() => x,
+                    Unary::Sign => f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0)),
+                    Unary::Sqrt => x.sqrt(),
+                    Unary::Rsqrt => 1.0 / x.sqrt(),
+                    Unary::Exp => x.exp(),
+                    Unary::Log => x.ln(),
+                    Unary::Recip => 1.0 / x,
+                })
+            }
+            Op::Binary(b, a, c) => {
+                let (x, y) = (r(a), r(c));
+                PerCall::Real(match b {
+                    Binary::Add => x + y,
+                    Binary::Sub => x - y,
+                    Binary::Mul => x * y,
+                    Binary::Div => x / y,
+                    Binary::Pow => x.powf(y),
+                    Binary::Min => mm(x, y, false),
+                    Binary::Max => mm(x, y, true),
+                })
+            }
+            Op::Compare(cmp, a, c) => {
+                let (x, y) = (r(a), r(c));
+                PerCall::Bool(match cmp {
+                    Cmp::Lt => x < y,
+                    Cmp::Le => x <= y,
+                    Cmp::Gt => x > y,
+                    Cmp::Ge => x >= y,
+                    Cmp::Eq => x == y,
+                    Cmp::Ne => x != y,
+                })
+            }
+            Op::Select(c, a, b) => {
+                let c = matches!(out[c.index()], Some(PerCall::Bool(true)));
+                PerCall::Real(if c { r(a) } else { r(b) })
+            }
+            Op::Load(_) | Op::Reduce(..) | Op::Uniform(..) => continue,
+        });
+    }
+    out
+}
+
 /// A comparison's possible outcomes.
 #[derive(Clone, Copy, Debug, Default)]
 struct Cond {
@@ -626,7 +707,21 @@ impl Oracle {
     /// index, in the tensor's memory order.
     pub fn eval(k: &Kernel, sizes: &[usize], params: &[f64], inputs: &[Vec<f32>]) -> Vec<Option<Vec<Av>>> {
         let mut vals: Vec<Vals> = Vec::with_capacity(k.nodes.len());
-        for (_, node) in k.nodes.iter() {
+        // Per-call scalars are exact: evaluated once in f64, rounded once.
+        let per_call = per_call_values(k, sizes, params);
+        for (id, node) in k.nodes.iter() {
+            match per_call[id.index()] {
+                Some(PerCall::Real(x)) => {
+                    // f32 engines see it rounded once; the f64 reference as is.
+                    vals.push(Vals::F(vec![Av::point(x as f32 as f64).union(Av::point(x))]));
+                    continue;
+                }
+                Some(PerCall::Bool(b)) => {
+                    vals.push(Vals::B(vec![Cond { t: b, f: !b, ovf: false }]));
+                    continue;
+                }
+                None => {}
+            }
             let axes = node.axes;
             let n: usize = axes.iter().map(|d| sizes[d.index()]).product();
             let order = dims_of(axes);
