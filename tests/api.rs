@@ -397,3 +397,77 @@ fn calling_thread_and_pools_agree_bit_for_bit_at_runtime_shapes() {
     }
     assert_eq!(k.compiles(), 1, "one compilation serves every shape");
 }
+
+/// `call_foreach` over many small parameter tensors (spread over the pool)
+/// and a large one (split on its own) equals one call per tensor on the
+/// calling thread, bit for bit.
+#[test]
+fn call_foreach_on_a_pool_equals_separate_calls() {
+    let c =
+        Compiler::with_options(CompilerOptions { threads: 3, parallel_min_work: 4096, ..Default::default() }).unwrap();
+    let k = c.kernel(load("ir/optim/adamw.nj"));
+    let order: Vec<&str> = k.signature().tensors.iter().map(|t| t.name.as_str()).collect();
+    let params: Vec<f64> =
+        k.signature().params.iter().map(|p| if p.name == "t" { 3.0 } else { p.default.unwrap_or(0.01) }).collect();
+    let lens: Vec<usize> = (0..40).map(|i| 1 + i * 37 % 500).chain([20_000]).collect();
+    let state = |seed: u32| -> Vec<[Vec<f32>; 4]> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let s = seed + 10 * i as u32;
+                [
+                    data(n, s),
+                    data(n, s + 1),
+                    data(n, s + 2).iter().map(|x| x * 0.1).collect(),
+                    data(n, s + 3).iter().map(|x| x * x).collect(),
+                ]
+            })
+            .collect()
+    };
+    // Tensor order p, g, m, v in the state arrays; the signature's order may differ.
+    let slot = |name: &str| ["p", "g", "m", "v"].iter().position(|n| *n == name).unwrap();
+    let mut a = state(1);
+    let mut b = state(1);
+    {
+        let mut groups: Vec<Vec<Tensor>> = Vec::new();
+        for st in a.iter_mut() {
+            let mut parts: Vec<Option<&mut Vec<f32>>> = st.iter_mut().map(Some).collect();
+            groups.push(
+                order
+                    .iter()
+                    .map(|n| {
+                        let v = parts[slot(n)].take().unwrap();
+                        if *n == "g" {
+                            Tensor::input(v)
+                        } else {
+                            Tensor::output(v)
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        let refs: Vec<&[Tensor]> = groups.iter().map(|g| &g[..]).collect();
+        k.call_foreach(&refs, &params, normjit::Threads::Default).unwrap();
+    }
+    for st in b.iter_mut() {
+        let mut parts: Vec<Option<&mut Vec<f32>>> = st.iter_mut().map(Some).collect();
+        let g: Vec<Tensor> = order
+            .iter()
+            .map(|n| {
+                let v = parts[slot(n)].take().unwrap();
+                if *n == "g" {
+                    Tensor::input(v)
+                } else {
+                    Tensor::output(v)
+                }
+            })
+            .collect();
+        k.call_with(&g, &params, None, normjit::Threads::CallingThread).unwrap();
+    }
+    for (x, y) in a.iter().zip(&b) {
+        for (u, w) in x.iter().zip(y) {
+            assert!(u.iter().zip(w).all(|(p, q)| p.to_bits() == q.to_bits()), "foreach differs from separate calls");
+        }
+    }
+    assert_ne!(a[0][0], state(1)[0][0], "the step changed p");
+}

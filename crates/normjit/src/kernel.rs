@@ -375,6 +375,25 @@ impl Kernel {
             validate(&self.ir, &self.sig, g, params, &[])?;
         }
         check_disjoint(&self.sig, groups.iter().map(|g| &g[..]))?;
+        // Groups too small to split are spread over the pool, one group per
+        // task on the calling thread of that task; a group big enough to
+        // split runs alone on the whole pool. (Either way each group's
+        // result is what a call on it alone gives: chunks depend on sizes.)
+        let min = self.compiler.0.opts.parallel_min_work;
+        let big = |g: &[Tensor<'_>]| g.iter().map(|t| t.len as u64).max().unwrap_or(0) >= min;
+        if let Some(pool) = self.compiler.pool(on).filter(|_| groups.len() > 1) {
+            pool.install(|| {
+                use rayon::prelude::*;
+                groups
+                    .par_iter()
+                    .filter(|g| !big(g))
+                    .try_for_each(|g| self.call_given(g, params, &[], Threads::CallingThread).map(|_| ()))
+            })?;
+            for g in groups.iter().filter(|g| big(g)) {
+                self.call_given(g, params, &[], on)?;
+            }
+            return Ok(());
+        }
         for g in groups {
             self.call_given(g, params, &[], on)?;
         }
