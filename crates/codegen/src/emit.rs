@@ -605,33 +605,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let zero = self.iconst(0);
         self.b.def_var(since, zero);
         let c = self.b.use_var(count);
-        let (j, v) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
-        self.b.def_var(j, zero);
-        self.b.def_var(v, v0);
-        let (head, merge, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let jv = self.b.use_var(j);
-        let bit = self.b.ins().ushr(c, jv);
-        let bit = self.b.ins().band_imm_u(bit, 1);
-        self.b.ins().brif(bit, merge, &[], done, &[]);
-        self.b.switch_to_block(merge);
-        let jv = self.b.use_var(j);
-        let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let ad = self.addr(base, jv);
-        let level = self.b.ins().load(types::F32, flags(), ad, 0);
-        let vv = self.b.use_var(v);
-        let nv = ops::combine(self.b, op, W::S, level, vv);
-        self.b.def_var(v, nv);
-        let nj = self.b.ins().iadd_imm_s(jv, 1);
-        self.b.def_var(j, nj);
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(done);
-        let jv = self.b.use_var(j);
-        let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let ad = self.addr(base, jv);
-        let vv = self.b.use_var(v);
-        self.b.ins().store(flags(), vv, ad, 0);
+        self.stack_push(op, c, v0, &|fx, j| {
+            let base = fx.b.ins().stack_addr(types::I64, slot, 0);
+            fx.addr(base, j)
+        });
         let nc = self.b.ins().iadd_imm_s(c, 1);
         self.b.def_var(count, nc);
     }
@@ -651,8 +628,49 @@ impl<'a, 'b> Fx<'a, 'b> {
     fn collapse(&mut self, a: AccId, r: &RegAcc) -> Value {
         let Cascade { count, stack: slot, .. } = r.cascade.expect("a cascaded sum");
         let op = self.p.accums[a.0 as usize].op;
+        let c = self.b.use_var(count);
+        self.stack_value(op, c, &|fx, j| {
+            let base = fx.b.ins().stack_addr(types::I64, slot, 0);
+            fx.addr(base, j)
+        })
+    }
+
+    /// The push loop of the normative order, for a stack of `c` values
+    /// whose level `j` is at address `level(j)`: `v = level[j] ⊕ v` while
+    /// bit `j` of `c` is set, then `level[j] = v`.
+    fn stack_push(&mut self, op: Reduce, c: Value, v0: Value, level: &dyn Fn(&mut Self, Value) -> Value) {
+        let (j, v) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
+        let zero = self.iconst(0);
+        self.b.def_var(j, zero);
+        self.b.def_var(v, v0);
+        let (head, merge, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let jv = self.b.use_var(j);
+        let bit = self.b.ins().ushr(c, jv);
+        let bit = self.b.ins().band_imm_u(bit, 1);
+        self.b.ins().brif(bit, merge, &[], done, &[]);
+        self.b.switch_to_block(merge);
+        let jv = self.b.use_var(j);
+        let ad = level(self, jv);
+        let lv = self.b.ins().load(types::F32, flags(), ad, 0);
+        let vv = self.b.use_var(v);
+        let nv = ops::combine(self.b, op, W::S, lv, vv);
+        self.b.def_var(v, nv);
+        let nj = self.b.ins().iadd_imm_s(jv, 1);
+        self.b.def_var(j, nj);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(done);
+        let jv = self.b.use_var(j);
+        let ad = level(self, jv);
+        let vv = self.b.use_var(v);
+        self.b.ins().store(flags(), vv, ad, 0);
+    }
+
+    /// The value of a stack of `c` values (level `j` at `level(j)`): the
+    /// identity ⊕ `level[j]` for each set bit `j` of `c`, highest first.
+    fn stack_value(&mut self, op: Reduce, c0: Value, level: &dyn Fn(&mut Self, Value) -> Value) -> Value {
         let (c, acc) = (self.b.declare_var(types::I64), self.b.declare_var(types::F32));
-        let c0 = self.b.use_var(count);
         self.b.def_var(c, c0);
         let id = ops::identity(self.b, op);
         self.b.def_var(acc, id);
@@ -666,11 +684,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let lz = self.b.ins().clz(cv);
         let c63 = self.iconst(63);
         let j = self.b.ins().isub(c63, lz);
-        let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let ad = self.addr(base, j);
-        let level = self.b.ins().load(types::F32, flags(), ad, 0);
+        let ad = level(self, j);
+        let lv = self.b.ins().load(types::F32, flags(), ad, 0);
         let av = self.b.use_var(acc);
-        let na = ops::combine(self.b, op, W::S, av, level);
+        let na = ops::combine(self.b, op, W::S, av, lv);
         self.b.def_var(acc, na);
         let one = self.iconst(1);
         let bit = self.b.ins().ishl(one, j);
@@ -748,36 +765,12 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.counted(zero, n, 1, |fx, e| {
             let ad = fx.addr(base, e);
             let v0 = fx.b.ins().load(types::F32, flags(), ad, 0);
-            let (j, v) = (fx.b.declare_var(types::I64), fx.b.declare_var(types::F32));
-            let z = fx.iconst(0);
-            fx.b.def_var(j, z);
-            fx.b.def_var(v, v0);
-            let (head, merge, done) = (fx.b.create_block(), fx.b.create_block(), fx.b.create_block());
-            fx.b.ins().jump(head, &[]);
-            fx.b.switch_to_block(head);
-            let jv = fx.b.use_var(j);
-            let bit = fx.b.ins().ushr(c, jv);
-            let bit = fx.b.ins().band_imm_u(bit, 1);
-            fx.b.ins().brif(bit, merge, &[], done, &[]);
-            fx.b.switch_to_block(merge);
-            let jv = fx.b.use_var(j);
-            let jn = fx.b.ins().imul(jv, n);
-            let idx = fx.b.ins().iadd(jn, e);
-            let la = fx.addr(levels, idx);
-            let level = fx.b.ins().load(types::F32, flags(), la, 0);
-            let vv = fx.b.use_var(v);
-            let nv = ops::combine(fx.b, op, W::S, level, vv);
-            fx.b.def_var(v, nv);
-            let nj = fx.b.ins().iadd_imm_s(jv, 1);
-            fx.b.def_var(j, nj);
-            fx.b.ins().jump(head, &[]);
-            fx.b.switch_to_block(done);
-            let jv = fx.b.use_var(j);
-            let jn = fx.b.ins().imul(jv, n);
-            let idx = fx.b.ins().iadd(jn, e);
-            let la = fx.addr(levels, idx);
-            let vv = fx.b.use_var(v);
-            fx.b.ins().store(flags(), vv, la, 0);
+            // Element `e`'s level `j` is at `levels + (j * n + e) * 4`.
+            fx.stack_push(op, c, v0, &|fx, j| {
+                let jn = fx.b.ins().imul(j, n);
+                let idx = fx.b.ins().iadd(jn, e);
+                fx.addr(levels, idx)
+            });
             let id = ops::identity(fx.b, op);
             fx.b.ins().store(flags(), id, ad, 0);
         });
@@ -825,34 +818,11 @@ impl<'a, 'b> Fx<'a, 'b> {
             let c0 = self.b.use_var(count);
             let zero = self.iconst(0);
             self.counted(zero, n, 1, |fx, e| {
-                let (c, acc) = (fx.b.declare_var(types::I64), fx.b.declare_var(types::F32));
-                fx.b.def_var(c, c0);
-                let id = ops::identity(fx.b, op);
-                fx.b.def_var(acc, id);
-                let (head, body, done) = (fx.b.create_block(), fx.b.create_block(), fx.b.create_block());
-                fx.b.ins().jump(head, &[]);
-                fx.b.switch_to_block(head);
-                let cv = fx.b.use_var(c);
-                fx.b.ins().brif(cv, body, &[], done, &[]);
-                fx.b.switch_to_block(body);
-                let cv = fx.b.use_var(c);
-                let lz = fx.b.ins().clz(cv);
-                let c63 = fx.iconst(63);
-                let j = fx.b.ins().isub(c63, lz);
-                let jn = fx.b.ins().imul(j, n);
-                let idx = fx.b.ins().iadd(jn, e);
-                let la = fx.addr(levels, idx);
-                let level = fx.b.ins().load(types::F32, flags(), la, 0);
-                let av = fx.b.use_var(acc);
-                let na = ops::combine(fx.b, op, W::S, av, level);
-                fx.b.def_var(acc, na);
-                let one = fx.iconst(1);
-                let bit = fx.b.ins().ishl(one, j);
-                let nc = fx.b.ins().band_not(cv, bit);
-                fx.b.def_var(c, nc);
-                fx.b.ins().jump(head, &[]);
-                fx.b.switch_to_block(done);
-                let r = fx.b.use_var(acc);
+                let r = fx.stack_value(op, c0, &|fx, j| {
+                    let jn = fx.b.ins().imul(j, n);
+                    let idx = fx.b.ins().iadd(jn, e);
+                    fx.addr(levels, idx)
+                });
                 let ad = fx.addr(base, e);
                 fx.b.ins().store(flags(), r, ad, 0);
             });

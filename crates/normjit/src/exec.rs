@@ -100,7 +100,7 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut f32], params: &[u64]
             // its own scratch (group code initializes it itself).
             with_buf(&SCRATCH, total, |s| unsafe { fp.call(f, s.as_mut_ptr(), std::ptr::null_mut(), lo, hi) });
         };
-        let chunks = n.div_ceil(chunk.max(1));
+        let chunks = split.chunks(dims);
         match pool {
             Some(p) if chunks > 1 => p.install(|| (0..chunks).into_par_iter().for_each(body)),
             _ => (0..chunks).for_each(body),
@@ -168,7 +168,7 @@ fn phase(
         return;
     };
     let (n, chunk) = (dims[split.axis.index()], split.chunk(dims));
-    let chunks = n.div_ceil(chunk.max(1));
+    let chunks = split.chunks(dims);
     let plen = lay.partial_len[p];
     with_buf(&PARTIAL, plen * chunks, |partial| {
         for c in 0..chunks {
