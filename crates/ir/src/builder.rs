@@ -9,6 +9,7 @@
 //! about what a valid kernel is.
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::dtype::{DType, Rounding};
 use crate::kernel::*;
 use crate::span::Span;
 use std::collections::HashMap;
@@ -214,11 +215,38 @@ impl KernelBuilder {
                 ok_dims.push(d);
             }
         }
-        let id = self.k.tensors.push(Tensor { name: name.to_string(), role, dtype, dims: ok_dims });
+        let id = self.k.tensors.push(Tensor { name: name.to_string(), role, dtype, rounding: Rounding::NearestEven, dims: ok_dims });
         self.k.spans.tensors.push(self.span);
         self.stored.push(false);
         self.declare(name, Symbol::Tensor(id));
         id
+    }
+
+    /// Makes stores to `t` round stochastically with the `u32` param `seed`
+    /// ([`Rounding::Stochastic`]): only for a written `bf16` tensor.
+    pub fn stochastic(&mut self, t: TensorId, seed: ParamId) {
+        let (Some(tensor), Some(param)) = (self.k.tensors.get(t), self.k.params.get(seed)) else {
+            self.error(format!("stochastic rounding of an undeclared tensor {t:?} or param {seed:?}"));
+            return;
+        };
+        let (name, pname) = (tensor.name.clone(), param.name.clone());
+        if param.ty != ParamType::U32 {
+            self.error(format!("the seed of `stochastic` must be a u32 param, and `{pname}` is f32"));
+        } else if tensor.dtype != DType::BF16 {
+            self.push_diagnostic(
+                Diagnostic::new(
+                    self.span,
+                    format!("stochastic rounding is for `bf16` storage, and `{name}` is `{}`", tensor.dtype.name()),
+                )
+                .note("f32 and f16 stores round to nearest even"),
+            );
+        } else if !tensor.role.is_written() {
+            self.error(format!("`{name}` is an `in` tensor: it is never stored, so it has no rounding"));
+        } else {
+            if let Some(t) = self.k.tensors.get_mut(t) {
+                t.rounding = Rounding::Stochastic(seed);
+            }
+        }
     }
 
     /// Declares an `f32` param with an optional default.

@@ -95,6 +95,10 @@ impl<T> Arena<T> {
     pub fn get(&self, id: Id<T>) -> Option<&T> {
         self.items.get(id.index())
     }
+    /// The item for `id`, mutably (ids stay valid: nothing is removed).
+    pub fn get_mut(&mut self, id: Id<T>) -> Option<&mut T> {
+        self.items.get_mut(id.index())
+    }
     /// Ids and items in insertion order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Id<T>, &T)> + ExactSizeIterator {
         self.items.iter().enumerate().map(|(i, t)| (Id::from_raw(i as u32), t))

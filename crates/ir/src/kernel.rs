@@ -9,6 +9,7 @@
 //! - every `out`/`inout` tensor is stored exactly once, `in` tensors never;
 //! - no `out` tensor is loaded (it has no value at entry).
 
+use crate::dtype::{DType, Rounding};
 use crate::entity::{Arena, Id};
 use crate::span::Span;
 use std::fmt;
@@ -59,31 +60,6 @@ impl Role {
     }
 }
 
-/// Storage type of a tensor element. Compute is always f32 (or f64 in the
-/// reference interpreter); narrower storage types will widen on load and
-/// narrow on store, so adding them touches only loads and stores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DType {
-    /// IEEE binary32.
-    F32,
-}
-
-impl DType {
-    /// The name of the text format.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-        }
-    }
-    /// Bytes per element in memory.
-    pub fn size_bytes(self) -> usize {
-        match self {
-            DType::F32 => 4,
-        }
-    }
-}
-
 /// A tensor argument of the kernel: row-major over `dims`, last dim contiguous.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
@@ -93,6 +69,8 @@ pub struct Tensor {
     pub role: Role,
     /// Element storage type.
     pub dtype: DType,
+    /// How stores round to `dtype` (nearest even unless stochastic).
+    pub rounding: Rounding,
     /// The dims in memory order (outermost first). Empty for a 0-dim tensor.
     pub dims: Vec<DimId>,
 }

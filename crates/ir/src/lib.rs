@@ -29,9 +29,15 @@
 //!
 //! Declarations (any order, but before use):
 //! - `dims A, B, ...`: named sizes, bound at call time (at most 64).
-//! - `in|out|inout NAME: DTYPE[DIM, ...]`: a tensor, row-major, last dim
-//!   contiguous; `f32[]` is a 0-dim (scalar) tensor. A dim appears at most
-//!   once per tensor. Only `f32` storage exists today.
+//! - `in|out|inout NAME: DTYPE[DIM, ...] [stochastic(SEED)]`: a tensor,
+//!   row-major, last dim contiguous; `f32[]` is a 0-dim (scalar) tensor. A
+//!   dim appears at most once per tensor. DTYPE is the storage type, `f32`,
+//!   `bf16` or `f16` ([`DType`]): arithmetic is f32 whatever it is, loads
+//!   widen exactly and stores round to nearest even. `stochastic(SEED)`, on
+//!   a written `bf16` tensor with SEED a `u32` param, makes its store round
+//!   stochastically instead ([`Rounding`]). A caller can override the
+//!   storage of a kernel's tensors per compilation
+//!   ([`Kernel::with_storage`]).
 //! - `param NAME [: f32|u32] [= LITERAL], ...`: runtime scalars, `f32` unless
 //!   typed; a `u32` param is only usable as the seed of `uniform`.
 //!
@@ -158,6 +164,7 @@
 
 mod builder;
 mod diag;
+pub mod dtype;
 mod entity;
 mod hints;
 mod kernel;
@@ -167,13 +174,16 @@ mod printer;
 mod resolve;
 pub mod rng;
 mod span;
+mod storage;
 mod verify;
 
 pub use builder::KernelBuilder;
 pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use dtype::{DType, Rounding, DTYPES};
 pub use entity::{Arena, Id};
 pub use kernel::*;
 pub use span::Span;
+pub use storage::{dtype_named, parse_storage, Storage};
 pub use verify::verify;
 
 /// Parses and verifies one kernel from `.nj` source text.

@@ -74,6 +74,8 @@ pub enum Item {
         name: Ident,
         dtype: Ident,
         dims: Vec<Ident>,
+        /// `stochastic(SEED)` after the dims: the seed param's name.
+        stochastic: Option<Ident>,
         span: Span,
     },
     Params(Vec<ParamDecl>),
@@ -438,8 +440,17 @@ impl Parser<'_> {
                 self.expect(Tok::Comma, "`,` or `]`")?;
             }
         }
+        let stochastic = if matches!(self.peek(), Tok::Ident(w) if w == "stochastic") {
+            self.bump();
+            self.expect(Tok::LParen, "`(` and the seed param, as in `stochastic(seed)`")?;
+            let seed = self.ident("the name of a u32 param (the seed)")?;
+            self.expect(Tok::RParen, "`)`")?;
+            Some(seed)
+        } else {
+            None
+        };
         let span = start.to(self.toks[self.pos.saturating_sub(1)].span);
-        Ok(Item::Tensor { role, name, dtype, dims, span })
+        Ok(Item::Tensor { role, name, dtype, dims, stochastic, span })
     }
 
     fn param(&mut self) -> PResult<ParamDecl> {

@@ -14,6 +14,7 @@
 //! `repeat` prints as its unrolled statements, with the generated names
 //! (`v_1`, `v_2`, ...) of the values it binds.
 
+use crate::dtype::Rounding;
 use crate::kernel::*;
 use std::collections::HashSet;
 use std::fmt::{self, Write};
@@ -111,7 +112,11 @@ impl<'k> Printer<'k> {
         }
         for (_, t) in k.tensors.iter() {
             let dims: Vec<&str> = t.dims.iter().map(|&d| k.dims[d].name.as_str()).collect();
-            let _ = writeln!(out, "  {} {}: {}[{}]", t.role.keyword(), t.name, t.dtype.name(), dims.join(", "));
+            let _ = write!(out, "  {} {}: {}[{}]", t.role.keyword(), t.name, t.dtype.name(), dims.join(", "));
+            if let Rounding::Stochastic(p) = t.rounding {
+                let _ = write!(out, " stochastic({})", k.params[p].name);
+            }
+            out.push('\n');
         }
         for (_, p) in k.params.iter() {
             let _ = write!(out, "  param {}", p.name);

@@ -11,6 +11,7 @@
 use crate::builder::{KernelBuilder, Symbol};
 use crate::diag::{line_of, Diagnostic, Diagnostics};
 use crate::hints::{spelling, ALL_FNS};
+use crate::dtype::DType;
 use crate::kernel::*;
 use crate::parser::{BinOp, Expr, ExprKind, File, Ident, Item};
 use crate::span::Span;
@@ -44,9 +45,28 @@ pub fn resolve(file: &File, src: &str) -> Result<(Kernel, Vec<Diagnostic>), Diag
         warnings: Vec::new(),
         draws: Vec::new(),
         repeat: None,
+        stochastic: Vec::new(),
     };
     for item in &file.items {
         r.item(item);
+    }
+    // After every declaration, so the seed param may come later.
+    for (t, seed, typed) in std::mem::take(&mut r.stochastic) {
+        match r.b.lookup(&seed.name) {
+            Some(Symbol::Param(p)) => {
+                r.mark_used(&seed.name);
+                if typed {
+                    r.b.at(seed.span).stochastic(t, p);
+                }
+            }
+            Some(other) => {
+                let k = other.kind();
+                r.b.at(seed.span).error(format!("the seed of `stochastic` must be a u32 param, but `{}` is {k}", seed.name));
+            }
+            None => {
+                r.b.at(seed.span).error(format!("unknown name `{}`", seed.name));
+            }
+        }
     }
     let Resolver { b, bindings, mut warnings, draws, .. } = r;
     let k = b.finish()?;
@@ -159,6 +179,9 @@ struct Resolver<'a> {
     warnings: Vec<Diagnostic>,
     draws: Vec<Draw>,
     repeat: Option<RepeatCtx>,
+    /// `stochastic(SEED)` declarations, resolved after every declaration
+    /// (tensor, seed name, whether the dtype was valid).
+    stochastic: Vec<(TensorId, Ident, bool)>,
 }
 
 const UNARY_FNS: [(&str, Unary); 8] = [
@@ -252,10 +275,13 @@ impl Resolver<'_> {
                     self.b.at(n.span).dim(&n.name);
                 }
             }
-            Item::Tensor { role, name, dtype, dims, span } => {
+            Item::Tensor { role, name, dtype, dims, stochastic, span } => {
                 let dt = self.dtype(dtype);
                 let ids: Vec<DimId> = dims.iter().filter_map(|d| self.dim(d)).collect();
-                self.b.at(*span).tensor(&name.name, *role, dt.unwrap_or(DType::F32), &ids);
+                let t = self.b.at(*span).tensor(&name.name, *role, dt.unwrap_or(DType::F32), &ids);
+                if let Some(seed) = stochastic {
+                    self.stochastic.push((t, seed.clone(), dt.is_some()));
+                }
                 self.declare(name, if *role == Role::In { BindKind::InTensor } else { BindKind::Other });
             }
             Item::Params(ps) => {
@@ -442,17 +468,15 @@ impl Resolver<'_> {
     }
 
     fn dtype(&mut self, t: &Ident) -> Option<DType> {
-        match t.name.as_str() {
-            "f32" => Some(DType::F32),
-            "bf16" | "f16" => {
-                self.b.at(t.span).error(format!("`{}` storage is not supported yet; only `f32` tensors are", t.name));
-                None
-            }
-            other => {
-                self.b.at(t.span).error(format!("unknown element type `{other}`; expected `f32`"));
-                None
-            }
+        if let Some(d) = DType::from_name(&t.name) {
+            return Some(d);
         }
+        let msg = match t.name.as_str() {
+            "u32" => "`u32` is a param type, not a tensor element type; expected `f32`, `bf16` or `f16`".to_string(),
+            other => format!("unknown element type `{other}`; expected `f32`, `bf16` or `f16`"),
+        };
+        self.b.at(t.span).error(msg);
+        None
     }
 
     /// Resolves a name that must be a dim.

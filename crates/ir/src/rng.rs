@@ -36,6 +36,28 @@ pub fn bits(lo: u32, k1: u32, k2: u32) -> u32 {
     hash32(hash32(lo ^ k1) ^ k2)
 }
 
+/// The seed of the stream that stochastic rounding of tensor number
+/// `tensor` (its declaration index) draws from: `hash32(seed ^ salt)` with
+/// `salt = hash32(tensor ^ 0x53520000)`, so that it differs from the
+/// `uniform` stream of the same seed and from other tensors' streams.
+pub fn rounding_seed(seed: u32, tensor: u32) -> u32 {
+    hash32(seed ^ rounding_salt(tensor))
+}
+
+/// The per-tensor constant of [`rounding_seed`].
+pub fn rounding_salt(tensor: u32) -> u32 {
+    hash32(tensor ^ 0x5352_0000)
+}
+
+/// The 16 random bits stochastic rounding adds when it stores element
+/// `index` of tensor number `tensor` (`index` is row-major over the
+/// tensor's axes in dim declaration order, as for `uniform`):
+/// `floor(uniform(rounding_seed(seed, tensor), index) * 2^16)`.
+pub fn rounding_bits(seed: u32, tensor: u32, index: u64) -> u32 {
+    let (k1, k2) = keys(rounding_seed(seed, tensor), (index >> 32) as u32);
+    bits(index as u32, k1, k2) >> 16
+}
+
 /// The uniform value in `[0, 1)` for `seed` and element index `index`.
 pub fn uniform(seed: u32, index: u64) -> f32 {
     let (k1, k2) = keys(seed, (index >> 32) as u32);
@@ -59,6 +81,16 @@ mod tests {
         }
         assert!((sum / n as f64 - 0.5).abs() < 0.01);
         assert!((below_tenth as f64 / n as f64 - 0.1).abs() < 0.01);
+    }
+
+    #[test]
+    fn rounding_bits_are_the_top_of_the_salted_uniform() {
+        for i in [0u64, 1, 77, (1 << 32) + 3] {
+            let u = uniform(rounding_seed(9, 2), i);
+            assert_eq!(rounding_bits(9, 2, i), (u * 65536.0) as u32);
+        }
+        assert_ne!(rounding_seed(9, 0), rounding_seed(9, 1));
+        assert_ne!(rounding_seed(9, 0), 9);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! shows up as a failed verification instead of a miscompile later. A
 //! failure here is an internal error, not a user error.
 
+use crate::dtype::{DType, Rounding};
 use crate::kernel::*;
 use std::collections::HashSet;
 
@@ -33,6 +34,12 @@ pub fn verify(k: &Kernel) -> Result<(), String> {
                 return Err(format!("tensor {id:?} has a bad or repeated dim {d:?}"));
             }
             seen = seen.with(d);
+        }
+        if let Rounding::Stochastic(p) = t.rounding {
+            let seed_ok = k.params.get(p).is_some_and(|p| p.ty == ParamType::U32);
+            if !seed_ok || t.dtype != DType::BF16 || !t.role.is_written() {
+                return Err(format!("tensor {id:?} rounds stochastically but is not a written bf16 tensor with a u32 seed"));
+            }
         }
     }
     let all_dims = AxisSet::from_bits(if k.dims.len() == 64 { u64::MAX } else { (1u64 << k.dims.len()) - 1 });
