@@ -78,8 +78,7 @@
 #define NJ_ROLE_INOUT 2
 
 /**
- * Element type code: IEEE binary32 (`float`), the only type kernels store
- * today.
+ * Element type code: IEEE binary32 (`float`).
  */
 #define NJ_DTYPE_F32 1
 
@@ -90,12 +89,14 @@
 #define NJ_DTYPE_F64 2
 
 /**
- * Element type code: IEEE binary16. Not accepted by any kernel yet.
+ * Element type code: IEEE binary16, as `uint16_t` bits; for tensors
+ * stored as `f16` (see [`nj_kernel_with_storage`]).
  */
 #define NJ_DTYPE_F16 3
 
 /**
- * Element type code: bfloat16. Not accepted by any kernel yet.
+ * Element type code: bfloat16, as `uint16_t` bits (the high half of an
+ * IEEE binary32); for tensors stored as `bf16`.
  */
 #define NJ_DTYPE_BF16 4
 
@@ -472,6 +473,32 @@ int32_t nj_kernel_load_file(const struct nj_compiler *compiler,
 int32_t nj_kernel_load_library(const struct nj_compiler *compiler,
                                const char *root,
                                const char *name,
+                               struct nj_kernel **out,
+                               struct nj_error **err);
+
+/**
+ * Stores in `*out` (NULL on failure) a new kernel: `kernel` with its
+ * tensors stored as `storage` says, a NUL-terminated list of
+ * `TENSOR=DTYPE` entries separated by commas, the dtypes `f32`, `bf16`
+ * and `f16`; a bf16 output may add `:stochastic(SEED)` for stochastic
+ * rounding with the `u32` param SEED (added to the kernel, without a
+ * default, if it has none by that name). For example `"x=bf16,y=bf16"`.
+ * The kernel it derives from is unchanged and stays valid; the new one
+ * has its own handle, to free with [`nj_kernel_free`]. Buffers of the new
+ * kernel's narrow tensors hold `uint16_t` bit patterns (`NJ_DTYPE_BF16`,
+ * `NJ_DTYPE_F16` in `nj_tensor.dtype`).
+ *
+ * Errors: `NJ_ERR_DTYPE` (an unknown dtype, a name that is not one of
+ * the kernel's tensors, a param given a dtype, stochastic rounding of a
+ * non-bf16 or input tensor; the message names it), `NJ_ERR_INVALID_UTF8`,
+ * `NJ_ERR_NULL_ARGUMENT`, `NJ_ERR_INVALID_HANDLE`.
+ *
+ * # Safety
+ * `storage` is NULL or a NUL-terminated string; `out` and `err` are NULL
+ * or valid for writing one pointer.
+ */
+int32_t nj_kernel_with_storage(const struct nj_kernel *kernel,
+                               const char *storage,
                                struct nj_kernel **out,
                                struct nj_error **err);
 

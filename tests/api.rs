@@ -147,7 +147,7 @@ fn an_output_aliasing_an_input_is_refused() {
     // touches it; the overlap between `x` and `y` is what the run must
     // refuse (it creates no Rust references, so the aliasing itself is not
     // undefined).
-    let raw = |p: *mut f32, n: usize, w: bool| unsafe { Tensor::raw(p, n, w, Some(normjit::DType::F32), "") };
+    let raw = |p: *mut f32, n: usize, w: bool| unsafe { Tensor::raw(p.cast(), n, w, Some(normjit::DType::F32), "") };
     // Partial overlap: x = buf[0..8], y = buf[2..10], both of the right length.
     let b = Bindings::new()
         .tensor("x", raw(ptr, 8, false))
@@ -249,7 +249,7 @@ fn positional_misuse_is_refused_before_anything_is_written() {
     // SAFETY (for `raw`): every raw view below points into a live Vec of at
     // least the length given, or is null with the length the case needs.
     let raw = |p: *mut f32, len: usize, w: bool, dt: Option<normjit::DType>, name: &'static str| unsafe {
-        Tensor::raw(p, len, w, dt, name)
+        Tensor::raw(p.cast(), len, w, dt, name)
     };
     let f32t = Some(normjit::DType::F32);
     let xs = [n, d];

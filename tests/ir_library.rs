@@ -155,6 +155,24 @@ fn library_contract() {
             ],
         ),
         (
+            "ir/optim/adamw_master.nj",
+            &[
+                ("master", InOut, &["P"]),
+                ("p", Out, &["P"]),
+                ("m", InOut, &["P"]),
+                ("v", InOut, &["P"]),
+                ("g", In, &["P"]),
+            ],
+            &[
+                ("lr", Some(1e-3)),
+                ("beta1", Some(0.9)),
+                ("beta2", Some(0.999)),
+                ("eps", Some(1e-8)),
+                ("wd", Some(0.01)),
+                ("t", None),
+            ],
+        ),
+        (
             "ir/optim/adamw_clip.nj",
             &[("p", InOut, &["P"]), ("m", InOut, &["P"]), ("v", InOut, &["P"]), ("g", In, &["P"])],
             &[
@@ -200,6 +218,20 @@ fn library_contract() {
             let p = k.param(name).unwrap_or_else(|| panic!("{file}: no param `{name}`"));
             assert_eq!(k.params[p].ty, f32p, "{file}: type of `{name}`");
             assert_eq!(k.params[p].default, *default, "{file}: default of `{name}`");
+        }
+    }
+    // Storage types are part of the contract too: every tensor is f32
+    // (callers override per compilation) except the mixed-precision
+    // optimizer's model-side tensors.
+    for (file, _, _) in table {
+        let k = load(file);
+        for (_, t) in k.tensors.iter() {
+            let want = if file.ends_with("adamw_master.nj") && (t.name == "p" || t.name == "g") {
+                normjit::DType::BF16
+            } else {
+                normjit::DType::F32
+            };
+            assert_eq!(t.dtype, want, "{file}: dtype of `{}`", t.name);
         }
     }
     let d = load("ir/reg/dropout.nj");

@@ -15,13 +15,10 @@ use normjit::{Bindings, Compiler, CompilerOptions};
 
 fn run_jit(c: &Compiler, k: &Kernel, dims: &[usize], params: &[f64], inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     let kernel = c.kernel(k.clone());
-    let mut bufs = inputs.to_vec();
+    let mut bufs: Vec<Buf> = k.tensors.iter().map(|(id, t)| Buf::of(t.dtype, &inputs[id.index()])).collect();
     let mut b = Bindings::new();
-    let mut rest: &mut [Vec<f32>] = &mut bufs;
-    for (_, t) in k.tensors.iter() {
-        let (first, tail) = rest.split_first_mut().unwrap();
-        rest = tail;
-        b = if t.role == Role::In { b.input(&t.name, first) } else { b.output(&t.name, first) };
+    for ((_, t), buf) in k.tensors.iter().zip(bufs.iter_mut()) {
+        b = b.tensor(&t.name, buf.view(t.role != Role::In));
     }
     for (p, param) in k.params.iter() {
         b = b.param(&param.name, params[p.index()]);
@@ -30,7 +27,17 @@ fn run_jit(c: &Compiler, k: &Kernel, dims: &[usize], params: &[f64], inputs: &[V
         b = b.dim(&dim.name, dims[d.index()]);
     }
     kernel.run(b).unwrap_or_else(|e| panic!("{} {dims:?}: {e}", k.name));
-    bufs
+    bufs.iter().map(Buf::values).collect()
+}
+
+/// The comparison's relative tolerance for a tensor: 1e-5 of the scale,
+/// or an ulp of a narrow storage type.
+fn tolerance(d: normjit::DType) -> f64 {
+    match d {
+        normjit::DType::BF16 => 2f64.powi(-8),
+        normjit::DType::F16 => 2f64.powi(-11),
+        _ => 1e-5,
+    }
 }
 
 fn shapes(k: &Kernel) -> Vec<Vec<usize>> {
@@ -75,7 +82,7 @@ fn jit_agrees_with_the_interpreter_at_odd_shapes_with_nan_and_inf() {
                 let r64 = normjit_interp::run::<f64>(&k, &dims, &params, &s64).unwrap();
                 for (id, t) in k.tensors.iter().filter(|(_, t)| t.role != Role::In) {
                     let what = format!("{} {dims:?} specials={specials} `{}`", k.name, t.name);
-                    if let Err(e) = compare(&what, &got[id.index()], r64.get(id).unwrap(), r32.get(id).unwrap(), 1e-5) {
+                    if let Err(e) = compare(&what, &got[id.index()], r64.get(id).unwrap(), r32.get(id).unwrap(), tolerance(t.dtype)) {
                         failures.push(e);
                     }
                 }

@@ -1,8 +1,11 @@
 //! Shared helpers for the differential tests: the library, random sizes,
-//! plausible inputs with NaN/Inf injected, and the comparison rule.
+//! plausible inputs with NaN/Inf injected, the comparison rule, and
+//! buffers of each storage type.
 #![allow(dead_code)]
 
-use normjit::ir::Kernel;
+use normjit::half::{bf16, f16};
+use normjit::ir::{DType, Kernel};
+use normjit::Tensor;
 use std::path::{Path, PathBuf};
 
 /// Every library kernel with its path.
@@ -55,8 +58,8 @@ pub fn random_dims(k: &Kernel, pick: &mut Pick) -> Vec<usize> {
     }
 }
 
-/// Plausible inputs; with `specials`, some elements become NaN, ±Inf,
-/// subnormal or huge.
+/// Plausible inputs, each a value of its tensor's storage type; with
+/// `specials`, some elements become NaN, ±Inf, subnormal or huge.
 pub fn inputs(k: &Kernel, dims: &[usize], params: &[f64], seed: u64, specials: bool) -> Vec<Vec<f32>> {
     let mut t = normjit_cli::inputs::generate(k, dims, params, seed);
     if specials {
@@ -70,6 +73,11 @@ pub fn inputs(k: &Kernel, dims: &[usize], params: &[f64], seed: u64, specials: b
                 let i = pick.below(buf.len());
                 buf[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -3e38][pick.below(5)];
             }
+        }
+    }
+    for (id, tensor) in k.tensors.iter() {
+        for x in &mut t[id.index()] {
+            *x = tensor.dtype.round_f32(*x);
         }
     }
     t
@@ -129,3 +137,39 @@ pub fn compare(what: &str, got: &[f32], want64: &[f64], want32: &[f32], rel: f64
     }
     Ok(worst)
 }
+
+/// A buffer of one tensor's storage type.
+pub enum Buf {
+    F32(Vec<f32>),
+    BF16(Vec<bf16>),
+    F16(Vec<f16>),
+}
+
+impl Buf {
+    /// `values` (each a value of `d`) in a buffer of `d`.
+    pub fn of(d: DType, values: &[f32]) -> Buf {
+        match d {
+            DType::BF16 => Buf::BF16(values.iter().map(|&x| bf16::from_bits(d.encode(x) as u16)).collect()),
+            DType::F16 => Buf::F16(values.iter().map(|&x| f16::from_bits(d.encode(x) as u16)).collect()),
+            _ => Buf::F32(values.to_vec()),
+        }
+    }
+    pub fn values(&self) -> Vec<f32> {
+        match self {
+            Buf::F32(v) => v.clone(),
+            Buf::BF16(v) => v.iter().map(|x| DType::BF16.decode(u32::from(x.to_bits()))).collect(),
+            Buf::F16(v) => v.iter().map(|x| DType::F16.decode(u32::from(x.to_bits()))).collect(),
+        }
+    }
+    pub fn view(&mut self, writable: bool) -> Tensor<'_> {
+        match (self, writable) {
+            (Buf::F32(v), false) => Tensor::input(v),
+            (Buf::F32(v), true) => Tensor::output(v),
+            (Buf::BF16(v), false) => Tensor::input(v),
+            (Buf::BF16(v), true) => Tensor::output(v),
+            (Buf::F16(v), false) => Tensor::input(v),
+            (Buf::F16(v), true) => Tensor::output(v),
+        }
+    }
+}
+

@@ -16,15 +16,16 @@ pub const NJ_ROLE_OUT: i32 = 1;
 /// Tensor role: updated in place (read at entry, then written).
 pub const NJ_ROLE_INOUT: i32 = 2;
 
-/// Element type code: IEEE binary32 (`float`), the only type kernels store
-/// today.
+/// Element type code: IEEE binary32 (`float`).
 pub const NJ_DTYPE_F32: i32 = 1;
 /// Element type code: IEEE binary64 (`double`). Not accepted by any kernel
 /// yet (runs give `NJ_ERR_DTYPE`).
 pub const NJ_DTYPE_F64: i32 = 2;
-/// Element type code: IEEE binary16. Not accepted by any kernel yet.
+/// Element type code: IEEE binary16, as `uint16_t` bits; for tensors
+/// stored as `f16` (see [`nj_kernel_with_storage`]).
 pub const NJ_DTYPE_F16: i32 = 3;
-/// Element type code: bfloat16. Not accepted by any kernel yet.
+/// Element type code: bfloat16, as `uint16_t` bits (the high half of an
+/// IEEE binary32); for tensors stored as `bf16`.
 pub const NJ_DTYPE_BF16: i32 = 4;
 /// Element type code: `int32_t`. Not accepted by any kernel yet.
 pub const NJ_DTYPE_I32: i32 = 5;
@@ -113,6 +114,8 @@ pub(crate) fn role_code(r: Role) -> i32 {
 pub(crate) fn dtype_code(d: DType) -> i32 {
     match d {
         DType::F32 => NJ_DTYPE_F32,
+        DType::BF16 => NJ_DTYPE_BF16,
+        DType::F16 => NJ_DTYPE_F16,
         _ => 0,
     }
 }
@@ -270,6 +273,52 @@ pub unsafe extern "C" fn nj_kernel_load_library(
         let kernel = compiler.compile_file(&library_path(root, name)?)?;
         // SAFETY: `out` was checked non-null by `begin`.
         unsafe { publish(kernel, out) }
+    };
+    // SAFETY: `err` is NULL or writable (this function's contract).
+    unsafe { guard(err, body) }
+}
+
+/// Stores in `*out` (NULL on failure) a new kernel: `kernel` with its
+/// tensors stored as `storage` says, a NUL-terminated list of
+/// `TENSOR=DTYPE` entries separated by commas, the dtypes `f32`, `bf16`
+/// and `f16`; a bf16 output may add `:stochastic(SEED)` for stochastic
+/// rounding with the `u32` param SEED (added to the kernel, without a
+/// default, if it has none by that name). For example `"x=bf16,y=bf16"`.
+/// The kernel it derives from is unchanged and stays valid; the new one
+/// has its own handle, to free with [`nj_kernel_free`]. Buffers of the new
+/// kernel's narrow tensors hold `uint16_t` bit patterns (`NJ_DTYPE_BF16`,
+/// `NJ_DTYPE_F16` in `nj_tensor.dtype`).
+///
+/// Errors: `NJ_ERR_DTYPE` (an unknown dtype, a name that is not one of
+/// the kernel's tensors, a param given a dtype, stochastic rounding of a
+/// non-bf16 or input tensor; the message names it), `NJ_ERR_INVALID_UTF8`,
+/// `NJ_ERR_NULL_ARGUMENT`, `NJ_ERR_INVALID_HANDLE`.
+///
+/// # Safety
+/// `storage` is NULL or a NUL-terminated string; `out` and `err` are NULL
+/// or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn nj_kernel_with_storage(
+    kernel: *const nj_kernel,
+    storage: *const c_char,
+    out: *mut *mut nj_kernel,
+    err: *mut *mut nj_error,
+) -> i32 {
+    const F: &str = "nj_kernel_with_storage";
+    let body = || {
+        out_ptr(out, F, "out")?;
+        // SAFETY: `out` is non-null and writable (the contract).
+        unsafe { out.write(std::ptr::null_mut()) };
+        let k = handle::kernel(kernel.addr(), F)?;
+        // SAFETY: `storage` is NULL or NUL-terminated (the contract).
+        let spec = unsafe { c_str(storage, F, "storage") }?;
+        let list = normjit::ir::parse_storage(spec).map_err(|e| normjit::Error::Storage(format!("{F}: {e}")))?;
+        let derived = k.kernel.with_storage(&list).map_err(|e| match e {
+            normjit::Error::Storage(m) => normjit::Error::Storage(format!("{F}: {m}")),
+            other => other,
+        })?;
+        // SAFETY: `out` was checked non-null above.
+        unsafe { publish(derived, out) }
     };
     // SAFETY: `err` is NULL or writable (this function's contract).
     unsafe { guard(err, body) }

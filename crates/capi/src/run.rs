@@ -71,7 +71,7 @@ impl Views {
                 // by anything else meanwhile when written; it is non-null
                 // unless `len` is 0 (checked) and aligned (checked).
                 // normjit refuses overlap before writing.
-                let t = unsafe { Tensor::raw(v.ptr, v.len, v.writable, v.dtype, v.dtype_name) };
+                let t = unsafe { Tensor::raw(v.ptr.cast(), v.len, v.writable, v.dtype, v.dtype_name) };
                 t.shaped(&self.shapes[v.shape.clone()])
             })
             .collect()
@@ -83,8 +83,8 @@ fn dtype_of(code: i32) -> (Option<DType>, &'static str, usize) {
     match code {
         NJ_DTYPE_F32 => (Some(DType::F32), "f32", 4),
         NJ_DTYPE_F64 => (None, "f64", 8),
-        NJ_DTYPE_F16 => (None, "f16", 2),
-        NJ_DTYPE_BF16 => (None, "bf16", 2),
+        NJ_DTYPE_F16 => (Some(DType::F16), "f16", 2),
+        NJ_DTYPE_BF16 => (Some(DType::BF16), "bf16", 2),
         NJ_DTYPE_I32 => (None, "i32", 4),
         NJ_DTYPE_I64 => (None, "i64", 8),
         _ => (None, "<unknown dtype code>", 1),

@@ -257,3 +257,85 @@ fn concurrent_runs_on_one_kernel() {
         check(|e| nj_kernel_free(k, e));
     }
 }
+
+/// Storage overrides through the C ABI: LayerNorm with bf16 `x` and `y`
+/// (`uint16_t` buffers) gives the reference interpreter's bits, the
+/// derived kernel describes its dtypes, and the original kernel is
+/// unchanged; bad specs are refused with the reason.
+#[test]
+fn storage_overrides_run_bf16_buffers() {
+    let c = compiler(2);
+    let k = load(c, c"norm/layer_norm");
+    let mut h = null_mut();
+    check(|e| unsafe { nj_kernel_with_storage(k, c"x=bf16,y=bf16".as_ptr(), &mut h, e) });
+    let info = |kern: *mut nj_kernel, i: usize| {
+        let mut t = std::mem::MaybeUninit::<nj_tensor_info>::uninit();
+        check(|e| unsafe { nj_kernel_tensor_info(kern, i, t.as_mut_ptr(), e) });
+        let t = unsafe { t.assume_init() };
+        (text(t.name), t.dtype)
+    };
+    assert_eq!(info(h, 0), ("x".to_string(), NJ_DTYPE_BF16));
+    assert_eq!(info(h, 1), ("gamma".to_string(), NJ_DTYPE_F32));
+    assert_eq!(info(k, 0), ("x".to_string(), NJ_DTYPE_F32), "the kernel it derives from is unchanged");
+
+    let (n, d) = (16, 300);
+    let bits = |v: &[f32]| v.iter().map(|&x| normjit_ir::DType::BF16.encode(x) as u16).collect::<Vec<u16>>();
+    let x = data(n * d, 5);
+    let xb = bits(&x);
+    let (gamma, beta) = (data(d, 6), data(d, 7));
+    let mut yb = vec![0u16; n * d];
+    let (nd, dd) = ([n as i64, d as i64], [d as i64]);
+    let t = [
+        nj_tensor { data: xb.as_ptr().cast_mut().cast(), dtype: NJ_DTYPE_BF16, rank: 2, shape: nd.as_ptr() },
+        desc(gamma.as_ptr().cast_mut(), &dd),
+        desc(beta.as_ptr().cast_mut(), &dd),
+        nj_tensor { data: yb.as_mut_ptr().cast(), dtype: NJ_DTYPE_BF16, rank: 2, shape: nd.as_ptr() },
+    ];
+    check(|e| unsafe { nj_kernel_run(h, t.as_ptr(), 4, [1e-5].as_ptr(), 1, NJ_THREADS_DEFAULT, e) });
+    let ir = ir("norm/layer_norm.nj").with_storage(&normjit_ir::parse_storage("x=bf16,y=bf16").unwrap()).unwrap();
+    let xv: Vec<f32> = xb.iter().map(|&b| normjit_ir::DType::BF16.decode(u32::from(b))).collect();
+    let want = normjit_interp::run::<f64>(
+        &ir,
+        &[n, d],
+        &[1e-5],
+        &[
+            &xv.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &gamma.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &beta.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &[],
+        ],
+    )
+    .unwrap();
+    let want = want.get(ir.tensor("y").unwrap()).unwrap();
+    // Within one bf16 ulp of the f64 reference's bf16 result.
+    let far = yb.iter().zip(want).filter(|(&g, &w)| (i32::from(g) - normjit_ir::DType::BF16.encode(w as f32) as i32).abs() > 1).count();
+    assert_eq!(far, 0);
+
+    // A bf16 buffer given to the f32 kernel, and bad specs.
+    let mut err = null_mut();
+    let code = unsafe { nj_kernel_run(k, t.as_ptr(), 4, [1e-5].as_ptr(), 1, NJ_THREADS_DEFAULT, &mut err) };
+    assert_eq!(code, NJ_ERR_DTYPE);
+    let msg = text(unsafe { nj_error_message(err) });
+    assert!(msg.contains("`x` is declared f32 but a bf16 buffer was given"), "{msg}");
+    unsafe { nj_error_free(err) };
+    for (spec, want) in [
+        (c"x=f64", "`f64` storage is not supported"),
+        (c"eps=bf16", "`eps` is a param"),
+        (c"q=f16", "has no tensor `q`"),
+        (c"y=f16:stochastic(s)", "stochastic rounding is for bf16 storage"),
+    ] {
+        let mut out = null_mut();
+        let mut err = null_mut();
+        let code = unsafe { nj_kernel_with_storage(k, spec.as_ptr(), &mut out, &mut err) };
+        assert_eq!(code, NJ_ERR_DTYPE, "{spec:?}");
+        assert!(out.is_null());
+        let msg = text(unsafe { nj_error_message(err) });
+        assert!(msg.contains(want) && msg.starts_with("nj_kernel_with_storage"), "{spec:?}: {msg}");
+        unsafe { nj_error_free(err) };
+    }
+    unsafe {
+        nj_kernel_free(h, null_mut());
+        nj_kernel_free(k, null_mut());
+        nj_compiler_free(c, null_mut());
+    }
+}

@@ -7,13 +7,19 @@
 //! a scalar tail — and routes reductions into slot accumulators exactly as
 //! the loop IR's normative order says, so results match the loop-IR
 //! interpreter bit for bit.
+//!
+//! Addresses: tensor elements are as wide as the tensor's storage type (4
+//! or 2 bytes; loads widen and stores round through `ops::load` and
+//! `ops::store`), while scratch, partials and cascade stacks are always
+//! f32. Random values keep `uniform`'s integer bits next to the float, so
+//! stochastic rounding takes its 16 bits from them directly.
 
 use crate::layout;
 use crate::ops::{self, Libm, W};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use normjit_ir::{DimId, Reduce, TensorId};
+use normjit_ir::{DType, DimId, Reduce, TensorId};
 use normjit_lower::exec::{cascades, ARRAY_BLOCK_ROWS, BLOCK_ROUNDS, CASCADE_LEVELS};
 use normjit_lower::{AccId, LOp, LValue, Plan, Step};
 use std::collections::HashMap;
@@ -58,6 +64,8 @@ pub(crate) struct Fx<'a, 'b> {
     idx: Vec<Option<Value>>,
     /// Scalar values in scope.
     sc: HashMap<LValue, Value>,
+    /// The random bits (i32) of the `uniform` values in `sc`.
+    sc_bits: HashMap<LValue, Value>,
     /// Tensor base pointers.
     base: HashMap<TensorId, Value>,
     /// Phase being emitted (for partial accumulators).
@@ -84,6 +92,10 @@ pub(crate) struct Fx<'a, 'b> {
     /// Per-call scalars, computed in f64 in the entry block, and rounded
     /// to f32 (masks stay i8) for their users.
     per_call: HashMap<LValue, Value>,
+    /// The conversions' constant table (set in the entry block).
+    consts: Option<ops::Consts>,
+    /// The table's imported symbol.
+    table: cranelift_codegen::ir::GlobalValue,
 }
 
 /// Flags of every load and store: they cannot trap (the runtime checked
@@ -95,7 +107,14 @@ fn flags() -> MemFlagsData {
 }
 
 impl<'a, 'b> Fx<'a, 'b> {
-    pub fn new(p: &'a Plan, b: &'a mut FunctionBuilder<'b>, a: Args, libm: Libm, specialize: bool) -> Self {
+    pub fn new(
+        p: &'a Plan,
+        b: &'a mut FunctionBuilder<'b>,
+        a: Args,
+        libm: Libm,
+        table: cranelift_codegen::ir::GlobalValue,
+        specialize: bool,
+    ) -> Self {
         let idx = vec![None; p.dims.len()];
         Fx {
             p,
@@ -104,6 +123,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             libm,
             idx,
             sc: HashMap::new(),
+            sc_bits: HashMap::new(),
             base: HashMap::new(),
             phase: None,
             tensors: None,
@@ -115,11 +135,17 @@ impl<'a, 'b> Fx<'a, 'b> {
             arrays: Vec::new(),
             specialize,
             per_call: HashMap::new(),
+            consts: None,
+            table,
         }
     }
 
     fn params(&self) -> Value {
         self.params.expect("loaded in the entry block")
+    }
+
+    fn consts(&self) -> ops::Consts {
+        self.consts.expect("made in the entry block")
     }
 
     /// `v` as a value (materializing a constant where used).
@@ -186,6 +212,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         let f = self.a.frame;
         let ld = |b: &mut FunctionBuilder, off: i32| b.ins().load(types::I64, flags(), f, off);
         self.tensors = Some(ld(self.b, layout::FRAME_TENSORS));
+        self.consts = Some(ops::Consts::new(self.b, self.table));
         self.params = Some(ld(self.b, layout::FRAME_PARAMS));
         let dims_ptr = ld(self.b, layout::FRAME_DIMS);
         let offsets = ld(self.b, layout::FRAME_OFFSETS);
@@ -200,7 +227,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         let mut lists: Vec<Vec<DimId>> = self.p.kernel.tensors.iter().map(|(_, t)| t.dims.clone()).collect();
         lists.extend(self.p.accums.iter().map(|a| a.scratch_dims.clone()));
         for n in &self.p.nodes {
-            if let LOp::Uniform(_, axes) = n.op {
+            if let LOp::Uniform(_, axes, _) = n.op {
                 lists.push(axes.iter().collect());
             }
         }
@@ -285,8 +312,32 @@ impl<'a, 'b> Fx<'a, 'b> {
 
     /// Byte address of element `off` of an f32 array at `base`.
     fn addr(&mut self, base: Value, off: Value) -> Value {
-        let bytes = self.b.ins().ishl_imm_u(off, 2);
+        self.addr_of(base, off, 4)
+    }
+
+    /// Byte address of element `off` of an array of `size`-byte elements.
+    fn addr_of(&mut self, base: Value, off: Value, size: i64) -> Value {
+        let bytes = self.b.ins().ishl_imm_u(off, i64::from(size.trailing_zeros()));
         self.b.ins().iadd(base, bytes)
+    }
+
+    /// Storage type of tensor `t`.
+    fn dtype(&self, t: TensorId) -> DType {
+        self.p.kernel.tensors[t].dtype
+    }
+
+    /// Storage type of a stream: its tensor's, f32 for scratch.
+    fn access_dtype(&self, a: Access) -> DType {
+        match a {
+            Access::Tensor(t) => self.dtype(t),
+            Access::Acc(_) => DType::F32,
+        }
+    }
+
+    /// Whether storing `v` to `t` may drop the low half without rounding:
+    /// `v` is a stochastic rounding (already a bf16 value) and `t` is bf16.
+    fn exact_store(&self, t: TensorId, v: LValue) -> bool {
+        self.dtype(t) == DType::BF16 && matches!(self.p.node(v).op, LOp::StochasticRound(..))
     }
 
     /// Base pointer of accumulator `a`'s array: the chunk's private copy
@@ -322,10 +373,11 @@ impl<'a, 'b> Fx<'a, 'b> {
         let x = match &node.op {
             LOp::Load(t) => {
                 let dims = self.p.kernel.tensors[*t].dims.clone();
+                let dtype = self.dtype(*t);
                 let base = self.tensor_base(*t);
                 let off = self.offset(&dims, None);
-                let a = self.addr(base, off);
-                self.b.ins().load(types::F32, flags(), a, 0)
+                let a = self.addr_of(base, off, dtype.size_bytes() as i64);
+                ops::load(self.b, W::S, self.consts(), dtype, flags(), a, 0)
             }
             LOp::Reduced(acc) => {
                 let dims = self.p.accums[acc.0 as usize].scratch_dims.clone();
@@ -334,12 +386,21 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let a = self.addr(base, off);
                 self.b.ins().load(types::F32, flags(), a, 0)
             }
-            LOp::Uniform(seed, axes) => {
+            LOp::Uniform(seed, axes, stream) => {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let index = self.offset(&dims, None);
                 let params = self.params();
                 let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 8) as i32);
-                ops::uniform(self.b, s, index)
+                let s = ops::stream_seed(self.b, self.consts(), s, *stream);
+                let (bits, u) = ops::uniform(self.b, self.consts(), s, index);
+                self.sc_bits.insert(v, bits);
+                u
+            }
+            LOp::StochasticRound(x, u) => {
+                let (x, uv) = (self.scalar(*x), self.scalar(*u));
+                let bits = self.sc_bits.get(u).copied();
+                let r = ops::rounding_bits(self.b, W::S, self.consts(), bits, uv);
+                ops::stochastic_bf16(self.b, W::S, self.consts(), x, r)
             }
             LOp::Count(axes) => self.count(*axes),
             op => {
@@ -370,10 +431,12 @@ impl<'a, 'b> Fx<'a, 'b> {
     pub fn store_scalar(&mut self, t: TensorId, v: LValue) {
         let x = self.scalar(v);
         let dims = self.p.kernel.tensors[t].dims.clone();
+        let dtype = self.dtype(t);
         let base = self.tensor_base(t);
         let off = self.offset(&dims, None);
-        let a = self.addr(base, off);
-        self.b.ins().store(flags(), x, a, 0);
+        let a = self.addr_of(base, off, dtype.size_bytes() as i64);
+        let exact = self.exact_store(t, v);
+        ops::store(self.b, W::S, self.consts(), dtype, flags(), x, a, 0, exact);
     }
 
     /// A counted loop `for i in (lo..hi).step_by(step)`, with `body`
@@ -387,10 +450,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let c = self.b.ins().icmp(IntCC::SignedLessThan, lo, hi);
         self.b.ins().brif(c, block, &[], exit, &[]);
         self.b.switch_to_block(block);
-        let saved = self.sc.clone();
+        let saved = (self.sc.clone(), self.sc_bits.clone());
         let iv = self.b.use_var(i);
         body(self, iv);
-        self.sc = saved;
+        (self.sc, self.sc_bits) = saved;
         let next = self.b.ins().iadd_imm_s(iv, step);
         self.b.def_var(i, next);
         let c = self.b.ins().icmp(IntCC::SignedLessThan, next, hi);
@@ -880,6 +943,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         // Per-access base pointers at index 0 of the inner loop, and the
         // inner stride (elements) of each.
         let mut pre: HashMap<Access, (Value, Sv)> = HashMap::new();
+        let mut sizes: HashMap<Access, i64> = HashMap::new();
         let mut streams: Vec<Access> = Vec::new();
         for &v in &inner_nodes {
             match self.p.node(v).op {
@@ -902,15 +966,17 @@ impl<'a, 'b> Fx<'a, 'b> {
                 Access::Tensor(t) => (self.p.kernel.tensors[t].dims.clone(), self.tensor_base(t)),
                 Access::Acc(a) => (self.p.accums[a.0 as usize].scratch_dims.clone(), self.acc_base(a)),
             };
+            let size = self.access_dtype(s).size_bytes() as i64;
             let off = self.offset(&dims, Some(d));
-            let p0 = self.addr(base, off);
+            let p0 = self.addr_of(base, off, size);
             pre.insert(s, (p0, self.stride_of(&dims, d)));
+            sizes.insert(s, size);
         }
         // Uniform values: keys, the i32 index at inner position 0, the
         // inner stride, and (for vectors) the lane offsets, all hoisted.
         let mut ubase: HashMap<LValue, UniformPre> = HashMap::new();
         for &v in &inner_nodes {
-            if let LOp::Uniform(seed, axes) = self.p.node(v).op {
+            if let LOp::Uniform(seed, axes, stream) = self.p.node(v).op {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let off = self.offset(&dims, Some(d));
                 let base = self.b.ins().ireduce(types::I32, off);
@@ -920,7 +986,8 @@ impl<'a, 'b> Fx<'a, 'b> {
                 };
                 let params = self.params();
                 let s = self.b.ins().load(types::I32, flags(), params, (seed.index() * 8) as i32);
-                let (k1, k2) = ops::uniform_keys(self.b, s);
+                let s = ops::stream_seed(self.b, self.consts(), s, stream);
+                let (k1, k2) = ops::uniform_keys(self.b, self.consts(), s);
                 let (vk1, vk2) = (self.b.ins().splat(types::I32X4, k1), self.b.ins().splat(types::I32X4, k2));
                 let zero = self.b.ins().iconst(types::I32, 0);
                 let mut lanes = self.b.ins().splat(types::I32X4, zero);
@@ -965,26 +1032,27 @@ impl<'a, 'b> Fx<'a, 'b> {
         // Software prefetch (see `normjit_lower::Prefetch`): a base pointer
         // one group iteration ahead for each touched tensor, or this
         // iteration's again on the last one (never out of bounds).
-        let mut touch: Vec<(Value, Sv)> = Vec::new();
+        let mut touch: Vec<(Value, Sv, i64)> = Vec::new();
         if let Some(pf) = self.p.prefetch.clone().filter(|pf| pf.phase == ph && wide) {
             let gi = self.idx[pf.axis.index()].expect("inside the group loop");
             let gn = self.dim(pf.axis);
             for t in pf.tensors {
                 let dims = self.p.kernel.tensors[t].dims.clone();
+                let size = self.dtype(t).size_bytes() as i64;
                 let off = self.offset(&dims, Some(d));
                 let base = self.tensor_base(t);
-                let p0 = self.addr(base, off);
+                let p0 = self.addr_of(base, off, size);
                 let next = self.b.ins().iadd_imm_s(gi, 1);
                 let more = self.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, next, gn);
                 let ahead = self.stride_of(&dims, pf.axis);
-                let ahead = self.mul_sv(ahead, Sv::Const(4));
+                let ahead = self.mul_sv(ahead, Sv::Const(size));
                 let ahead = self.sv(ahead);
                 let zero = self.iconst(0);
                 let shift = self.b.ins().select(more, ahead, zero);
-                touch.push((self.b.ins().iadd(p0, shift), self.stride_of(&dims, d)));
+                touch.push((self.b.ins().iadd(p0, shift), self.stride_of(&dims, d), size));
             }
         }
-        let ctx = Inner { inner_nodes: &inner_nodes, pre: &pre, ubase: &ubase, splats: &splats };
+        let ctx = Inner { inner_nodes: &inner_nodes, pre: &pre, sizes: &sizes, ubase: &ubase, splats: &splats };
         // Main loop over whole rounds of the slots; with a cascaded sum, in
         // blocks of `BLOCK_ROUNDS` rounds, each pushed when done.
         let w = if wide { W::V } else { W::S };
@@ -1037,17 +1105,31 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// Whole rounds of the slots (`width × unroll` elements each) over
     /// `[from, to)`, with the prefetch touches.
     #[allow(clippy::too_many_arguments)]
-    fn round_loop(&mut self, ph: usize, ctx: &Inner, w: W, touch: &[(Value, Sv)], regs: &Regs, from: Value, to: Value) {
+    fn round_loop(
+        &mut self,
+        ph: usize,
+        ctx: &Inner,
+        w: W,
+        touch: &[(Value, Sv, i64)],
+        regs: &Regs,
+        from: Value,
+        to: Value,
+    ) {
         let phase = &self.p.phases[ph];
         let (width, unroll) = (phase.width, phase.unroll);
         let block = (width * unroll) as i64;
         self.counted(from, to, block, |fx, i| {
-            for &(tp, stride) in touch {
-                let s4 = fx.mul_sv(stride, Sv::Const(4));
-                let b = fx.scale(i, s4);
+            for &(tp, stride, size) in touch {
+                let sb = fx.mul_sv(stride, Sv::Const(size));
+                let b = fx.scale(i, sb);
                 let a = fx.b.ins().iadd(tp, b);
                 // The value is unused: the load only brings the line in.
-                fx.b.ins().load(types::F32, flags(), a, 0);
+                // It reads one element, never past the buffer.
+                if size == 2 {
+                    fx.b.ins().uload16(types::I32, flags(), a, 0);
+                } else {
+                    fx.b.ins().load(types::F32, flags(), a, 0);
+                }
             }
             let addrs = fx.stream_addrs(ctx, i);
             for u in 0..unroll {
@@ -1067,15 +1149,16 @@ impl<'a, 'b> Fx<'a, 'b> {
         keys.sort_by_key(|k| format!("{k:?}"));
         for key in keys {
             let (p0, stride) = c.pre[key];
-            let id = format!("{stride:?}");
+            let size = c.sizes[key];
+            let id = format!("{stride:?} x{size}");
             let bytes = match scaled.iter().find(|s| s.0 == id) {
                 Some(&(_, v)) => v,
                 None => {
                     let v = match stride {
-                        Sv::Const(1) => self.b.ins().ishl_imm_u(i, 2),
+                        Sv::Const(1) => self.b.ins().ishl_imm_u(i, i64::from(size.trailing_zeros())),
                         s => {
-                            let s4 = self.mul_sv(s, Sv::Const(4));
-                            self.scale(i, s4)
+                            let sb = self.mul_sv(s, Sv::Const(size));
+                            self.scale(i, sb)
                         }
                     };
                     scaled.push((id, v));
@@ -1090,6 +1173,8 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// Values of the innermost nodes at position `at` with width `w`.
     fn eval_inner(&mut self, c: &Inner, w: W, at: &At) -> HashMap<LValue, Value> {
         let mut vals: HashMap<LValue, Value> = HashMap::new();
+        // The random bits of the `uniform` values in `vals`.
+        let mut bits: HashMap<LValue, Value> = HashMap::new();
         for &v in c.inner_nodes {
             let node = self.p.node(v).clone();
             let x = match &node.op {
@@ -1105,14 +1190,22 @@ impl<'a, 'b> Fx<'a, 'b> {
                         Sv::Dyn(v) => self.b.ins().imul(e, v),
                     };
                     let lo = self.b.ins().iadd(u.base, se);
-                    match w {
-                        W::S => ops::uniform_bits(self.b, w, u.k1, u.k2, lo),
+                    let h = match w {
+                        W::S => ops::uniform_hash(self.b, w, self.consts(), u.k1, u.k2, lo),
                         W::V => {
                             let lo = self.b.ins().splat(types::I32X4, lo);
                             let lo = self.b.ins().iadd(lo, u.lanes);
-                            ops::uniform_bits(self.b, w, u.vk1, u.vk2, lo)
+                            ops::uniform_hash(self.b, w, self.consts(), u.vk1, u.vk2, lo)
                         }
-                    }
+                    };
+                    bits.insert(v, h);
+                    ops::unit_float(self.b, w, h)
+                }
+                LOp::StochasticRound(x, u) => {
+                    let xv = self.operand(c, &vals, *x, w);
+                    let uv = self.operand(c, &vals, *u, w);
+                    let r = ops::rounding_bits(self.b, w, self.consts(), bits.get(u).copied(), uv);
+                    ops::stochastic_bf16(self.b, w, self.consts(), xv, r)
                 }
                 LOp::Count(axes) => {
                     let n = self.count(*axes);
@@ -1143,11 +1236,12 @@ impl<'a, 'b> Fx<'a, 'b> {
 
     /// Address and immediate offset of stream `acc` at `at`.
     fn inner_addr(&mut self, c: &Inner, acc: Access, at: &At) -> (Value, i32) {
+        let size = c.sizes[&acc];
         match c.pre[&acc].1 {
-            Sv::Const(stride) => (at.addrs[&acc], (at.elem * 4 * stride) as i32),
+            Sv::Const(stride) => (at.addrs[&acc], (at.elem * size * stride) as i32),
             Sv::Dyn(_) if at.elem == 0 => (at.addrs[&acc], 0),
             Sv::Dyn(stride) => {
-                let off = self.b.ins().imul_imm_s(stride, at.elem * 4);
+                let off = self.b.ins().imul_imm_s(stride, at.elem * size);
                 (self.b.ins().iadd(at.addrs[&acc], off), 0)
             }
         }
@@ -1155,7 +1249,8 @@ impl<'a, 'b> Fx<'a, 'b> {
 
     fn inner_load(&mut self, c: &Inner, acc: Access, w: W, at: &At) -> Value {
         let (ad, off) = self.inner_addr(c, acc, at);
-        self.b.ins().load(w.f32(), flags(), ad, off)
+        let dtype = self.access_dtype(acc);
+        ops::load(self.b, w, self.consts(), dtype, flags(), ad, off)
     }
 
     /// Accumulates and stores the innermost values of one element (or one
@@ -1196,7 +1291,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         for &(t, v) in &phase.stores {
             let x = self.operand(c, vals, v, w);
             let (ad, off) = self.inner_addr(c, Access::Tensor(t), at);
-            self.b.ins().store(flags(), x, ad, off);
+            let (dtype, exact) = (self.dtype(t), self.exact_store(t, v));
+            ops::store(self.b, w, self.consts(), dtype, flags(), x, ad, off, exact);
         }
     }
 }
@@ -1251,6 +1347,8 @@ struct UniformPre {
 struct Inner<'c> {
     inner_nodes: &'c [LValue],
     pre: &'c HashMap<Access, (Value, Sv)>,
+    /// Bytes per element of each stream.
+    sizes: &'c HashMap<Access, i64>,
     ubase: &'c HashMap<LValue, UniformPre>,
     splats: &'c HashMap<LValue, Value>,
 }

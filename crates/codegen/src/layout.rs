@@ -11,7 +11,7 @@ use normjit_lower::{AccId, Plan};
 #[derive(Clone, Copy, Debug)]
 pub struct Frame {
     /// One base pointer per tensor, by tensor index.
-    pub tensors: *const *mut f32,
+    pub tensors: *const *mut u8,
     /// One 64-bit word per param: f64 bits, or the u32 seed.
     pub params: *const u64,
     /// Each dim's size, by dim index (ignored by code specialized to sizes).

@@ -112,6 +112,7 @@ impl Compiled {
         jb.symbol("nj_pow", nj_pow as *const u8);
         jb.symbol("nj_exp", nj_exp as *const u8);
         jb.symbol("nj_log", nj_log as *const u8);
+        jb.symbol(ops::TABLE_SYMBOL, ops::table_address());
         let mut module = JITModule::new(jb);
         let ptr = types::I64;
         let mut sig = Signature::new(module.isa().default_call_conv());
@@ -134,6 +135,7 @@ impl Compiled {
         let pow = module.declare_function("nj_pow", Linkage::Import, &d2).map_err(|e| err(&e))?;
         let exp = module.declare_function("nj_exp", Linkage::Import, &d1).map_err(|e| err(&e))?;
         let log = module.declare_function("nj_log", Linkage::Import, &d1).map_err(|e| err(&e))?;
+        let table = module.declare_data(ops::TABLE_SYMBOL, Linkage::Import, false, false).map_err(|e| err(&e))?;
 
         let units: Vec<Unit> = if plan.group.is_empty() {
             let mut units: Vec<Unit> = plan
@@ -173,7 +175,8 @@ impl Compiled {
                 b.switch_to_block(entry);
                 let v = b.block_params(entry).to_vec();
                 let args = emit::Args { frame: v[0], scratch: v[1], partial: v[2], lo: v[3], hi: v[4] };
-                let mut fx = emit::Fx::new(plan, &mut b, args, libm, opts.specialize);
+                let table = module.declare_data_in_func(table, b.func);
+                let mut fx = emit::Fx::new(plan, &mut b, args, libm, table, opts.specialize);
                 fx.preload();
                 match unit {
                     Unit::Group => fx.group(),

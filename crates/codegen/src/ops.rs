@@ -5,11 +5,19 @@
 //! rounded root, NaN-propagating `min`/`max` that otherwise return
 //! `a < b ? a : b`, and the libm calls the interpreter makes for `exp`,
 //! `log` and `pow`.
+//!
+//! It also owns the element conversions of the storage types
+//! (`normjit_ir::dtype`): loads that widen bf16/f16 exactly, stores that
+//! round f32 to nearest even (integer sequences with selects, no branches:
+//! Cranelift has no f16 conversions), `uniform`'s random bits (with the
+//! stochastic-rounding streams' seeds) and the stochastic bf16 rounding.
+//! Each is the same steps on one lane or four, so the scalar tail and the
+//! vector body agree with each other and with the definitions.
 
-use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, FuncRef, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, Endianness, FuncRef, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
-use normjit_ir::{Binary, Cmp, Reduce, Unary, ValueType};
+use normjit_ir::{Binary, Cmp, DType, Reduce, Unary, ValueType};
 use normjit_lower::LOp;
 
 /// Lane width of an emitted operation.
@@ -27,6 +35,14 @@ impl W {
         match self {
             W::S => types::F32,
             W::V => types::F32X4,
+        }
+    }
+
+    /// The 32-bit integer type of the same lanes.
+    pub fn i32(self) -> Type {
+        match self {
+            W::S => types::I32,
+            W::V => types::I32X4,
         }
     }
 }
@@ -116,8 +132,8 @@ pub fn compute64(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, a: &[Value], pa
         }
         LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => b.ins().select(a[0], a[1], a[2]),
-        LOp::Count(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => {
-            unreachable!("counts and addressed operations are emitted by the caller")
+        LOp::Count(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {
+            unreachable!("counts, addressed and random operations are emitted by the caller")
         }
     }
 }
@@ -275,21 +291,20 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value]
         }
         LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => pick(b, w, a[0], a[1], a[2]),
-        LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => {
-            unreachable!("addressed operations are emitted by the caller")
+        LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {
+            unreachable!("addressed and random operations are emitted by the caller")
         }
     }
 }
 
-/// lowbias32 on i32 or I32X4.
-fn hash32(b: &mut FunctionBuilder, w: W, x: Value) -> Value {
+/// lowbias32 on i32 or I32X4. The vector multipliers come from the
+/// constant table: one load each (the xorshifts use each product twice, so
+/// they cannot fold), where a splat of an `iconst` costs three
+/// instructions in the loop.
+fn hash32(b: &mut FunctionBuilder, w: W, k: Consts, x: Value) -> Value {
     let mul = |b: &mut FunctionBuilder, x: Value, c: u32| {
-        let k = b.ins().iconst(types::I32, c as i32 as i64);
-        let k = match w {
-            W::S => k,
-            W::V => b.ins().splat(types::I32X4, k),
-        };
-        b.ins().imul(x, k)
+        let kv = kint(b, w, k, c);
+        b.ins().imul(x, kv)
     };
     let xs = |b: &mut FunctionBuilder, x: Value, s: i64| {
         let t = b.ins().ushr_imm_u(x, s);
@@ -311,35 +326,404 @@ fn xor_const(b: &mut FunctionBuilder, x: Value, c: u32) -> Value {
 /// (the runtime refuses larger random domains), so they are computed once
 /// per call: `k1 = hash32(seed ^ hash32(0 ^ 0x9E3779B9))`,
 /// `k2 = hash32(k1 ^ 0x85EBCA6B)` (see `normjit_ir::rng`).
-pub fn uniform_keys(b: &mut FunctionBuilder, seed: Value) -> (Value, Value) {
+pub fn uniform_keys(b: &mut FunctionBuilder, k: Consts, seed: Value) -> (Value, Value) {
     let h0 = normjit_ir::rng::hash32(0x9E37_79B9);
     let k1 = xor_const(b, seed, h0);
-    let k1 = hash32(b, W::S, k1);
+    let k1 = hash32(b, W::S, k, k1);
     let k2 = xor_const(b, k1, 0x85EB_CA6B);
-    let k2 = hash32(b, W::S, k2);
+    let k2 = hash32(b, W::S, k, k2);
     (k1, k2)
 }
 
-/// `uniform` for the i32 element index `lo` (one per lane for vectors,
-/// with keys splatted for vectors): `hash32(hash32(lo ^ k1) ^ k2) >> 8`,
-/// scaled to `[0, 1)`.
-pub fn uniform_bits(b: &mut FunctionBuilder, w: W, k1: Value, k2: Value, lo: Value) -> Value {
+/// The seed of `uniform`'s stream `stream` for the seed param's value
+/// `seed` (i32): the seed itself for stream 0; for stream `t + 1` (the
+/// stochastic rounding of tensor `t`), `hash32(seed ^ rounding_salt(t))`
+/// with the salt a compile-time constant (see `normjit_ir::rng`).
+pub fn stream_seed(b: &mut FunctionBuilder, k: Consts, seed: Value, stream: u32) -> Value {
+    match stream.checked_sub(1) {
+        None => seed,
+        Some(t) => {
+            let x = xor_const(b, seed, normjit_ir::rng::rounding_salt(t));
+            hash32(b, W::S, k, x)
+        }
+    }
+}
+
+/// `uniform`'s 32 random bits for the i32 element index `lo` (one per lane
+/// for vectors, with the keys splatted): `hash32(hash32(lo ^ k1) ^ k2)`.
+pub fn uniform_hash(b: &mut FunctionBuilder, w: W, k: Consts, k1: Value, k2: Value, lo: Value) -> Value {
     let x = b.ins().bxor(lo, k1);
-    let x = hash32(b, w, x);
+    let x = hash32(b, w, k, x);
     let x = b.ins().bxor(x, k2);
-    let bits = hash32(b, w, x);
+    hash32(b, w, k, x)
+}
+
+/// The uniform value in `[0, 1)` of the random bits `bits`: the top 24
+/// scaled by 2^-24 (exact).
+pub fn unit_float(b: &mut FunctionBuilder, w: W, bits: Value) -> Value {
     let top = b.ins().ushr_imm_u(bits, 8);
-    let f = match w {
-        W::S => b.ins().fcvt_from_sint(types::F32, top),
-        W::V => b.ins().fcvt_from_sint(types::F32X4, top),
-    };
+    let f = b.ins().fcvt_from_sint(w.f32(), top);
     let scale = fconst(b, w, 1.0 / 16_777_216.0);
     b.ins().fmul(f, scale)
 }
 
-/// Scalar `uniform(seed, index)` for an i64 index below 2^32.
-pub fn uniform(b: &mut FunctionBuilder, seed: Value, index: Value) -> Value {
-    let (k1, k2) = uniform_keys(b, seed);
+/// Scalar `uniform(seed, index)` for an i64 index below 2^32: the random
+/// bits and the value.
+pub fn uniform(b: &mut FunctionBuilder, k: Consts, seed: Value, index: Value) -> (Value, Value) {
+    let (k1, k2) = uniform_keys(b, k, seed);
     let lo = b.ins().ireduce(types::I32, index);
-    uniform_bits(b, W::S, k1, k2, lo)
+    let bits = uniform_hash(b, W::S, k, k1, k2, lo);
+    (bits, unit_float(b, W::S, bits))
+}
+
+// ---------------------------------------------------------------------------
+// Storage types.
+
+/// The lane patterns of the vector constants of the conversions below.
+const TABLE_BITS: [u32; 17] = [
+    0x8FFF_FFFF,
+    0x7780_0000, // 2^112
+    0x0FFF_FFFF,
+    0x0F7F_FFFF,
+    0x7F80_0000,
+    1,
+    0x7FFF,
+    0x7FEB_352D, // hash32's multipliers
+    0x7FFF_FFFF,
+    0xC800_0FFF,
+    0x3F00_0000, // 0.5
+    0x387F_FFFF,
+    0x200,
+    0xFFFF_0000,
+    0x7FC0_0000,
+    0x7C00,
+    0x846C_A68B,
+];
+
+/// `pshufb` masks gathering bytes 0,1 (row 0) or 2,3 (row 1) of each
+/// 32-bit lane into the low 8 bytes (the high 8 repeat them).
+const PACK_ROWS: [[u32; 4]; 2] =
+    [[0x0504_0100, 0x0D0C_0908, 0x0504_0100, 0x0D0C_0908], [0x0706_0302, 0x0F0E_0B0A, 0x0706_0302, 0x0F0E_0B0A]];
+
+/// [`TABLE_BITS`] splatted to 16-byte rows, then [`PACK_ROWS`]; aligned so
+/// that SSE too can use a row as a memory operand.
+#[repr(C, align(16))]
+struct Table([[u32; 4]; TABLE_BITS.len() + PACK_ROWS.len()]);
+
+static TABLE: Table = {
+    let mut rows = [[0u32; 4]; TABLE_BITS.len() + PACK_ROWS.len()];
+    let mut i = 0;
+    while i < TABLE_BITS.len() {
+        rows[i] = [TABLE_BITS[i]; 4];
+        i += 1;
+    }
+    rows[i] = PACK_ROWS[0];
+    rows[i + 1] = PACK_ROWS[1];
+    Table(rows)
+};
+
+/// The symbol under which generated code imports the constant table.
+pub const TABLE_SYMBOL: &str = "nj_consts";
+
+/// The address of the constant table, for the JIT's symbol lookup. It is a
+/// `static`, so it stays valid as long as the process, which outlives any
+/// generated code.
+pub fn table_address() -> *const u8 {
+    std::ptr::addr_of!(TABLE).cast()
+}
+
+/// The address of the conversions' constant table, in a register.
+///
+/// Cranelift never folds a `vconst` into an operand: each costs a separate
+/// load (`movdqu`) per use in the loop, and hoisting them all into
+/// registers would spill. A plain load from a table, emitted right before
+/// its user, is folded into that user as a memory operand (`vpand xmm,
+/// xmm, [table + k]`), so the constant costs no instruction, only this one
+/// general register. Cranelift folds a load only where no value it feeds,
+/// transitively, is used twice; the sequences below keep their own
+/// intermediate values single-use where they can (one mask of the f16
+/// store cannot be), but a widened value used twice downstream (`x * x`)
+/// un-folds its loads' constants, which then cost one `movdqu` each, as a
+/// `vconst` would. (Passing values through block parameters to cut that
+/// propagation does not survive Cranelift's constant-phi removal.) The
+/// address comes from an imported symbol, not an `iconst`, because
+/// Cranelift rematerializes an integer constant (a 10-byte `movabs`) at
+/// every use.
+#[derive(Clone, Copy)]
+pub struct Consts(Value);
+
+impl Consts {
+    /// The table's address from its imported symbol `gv` (made in the
+    /// entry block, so that it dominates every use; unused, it costs
+    /// nothing).
+    pub fn new(b: &mut FunctionBuilder, gv: cranelift_codegen::ir::GlobalValue) -> Consts {
+        Consts(b.ins().symbol_value(types::I64, gv))
+    }
+}
+
+/// The 32-bit pattern `c` in every lane of width `w`.
+fn kint(b: &mut FunctionBuilder, w: W, k: Consts, c: u32) -> Value {
+    match w {
+        W::S => b.ins().iconst(types::I32, i64::from(c as i32)),
+        W::V => vconst32(b, k, types::I32X4, c),
+    }
+}
+
+/// The f32 `x` in every lane of width `w`.
+fn kf32(b: &mut FunctionBuilder, w: W, k: Consts, x: f32) -> Value {
+    match w {
+        W::S => b.ins().f32const(x),
+        W::V => vconst32(b, k, types::F32X4, x.to_bits()),
+    }
+}
+
+/// `bits` in every lane of a vector of type `ty`: a load from the table
+/// (a `vconst` for a pattern it lacks, which is correct, only slower).
+fn vconst32(b: &mut FunctionBuilder, k: Consts, ty: Type, bits: u32) -> Value {
+    match TABLE_BITS.iter().position(|&t| t == bits) {
+        Some(row) => {
+            // The table is immutable, 16-byte aligned and always mapped.
+            let flags = MemFlagsData::trusted().with_readonly();
+            b.ins().load(ty, flags, k.0, (row * 16) as i32)
+        }
+        None => {
+            let data: Vec<u8> = bits.to_le_bytes().repeat(4);
+            let c = b.func.dfg.constants.insert(data.into());
+            b.ins().vconst(ty, c)
+        }
+    }
+}
+
+/// The bits of an f32 value (lanes keep their count: no endianness needed).
+fn to_int(b: &mut FunctionBuilder, w: W, x: Value) -> Value {
+    b.ins().bitcast(w.i32(), MemFlagsData::new(), x)
+}
+
+fn to_float(b: &mut FunctionBuilder, w: W, x: Value) -> Value {
+    b.ins().bitcast(w.f32(), MemFlagsData::new(), x)
+}
+
+/// `m ? x : y` on integer lanes, for a comparison mask `m` (an i8 for
+/// scalars; lanes all-ones or zero for vectors, which makes `bitselect` a
+/// single blend).
+fn isel(b: &mut FunctionBuilder, w: W, m: Value, x: Value, y: Value) -> Value {
+    match w {
+        W::S => b.ins().select(m, x, y),
+        W::V => b.ins().bitselect(m, x, y),
+    }
+}
+
+/// `m ? k : 0` for a comparison mask `m`.
+fn mask_and(b: &mut FunctionBuilder, w: W, k: Consts, m: Value, c: u32) -> Value {
+    let kv = kint(b, w, k, c);
+    match w {
+        W::S => {
+            let zero = b.ins().iconst(types::I32, 0);
+            b.ins().select(m, kv, zero)
+        }
+        W::V => b.ins().band(m, kv),
+    }
+}
+
+/// Loads one element (`W::S`) or four consecutive elements (`W::V`) of
+/// storage type `dtype` at `addr + off`, widened exactly to f32 (as
+/// `DType::decode`). A narrow vector load reads exactly 8 bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn load(
+    b: &mut FunctionBuilder,
+    w: W,
+    k: Consts,
+    dtype: DType,
+    flags: MemFlagsData,
+    addr: Value,
+    off: i32,
+) -> Value {
+    if !dtype.is_narrow() {
+        return b.ins().load(w.f32(), flags, addr, off);
+    }
+    // The 16-bit patterns, zero-extended to 32-bit lanes: `movzx`, or
+    // `pmovzxwd` from memory for vectors.
+    let h = match w {
+        W::S => b.ins().uload16(types::I32, flags, addr, off),
+        W::V => b.ins().uload16x4(flags, addr, off),
+    };
+    if dtype == DType::F16 {
+        return f16_to_f32(b, w, k, h);
+    }
+    // bf16 is the top half of an f32.
+    let x = b.ins().ishl_imm_u(h, 16);
+    to_float(b, w, x)
+}
+
+/// `normjit_ir::dtype::f16_to_f32` of the zero-extended f16 patterns `h`.
+/// With `t = h << 16` (the sign at bit 31), an arithmetic shift right by 3
+/// gives `sign` in bits 31..28 over `(h & 0x7FFF) << 13`; masking bits
+/// 30..28 leaves the f16 exponent and fraction in an f32 whose exponent is
+/// 112 too small, with the sign. Multiplying by 2^112 rebiases it exactly,
+/// subnormal f16s included (they are f32 subnormals whose product is a
+/// normal f32; this assumes the default MXCSR, no denormals-are-zero, as
+/// all f32 arithmetic here does) and the sign carried through (±0 stay
+/// ±0). Exponent 0x1F (inf, NaN) came out as exponent 143 with the fraction
+/// untouched; OR-ing in 0x7F800000 makes it 0xFF, payload and sign kept.
+fn f16_to_f32(b: &mut FunctionBuilder, w: W, k: Consts, h: Value) -> Value {
+    let t = b.ins().ishl_imm_u(h, 16);
+    let s3 = b.ins().sshr_imm_u(t, 3);
+    let m = kint(b, w, k, 0x8FFF_FFFF);
+    let x = b.ins().band(s3, m);
+    let xf = to_float(b, w, x);
+    let scale = kf32(b, w, k, f32::from_bits((127 + 112) << 23));
+    let f = b.ins().fmul(xf, scale);
+    // The magnitude bits from `s3`, not `x`: each mask then has one user
+    // and folds into it.
+    let em = kint(b, w, k, 0x0FFF_FFFF);
+    let mag = b.ins().band(s3, em);
+    let lim = kint(b, w, k, 0x0F7F_FFFF);
+    let special = b.ins().icmp(IntCC::SignedGreaterThan, mag, lim);
+    let fix = mask_and(b, w, k, special, 0x7F80_0000);
+    let fi = to_int(b, w, f);
+    let r = b.ins().bor(fi, fix);
+    to_float(b, w, r)
+}
+
+/// `normjit_ir::dtype::f32_to_bf16` of `x`, in the HIGH 16 bits of each
+/// 32-bit lane (the low half is garbage): round to nearest even by adding
+/// `0x7FFF` plus the kept lsb (a carry out of the largest finite value
+/// gives inf); NaN is `0x7FC0`.
+fn bf16_bits_high(b: &mut FunctionBuilder, w: W, k: Consts, x: Value) -> Value {
+    let xb = to_int(b, w, x);
+    let hi = b.ins().ushr_imm_u(xb, 16);
+    let one = kint(b, w, k, 1);
+    let lsb = b.ins().band(hi, one);
+    let half = kint(b, w, k, 0x7FFF);
+    let t = b.ins().iadd(xb, half);
+    let t = b.ins().iadd(t, lsb);
+    let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    let qnan = kint(b, w, k, 0x7FC0_0000);
+    isel(b, w, nan, qnan, t)
+}
+
+/// `normjit_ir::dtype::f32_to_f16` of `x`, in the low 16 bits of each
+/// 32-bit lane, all three cases computed and selected:
+/// - normal: `(a + 0xC8000FFF + odd) >> 13` on the magnitude bits `a`
+///   (wrapping), then at most 0x7C00 (inf). For `a >= 0x47800000`
+///   (|x| >= 65536, inf, NaN: up to 0x7FFFFFFF) the wrapped sum is
+///   `a - 0x37FFF001 + odd`, in `0x0F800FFF..=0x48000FFF`, so the shifted
+///   value is at least 0x7C00 and the minimum makes it inf exactly;
+/// - |x| < 2^-14: the bits of `|x| + 0.5` minus those of 0.5 (the FPU's
+///   own rounding to the f16 subnormal ulp);
+/// - NaN (a > 0x7F800000): inf | 0x200 = 0x7E00;
+///
+/// then the sign OR'ed in.
+fn f16_bits(b: &mut FunctionBuilder, w: W, k: Consts, x: Value) -> Value {
+    let xb = to_int(b, w, x);
+    let abs = kint(b, w, k, 0x7FFF_FFFF);
+    let a = b.ins().band(xb, abs);
+    let sign = b.ins().bxor(xb, a);
+    let odd = b.ins().ushr_imm_u(a, 13);
+    let one = kint(b, w, k, 1);
+    let odd = b.ins().band(odd, one);
+    let bias = kint(b, w, k, 0xC800_0FFF);
+    let n = b.ins().iadd(a, bias);
+    let n = b.ins().iadd(n, odd);
+    let n = b.ins().ushr_imm_u(n, 13);
+    let inf16 = kint(b, w, k, 0x7C00);
+    let n = b.ins().umin(n, inf16);
+    let af = to_float(b, w, a);
+    let half = kf32(b, w, k, 0.5);
+    let s = b.ins().fadd(af, half);
+    let s = to_int(b, w, s);
+    let halfbits = kint(b, w, k, 0x3F00_0000);
+    let s = b.ins().isub(s, halfbits);
+    let lim = kint(b, w, k, 0x387F_FFFF);
+    let normal = b.ins().icmp(IntCC::SignedGreaterThan, a, lim);
+    let o = isel(b, w, normal, n, s);
+    let inf = kint(b, w, k, 0x7F80_0000);
+    let nan = b.ins().icmp(IntCC::SignedGreaterThan, a, inf);
+    let quiet = mask_and(b, w, k, nan, 0x200);
+    let o = b.ins().bor(o, quiet);
+    let sh = b.ins().ushr_imm_u(sign, 16);
+    b.ins().bor(o, sh)
+}
+
+/// Stores `x` (f32 lanes) to one element or four consecutive elements of
+/// storage type `dtype` at `addr + off`, rounded as `DType::encode`. With
+/// `exact`, `x` is known to be a bf16 value (or the canonical NaN), as
+/// stochastic rounding leaves it, so a bf16 store only drops the low half.
+/// A narrow vector store writes exactly 8 bytes: the four 16-bit results
+/// gathered into the low 8 bytes by one `pshufb` (its mask a folded
+/// constant), stored from lane 0 of an F64X2 view (`movsd`).
+#[allow(clippy::too_many_arguments)]
+pub fn store(
+    b: &mut FunctionBuilder,
+    w: W,
+    k: Consts,
+    dtype: DType,
+    flags: MemFlagsData,
+    x: Value,
+    addr: Value,
+    off: i32,
+    exact: bool,
+) {
+    // The 32-bit lanes holding the results, and which half holds them.
+    let (bits, high) = match dtype {
+        DType::BF16 if exact => (to_int(b, w, x), true),
+        DType::BF16 => (bf16_bits_high(b, w, k, x), true),
+        DType::F16 => (f16_bits(b, w, k, x), false),
+        _ => {
+            b.ins().store(flags, x, addr, off);
+            return;
+        }
+    };
+    match w {
+        W::S => {
+            let bits = if high { b.ins().ushr_imm_u(bits, 16) } else { bits };
+            b.ins().istore16(flags, bits, addr, off);
+        }
+        W::V => {
+            // Bytes 0,1 (or 2,3) of each lane to the low 8 bytes; the high
+            // 8 repeat them and are not stored. The lane count changes,
+            // so the bitcasts name their byte order.
+            // (`x86_pshufb`, not `shuffle(v, v)`: a value used twice would
+            // keep the constants of its computation out of the memory
+            // operands, see `Consts`.)
+            let le = MemFlagsData::new().with_endianness(Endianness::Little);
+            let bytes = b.ins().bitcast(types::I8X16, le, bits);
+            let row = TABLE_BITS.len() + usize::from(high);
+            let mask = b.ins().load(types::I8X16, MemFlagsData::trusted().with_readonly(), k.0, (row * 16) as i32);
+            let packed = b.ins().x86_pshufb(bytes, mask);
+            let d = b.ins().bitcast(types::F64X2, le, packed);
+            let lo = b.ins().extractlane(d, 0);
+            b.ins().store(flags, lo, addr, off);
+        }
+    }
+}
+
+/// `normjit_ir::dtype::stochastic_bf16_f32(x, r)` for 32-bit lanes `r` of
+/// random bits in `0..65536`: `(bits(x) + r) & 0xFFFF0000`, NaN
+/// `0x7FC00000`.
+pub fn stochastic_bf16(b: &mut FunctionBuilder, w: W, k: Consts, x: Value, r: Value) -> Value {
+    let xb = to_int(b, w, x);
+    let t = b.ins().iadd(xb, r);
+    let hi = kint(b, w, k, 0xFFFF_0000);
+    let t = b.ins().band(t, hi);
+    let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    let qnan = kint(b, w, k, 0x7FC0_0000);
+    let t = isel(b, w, nan, qnan, t);
+    to_float(b, w, t)
+}
+
+/// The 16 random bits stochastic rounding uses from a uniform value:
+/// `floor(u * 2^16)`, from `uniform`'s random bits when known (their top
+/// 16, which is exactly that for `u = (bits >> 8) * 2^-24`), else from `u`
+/// itself as the loop IR computes it (`(u * 65536) as u32 & 0xFFFF`,
+/// saturating like Rust's `as`).
+pub fn rounding_bits(b: &mut FunctionBuilder, w: W, k: Consts, bits: Option<Value>, u: Value) -> Value {
+    if let Some(bits) = bits {
+        return b.ins().ushr_imm_u(bits, 16);
+    }
+    let scale = fconst(b, w, 65536.0);
+    let s = b.ins().fmul(u, scale);
+    let r = b.ins().fcvt_to_uint_sat(w.i32(), s);
+    let m = kint(b, w, k, 0xFFFF);
+    b.ins().band(r, m)
 }

@@ -8,7 +8,7 @@ use crate::layout::{
 };
 use crate::real::{self, Float};
 use crate::reduce::reduce;
-use normjit_ir::{AxisSet, Binary, Cmp, Kernel, Op, Reduce, Stmt, TensorId, Unary, ValueId};
+use normjit_ir::{rng, AxisSet, Binary, Cmp, Kernel, Op, Reduce, Rounding, Stmt, TensorId, Unary, ValueId};
 use std::borrow::Cow;
 
 /// A node's value: dense row-major over its axes in dim declaration order.
@@ -184,7 +184,9 @@ impl<'a, T: Float> Eval<'_, 'a, T> {
             if let Stmt::Store { tensor, value } = *s {
                 uses[value.index()] -= 1;
                 let last = uses[value.index()] == 0;
-                outs[tensor.index()] = Some(self.store(&mut vals, &mut pool, tensor, value, last)?);
+                let mut out = self.store(&mut vals, &mut pool, tensor, value, last)?;
+                self.round(tensor, &mut out);
+                outs[tensor.index()] = Some(out);
             }
         }
         Ok(outs)
@@ -331,8 +333,22 @@ impl<'a, T: Float> Eval<'_, 'a, T> {
     fn load(&self, pool: &mut Pool<T>, t: TensorId) -> Result<Val<'a, T>> {
         let tensor = &self.k.tensors[t];
         let data: &'a [T] = self.tensors[t.index()];
+        if tensor.dtype.is_narrow() {
+            // The tensor holds values of its type: an entry value that is
+            // not one reads as its rounding (the identity for callers that
+            // pass values of the type).
+            let mut held = pool.take(data.len(), || format!("the entry value of `{}`", tensor.name))?;
+            held.extend(data.iter().map(|x| x.store_as(tensor.dtype)));
+            return self.laid_out(pool, tensor, Cow::Owned(held));
+        }
+        self.laid_out(pool, tensor, Cow::Borrowed(data))
+    }
+
+    /// `data`, a tensor's contents in its own layout, transposed into dim
+    /// declaration order unless it already is in it.
+    fn laid_out(&self, pool: &mut Pool<T>, tensor: &normjit_ir::Tensor, data: Cow<'a, [T]>) -> Result<Val<'a, T>> {
         if tensor.dims.windows(2).all(|w| w[0] < w[1]) {
-            return Ok(Val::Real(Cow::Borrowed(data)));
+            return Ok(Val::Real(data));
         }
         let tshape: Vec<usize> = tensor.dims.iter().map(|d| self.sizes[d.index()]).collect();
         let tstrides = row_major_strides(&tshape);
@@ -343,8 +359,43 @@ impl<'a, T: Float> Eval<'_, 'a, T> {
         let axes = tensor.axes();
         let strides: Vec<usize> = axes.iter().map(|d| by_dim[d.index()]).collect();
         let mut out = pool.take(data.len(), || format!("the transposed load of `{}`", tensor.name))?;
-        gather(data, &shape(axes, self.sizes), &strides, &mut out);
+        gather(&data, &shape(axes, self.sizes), &strides, &mut out);
+        if let Cow::Owned(v) = data {
+            pool.put(Val::Real(Cow::Owned(v)));
+        }
         Ok(Val::Real(Cow::Owned(out)))
+    }
+
+    /// Rounds the final contents of `tensor` (in its own layout) to its
+    /// storage type: to nearest even, or stochastically with the noise of
+    /// each element at its row-major index over the tensor's axes in dim
+    /// declaration order.
+    fn round(&self, tensor: TensorId, out: &mut [T]) {
+        let t = &self.k.tensors[tensor];
+        match t.rounding {
+            Rounding::NearestEven if t.dtype.is_narrow() => {
+                for x in out.iter_mut() {
+                    *x = x.store_as(t.dtype);
+                }
+            }
+            Rounding::NearestEven => {}
+            Rounding::Stochastic(seed) => {
+                let seed = self.params[seed.index()] as u32;
+                let axes = t.axes();
+                let n = out.len() as u64;
+                // The noise in declaration order, then laid out like the
+                // tensor (the transposition a store does).
+                let noise: Vec<u32> = (0..n).map(|i| rng::rounding_bits(seed, tensor.index() as u32, i)).collect();
+                let by_dim = dim_strides(axes, self.sizes);
+                let strides: Vec<usize> = t.dims.iter().map(|d| by_dim[d.index()]).collect();
+                let tshape: Vec<usize> = t.dims.iter().map(|d| self.sizes[d.index()]).collect();
+                let mut laid = Vec::with_capacity(noise.len());
+                gather(&noise, &tshape, &strides, &mut laid);
+                for (x, r) in out.iter_mut().zip(laid) {
+                    *x = x.stochastic_bf16(r);
+                }
+            }
+        }
     }
 
     /// The final contents of `tensor`: `value` broadcast and laid out in the

@@ -47,6 +47,15 @@
 //!   AXES (declaration order) the value [`normjit_ir::rng::uniform`]`(seed,
 //!   i)`, an f32, widened exactly in f64 mode: both modes see the same
 //!   numbers. The seed param must be a whole number in `0..=u32::MAX`.
+//! - **Storage types.** Tensors are passed as values of `T` whatever their
+//!   [`normjit_ir::DType`]. A `bf16`/`f16` tensor holds values of its
+//!   type: a load reads each entry value rounded to the type (the identity
+//!   for values of the type), and a store rounds each element once, from
+//!   the `T` value, to nearest even ([`normjit_ir::DType::round_f64`] in
+//!   f64 mode, so the reference has no double rounding) or stochastically
+//!   ([`normjit_ir::Rounding::Stochastic`]: element `i` in row-major order
+//!   over the tensor's axes in dim declaration order draws
+//!   [`normjit_ir::rng::rounding_bits`]`(seed, tensor index, i)`).
 //! - **`inout`** tensors: every read sees the value at entry. Inputs are
 //!   never mutated; every `out`/`inout` result is a fresh buffer.
 //! - **Zero-size dims** are allowed everywhere: values over them are empty.

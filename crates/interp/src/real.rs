@@ -56,10 +56,16 @@ mod sealed {
         fn abs(self) -> Self;
         /// True if the sign bit is set (including `-0.0` and negative NaNs).
         fn is_sign_negative(self) -> bool;
+        /// `self` rounded to storage type `d`, exactly as the one rounding
+        /// `DType` defines (from this type's value, with no intermediate
+        /// rounding).
+        fn store_as(self, d: normjit_ir::DType) -> Self;
+        /// `self` stochastically rounded to bf16 with random bits `r`.
+        fn stochastic_bf16(self, r: u32) -> Self;
     }
 
     macro_rules! float_impl {
-        ($t:ty) => {
+        ($t:ty, $round:ident, $sr:path) => {
             impl Float for $t {
                 const ZERO: Self = 0.0;
                 const ONE: Self = 1.0;
@@ -101,11 +107,19 @@ mod sealed {
                 fn is_sign_negative(self) -> bool {
                     <$t>::is_sign_negative(self)
                 }
+                #[inline]
+                fn store_as(self, d: normjit_ir::DType) -> Self {
+                    d.$round(self)
+                }
+                #[inline]
+                fn stochastic_bf16(self, r: u32) -> Self {
+                    $sr(self, r)
+                }
             }
         };
     }
-    float_impl!(f32);
-    float_impl!(f64);
+    float_impl!(f32, round_f32, normjit_ir::dtype::stochastic_bf16_f32);
+    float_impl!(f64, round_f64, normjit_ir::dtype::stochastic_bf16_f64);
 }
 
 /// `sign(x)`: 1 for x > 0, -1 for x < 0, `+0.0` for `±0`, NaN for NaN.

@@ -42,8 +42,11 @@ impl std::fmt::Display for ExecError {
 impl std::error::Error for ExecError {}
 
 /// Runs `plan` at sizes `dims`. `tensors` holds every tensor's buffer (by
-/// tensor index): entry values for `in`/`inout`, anything of the right
-/// length for `out`. `out` and `inout` buffers are updated in place.
+/// tensor index), as f32 values whatever the storage type: entry values
+/// for `in`/`inout` (each a value of the tensor's type), anything of the
+/// right length for `out`. `out` and `inout` buffers are updated in place
+/// with every stored value rounded to the tensor's type
+/// ([`normjit_ir::DType::round_f32`]), so encoding them is exact.
 pub fn exec(plan: &Plan, dims: &[usize], params: &[f64], tensors: &mut [Vec<f32>]) -> Result<(), ExecError> {
     let k = &plan.kernel;
     if dims.len() != k.dims.len() || params.len() != k.params.len() || tensors.len() != k.tensors.len() {
@@ -246,8 +249,9 @@ impl<'a> Machine<'a> {
             match self.p.steps[s] {
                 Step::Compute(v) => self.eval(v, t, idx),
                 Step::Store(tensor, v) => {
-                    let o = self.offset(&self.p.kernel.tensors[tensor].dims, idx);
-                    t[tensor.index()][o] = self.vals[v.0 as usize];
+                    let tn = &self.p.kernel.tensors[tensor];
+                    let o = self.offset(&tn.dims, idx);
+                    t[tensor.index()][o] = tn.dtype.round_f32(self.vals[v.0 as usize]);
                 }
                 Step::Phase(ph) => self.phase(ph, t, idx),
             }
@@ -306,7 +310,7 @@ impl<'a> Machine<'a> {
                     val(*y)
                 }
             }
-            LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => f64::NAN,
+            LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => f64::NAN,
         }
     }
 
@@ -373,10 +377,15 @@ impl<'a> Machine<'a> {
                 self.scratch[a.0 as usize][self.offset(&acc.scratch_dims, idx)]
             }
             LOp::Count(ax) => count(self.dims, *ax),
-            LOp::Uniform(p, ax) => {
+            LOp::Uniform(p, ax, stream) => {
                 let dims: Vec<DimId> = ax.iter().collect();
                 let i = self.offset(&dims, idx) as u64;
-                rng::uniform(self.params[p.index()] as u32, i)
+                let seed = self.params[p.index()] as u32;
+                let seed = if *stream == 0 { seed } else { rng::rounding_seed(seed, stream - 1) };
+                rng::uniform(seed, i)
+            }
+            LOp::StochasticRound(x, u) => {
+                normjit_ir::dtype::stochastic_bf16_f32(val(*x), (val(*u) * 65536.0) as u32)
             }
         };
         self.vals[v.0 as usize] = r;
@@ -464,8 +473,9 @@ impl<'a> Machine<'a> {
                 }
             }
             for &(tensor, v) in &ph.stores {
-                let o = self.offset(&self.p.kernel.tensors[tensor].dims, idx);
-                t[tensor.index()][o] = self.vals[v.0 as usize];
+                let tn = &self.p.kernel.tensors[tensor];
+                let o = self.offset(&tn.dims, idx);
+                t[tensor.index()][o] = tn.dtype.round_f32(self.vals[v.0 as usize]);
             }
             return;
         }

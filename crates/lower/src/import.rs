@@ -6,7 +6,7 @@
 //! [`LOp::Reduced`], and only values that reach a store kept.
 
 use crate::loopir::*;
-use normjit_ir::{Kernel, Op, Stmt, TensorId, ValueId};
+use normjit_ir::{Kernel, Op, Rounding, Stmt, TensorId, ValueId, ValueType};
 use std::collections::HashMap;
 
 /// Imported values plus the kernel's stores, in statement order.
@@ -57,7 +57,7 @@ pub fn import(k: &Kernel) -> Imported {
             Op::Compare(c, x, y) => LOp::Compare(*c, m(*x), m(*y)),
             Op::Select(c, x, y) => LOp::Select(m(*c), m(*x), m(*y)),
             Op::Count(ax) => LOp::Count(*ax),
-            Op::Uniform(p, ax) => LOp::Uniform(*p, *ax),
+            Op::Uniform(p, ax) => LOp::Uniform(*p, *ax, 0),
             Op::Reduce(r, a, axes) => {
                 let operand = m(*a);
                 let key = format!("{r:?} {} {}", operand.0, axes.bits());
@@ -85,7 +85,7 @@ pub fn import(k: &Kernel) -> Imported {
                 LOp::Unary(..) | LOp::Binary(..) | LOp::Compare(..) | LOp::Select(..) => {
                     op.operands().iter().all(|o| out.nodes[o.0 as usize].per_call)
                 }
-                LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) => false,
+                LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => false,
             };
         let v = *memo.entry(key).or_insert_with(|| {
             out.nodes.push(LNode { op, ty: node.ty, axes: node.axes, per_call });
@@ -97,7 +97,23 @@ pub fn import(k: &Kernel) -> Imported {
     for s in &k.stmts {
         match s {
             Stmt::Store { tensor, value } => {
-                out.stores.push((*tensor, map[value.index()].expect("stored values are live")));
+                let mut v = map[value.index()].expect("stored values are live");
+                let t = &k.tensors[*tensor];
+                if let Rounding::Stochastic(seed) = t.rounding {
+                    // The noise varies over every element stored, so the
+                    // rounded value has the tensor's axes even where the
+                    // value broadcasts.
+                    let axes = t.axes();
+                    let stream = tensor.index() as u32 + 1;
+                    let mk = |op: LOp, out: &mut Imported| {
+                        out.nodes.push(LNode { op, ty: ValueType::F32, axes, per_call: false });
+                        out.names.push(None);
+                        LValue(out.nodes.len() as u32 - 1)
+                    };
+                    let u = mk(LOp::Uniform(seed, axes, stream), &mut out);
+                    v = mk(LOp::StochasticRound(v, u), &mut out);
+                }
+                out.stores.push((*tensor, v));
             }
             Stmt::Let { name, value } => {
                 if let Some(v) = map[value.index()] {

@@ -101,8 +101,16 @@ pub enum LOp {
     Reduced(AccId),
     /// Number of elements in the axes (product of their runtime sizes).
     Count(AxisSet),
-    /// `uniform(seed, axes)` at the current indices.
-    Uniform(ParamId, AxisSet),
+    /// `uniform(seed, axes)` at the current indices, from stream `.2`: 0
+    /// is the seed's own stream (the IR's `uniform`); `t + 1` is the stream
+    /// that stochastic rounding of tensor `t` draws from, whose seed is
+    /// [`normjit_ir::rng::rounding_seed`]`(seed, t)`.
+    Uniform(ParamId, AxisSet, u32),
+    /// `x` (`.0`) stochastically rounded to a bf16 value, with the random
+    /// bits `floor(u * 2^16)` of the uniform `u` (`.1`), as
+    /// [`normjit_ir::dtype::stochastic_bf16_f32`] defines it. The store
+    /// that follows rounds a bf16 value to itself.
+    StochasticRound(LValue, LValue),
 }
 
 impl LOp {
@@ -110,7 +118,7 @@ impl LOp {
     pub fn operands(&self) -> Vec<LValue> {
         match *self {
             LOp::Unary(_, a) => vec![a],
-            LOp::Binary(_, a, b) | LOp::Compare(_, a, b) => vec![a, b],
+            LOp::Binary(_, a, b) | LOp::Compare(_, a, b) | LOp::StochasticRound(a, b) => vec![a, b],
             LOp::Select(c, a, b) => vec![c, a, b],
             _ => vec![],
         }
@@ -362,7 +370,11 @@ impl Plan {
                 }
             }
             LOp::Count(ax) => format!("count({})", k.axis_names(*ax)),
-            LOp::Uniform(p, ax) => format!("uniform({}, {})", k.params[*p].name, k.axis_names(*ax)),
+            LOp::Uniform(p, ax, 0) => format!("uniform({}, {})", k.params[*p].name, k.axis_names(*ax)),
+            LOp::Uniform(p, ax, s) => {
+                format!("uniform({}, {}) of the rounding stream of {}", k.params[*p].name, k.axis_names(*ax), k.tensors[normjit_ir::TensorId::from_raw(s - 1)].name)
+            }
+            LOp::StochasticRound(x, u) => format!("stochastic_bf16({}, {})", r(x), r(u)),
         }
     }
 
@@ -453,8 +465,13 @@ impl Plan {
             LOp::Count(ax) => {
                 let _ = write!(s, "count({})", k.axis_names(*ax));
             }
-            LOp::Uniform(p, ax) => {
+            LOp::Uniform(p, ax, _) => {
                 let _ = write!(s, "uniform({}, {})", k.params[*p].name, k.axis_names(*ax));
+            }
+            LOp::StochasticRound(x, _) => {
+                s.push_str("stochastic_bf16(");
+                self.expr_into(s, *x, depth + 1);
+                s.push(')');
             }
         }
     }

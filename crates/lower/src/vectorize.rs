@@ -30,7 +30,7 @@ pub fn vectorize(k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Ph
             let n = &nodes[v.0 as usize];
             ok &= match &n.op {
                 LOp::Load(t) => contiguous(k.tensors[*t].axes(), k.tensors[*t].dims.last().copied()),
-                LOp::Uniform(_, ax) => contiguous(*ax, ax.iter().last()),
+                LOp::Uniform(_, ax, _) => contiguous(*ax, ax.iter().last()),
                 // Scratch arrays are laid out in phase loop order.
                 _ => true,
             };

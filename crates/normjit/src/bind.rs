@@ -17,13 +17,38 @@ use std::marker::PhantomData;
 /// dims (rank, and agreement with every other tensor); without one, sizes
 /// are inferred from the lengths.
 pub struct Tensor<'a> {
-    pub(crate) ptr: *mut f32,
+    pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
     pub(crate) writable: bool,
     pub(crate) dtype: DType,
     pub(crate) dtype_name: &'static str,
     pub(crate) shape: Option<&'a [usize]>,
-    _borrow: PhantomData<&'a mut [f32]>,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+/// An element type a [`Tensor`] can borrow: `f32`, and the 16-bit storage
+/// types as the `half` crate's [`half::bf16`] and [`half::f16`] (bit
+/// layouts identical to normjit's `bf16` and `f16`). Sealed.
+pub trait Element: sealed::Sealed + Copy + 'static {
+    /// The storage type of this element type.
+    const DTYPE: DType;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for half::bf16 {
+    const DTYPE: DType = DType::BF16;
+}
+impl Element for half::f16 {
+    const DTYPE: DType = DType::F16;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for half::f16 {}
 }
 
 // SAFETY: a `Tensor` is a shared or exclusive borrow of f32s (or, from
@@ -33,20 +58,21 @@ unsafe impl Send for Tensor<'_> {}
 unsafe impl Sync for Tensor<'_> {}
 
 impl<'a> Tensor<'a> {
-    /// An input (`in`) tensor.
-    pub fn input(data: &'a [f32]) -> Self {
-        Tensor::new(data.as_ptr() as *mut f32, data.len(), false)
+    /// An input (`in`) tensor: `f32`, [`half::bf16`] or [`half::f16`]
+    /// elements, which must be the tensor's storage type.
+    pub fn input<T: Element>(data: &'a [T]) -> Self {
+        Tensor::new(data.as_ptr() as *mut u8, data.len(), false, T::DTYPE)
     }
 
     /// An `out` tensor, or an `inout` tensor holding its entry value, which
     /// the call updates in place.
-    pub fn output(data: &'a mut [f32]) -> Self {
-        Tensor::new(data.as_mut_ptr(), data.len(), true)
+    pub fn output<T: Element>(data: &'a mut [T]) -> Self {
+        Tensor::new(data.as_mut_ptr() as *mut u8, data.len(), true, T::DTYPE)
     }
 
     /// A tensor over a raw buffer of `len` elements of `dtype` (for foreign
     /// callers). `dtype_name` names the caller's type in errors when it is
-    /// not one normjit stores.
+    /// not one normjit stores (`dtype` is `None`).
     ///
     /// # Safety
     /// Unless `ptr` is null or `len` is 0, `ptr` must be valid for reads of
@@ -56,22 +82,26 @@ impl<'a> Tensor<'a> {
     /// ([`Error::Null`]), and so is overlap with another argument, before
     /// anything is written.
     pub unsafe fn raw(
-        ptr: *mut f32,
+        ptr: *mut std::ffi::c_void,
         len: usize,
         writable: bool,
         dtype: Option<DType>,
         dtype_name: &'static str,
     ) -> Self {
-        let mut t = Tensor::new(ptr, len, writable);
-        match dtype {
-            Some(d) => t.dtype = d,
-            None => t.dtype_name = dtype_name,
+        let mut t = Tensor::new(ptr as *mut u8, len, writable, dtype.unwrap_or(DType::F32));
+        if dtype.is_none() {
+            t.dtype_name = dtype_name;
         }
         t
     }
 
-    fn new(ptr: *mut f32, len: usize, writable: bool) -> Self {
-        Tensor { ptr, len, writable, dtype: DType::F32, dtype_name: "", shape: None, _borrow: PhantomData }
+    fn new(ptr: *mut u8, len: usize, writable: bool, dtype: DType) -> Self {
+        Tensor { ptr, len, writable, dtype, dtype_name: "", shape: None, _borrow: PhantomData }
+    }
+
+    /// Bytes the view spans.
+    fn bytes(&self) -> usize {
+        self.len.saturating_mul(self.dtype.size_bytes())
     }
 
     /// The same view with a shape (outermost dim first), checked against
@@ -121,7 +151,7 @@ impl<T: Copy, const N: usize> std::ops::DerefMut for Small<T, N> {
 /// A validated call: sizes, one pointer per tensor, one word per param.
 pub(crate) struct Bound {
     pub dims: Small<usize, 16>,
-    pub ptrs: Small<*mut f32, 32>,
+    pub ptrs: Small<*mut u8, 32>,
     pub words: Small<u64, 32>,
 }
 
@@ -303,17 +333,22 @@ pub(crate) fn validate(
             return Err(Error::Null(ts.name.clone()));
         }
     }
-    // The generated code numbers random elements in 32 bits.
-    for (_, n) in k.nodes.iter() {
-        if let normjit_ir::Op::Uniform(_, axes) = n.op {
-            let elements: u128 = axes.iter().map(|d| dims[d.index()] as u128).product();
-            if elements > 1 << 32 {
-                return Err(Error::RandomDomain { axes: k.axis_names(axes), elements });
-            }
+    // The generated code numbers random elements in 32 bits (`uniform`,
+    // and the noise of stochastic rounding).
+    let rounded = k.tensors.iter().filter(|(_, t)| t.rounding != normjit_ir::Rounding::NearestEven);
+    let domains = k
+        .nodes
+        .iter()
+        .filter_map(|(_, n)| if let normjit_ir::Op::Uniform(_, axes) = n.op { Some(axes) } else { None })
+        .chain(rounded.map(|(_, t)| t.axes()));
+    for axes in domains {
+        let elements: u128 = axes.iter().map(|d| dims[d.index()] as u128).product();
+        if elements > 1 << 32 {
+            return Err(Error::RandomDomain { axes: k.axis_names(axes), elements });
         }
     }
     // No output may overlap any other binding.
-    let span = |a: &Tensor<'_>| (a.ptr as usize, (a.ptr as usize).wrapping_add(a.len * 4));
+    let span = |a: &Tensor<'_>| (a.ptr as usize, (a.ptr as usize).wrapping_add(a.bytes()));
     for (t, a) in tensors.iter().enumerate() {
         if !sig.tensors[t].role.is_written() || a.len == 0 {
             continue;
@@ -330,7 +365,7 @@ pub(crate) fn validate(
     for (i, (ps, &v)) in sig.params.iter().zip(params).enumerate() {
         words[i] = check_param(&ps.name, ps.ty, v)?;
     }
-    let mut ptrs: Small<*mut f32, 32> = Small::filled(std::ptr::null_mut(), tensors.len());
+    let mut ptrs: Small<*mut u8, 32> = Small::filled(std::ptr::null_mut(), tensors.len());
     for (i, a) in tensors.iter().enumerate() {
         ptrs[i] = a.ptr;
     }
@@ -355,13 +390,13 @@ impl<'a> Bindings<'a> {
         Self::default()
     }
     /// Binds an `in` tensor.
-    pub fn input(mut self, name: &'a str, data: &'a [f32]) -> Self {
+    pub fn input<T: Element>(mut self, name: &'a str, data: &'a [T]) -> Self {
         self.tensors.push((name, Tensor::input(data)));
         self
     }
     /// Binds an `out` tensor, or an `inout` tensor (holding its entry
     /// value, updated in place).
-    pub fn output(mut self, name: &'a str, data: &'a mut [f32]) -> Self {
+    pub fn output<T: Element>(mut self, name: &'a str, data: &'a mut [T]) -> Self {
         self.tensors.push((name, Tensor::output(data)));
         self
     }

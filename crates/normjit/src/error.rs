@@ -102,7 +102,7 @@ pub enum Error {
     #[error("tensor `{0}` has a null data pointer")]
     Null(String),
     /// A tensor of the wrong element type.
-    #[error("tensor `{tensor}` is declared {expected} but a {found} buffer was given")]
+    #[error("tensor `{tensor}` is declared {expected} but a {found} buffer was given{}", storage_hint(tensor, found))]
     DType {
         /// The tensor.
         tensor: String,
@@ -111,6 +111,11 @@ pub enum Error {
         /// The dtype given.
         found: String,
     },
+    /// A storage override ([`crate::Storage`]) the kernel refuses: an
+    /// unknown tensor, a param given a dtype, stochastic rounding of a
+    /// tensor that cannot have it.
+    #[error("{0}")]
+    Storage(String),
     /// A tensor given with the wrong rank.
     #[error("tensor `{tensor}` is declared {declared} but the given array has shape {shape:?}")]
     Rank {
@@ -219,7 +224,7 @@ impl Error {
             Error::Rank { .. } | Error::DimConflict { .. } | Error::UninferredDims(_) | Error::MissingDim(_) => {
                 ErrorKind::Shape
             }
-            Error::DType { .. } => ErrorKind::DType,
+            Error::DType { .. } | Error::Storage(_) => ErrorKind::DType,
             Error::Alias { .. } => ErrorKind::Alias,
             Error::MissingParam(_) | Error::BadParam { .. } => ErrorKind::Param,
             Error::Overflow(_) | Error::RandomDomain { .. } => ErrorKind::Overflow,
@@ -238,5 +243,13 @@ impl From<normjit_lower::LowerError> for Error {
             L::Unsupported(s) => Error::Unsupported(s),
             L::Internal(s) => Error::Internal(s),
         }
+    }
+}
+
+/// For a buffer of another storage type: how to compile the kernel for it.
+fn storage_hint(tensor: &str, found: &str) -> String {
+    match normjit_ir::DType::from_name(found) {
+        Some(_) => format!(" (to store it as {found}, compile the kernel with the storage override `{tensor}={found}`)"),
+        None => String::new(),
     }
 }

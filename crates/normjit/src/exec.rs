@@ -73,11 +73,11 @@ impl FramePtr {
 ///
 /// # Safety
 /// - `tensors` has one pointer per kernel tensor (by index); each points
-///   to as many f32s as the tensor has at the shape's sizes, readable, and
-///   writable for `out`/`inout` tensors;
+///   to as many elements of the tensor's storage type as it has at the
+///   shape's sizes, readable, and writable for `out`/`inout` tensors;
 /// - no `out`/`inout` buffer overlaps any other tensor's buffer;
 /// - `params` has one word per kernel param: f64 bits, or the u32 value.
-pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut f32], params: &[u64], pool: Option<&rayon::ThreadPool>) {
+pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64], pool: Option<&rayon::ThreadPool>) {
     let code = &shape.code;
     let plan = code.plan();
     let lay = &shape.layout;

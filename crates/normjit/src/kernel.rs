@@ -152,6 +152,14 @@ impl Compiler {
         self.0.opts.threads
     }
 
+    /// A runnable handle on `kernel` with its tensors stored as `storage`
+    /// says (`x` as bf16, say): one library kernel serves callers of every
+    /// storage type. The code cache tells the variants apart (its key is
+    /// the kernel's text, which includes every dtype).
+    pub fn kernel_with_storage(&self, kernel: IrKernel, storage: &[normjit_ir::Storage]) -> Result<Kernel, Error> {
+        Ok(self.kernel(kernel.with_storage(storage).map_err(Error::Storage)?))
+    }
+
     /// A runnable handle on `kernel` (already verified: kernels come from
     /// the parser or the builder). Compilation happens at the first call
     /// with each schedule (or with [`Kernel::prepare`]).
@@ -235,6 +243,12 @@ impl Kernel {
     /// How to call it: tensors, params and dims in positional order.
     pub fn signature(&self) -> &Signature {
         &self.sig
+    }
+
+    /// This kernel with its tensors stored as `storage` says, on the same
+    /// compiler (see [`Compiler::kernel_with_storage`]).
+    pub fn with_storage(&self, storage: &[normjit_ir::Storage]) -> Result<Kernel, Error> {
+        self.compiler.kernel_with_storage((*self.ir).clone(), storage)
     }
 
     /// Code generations this kernel has caused (shapes with a schedule

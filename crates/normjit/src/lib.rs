@@ -39,12 +39,13 @@ mod shapes;
 mod signature;
 mod source;
 
-pub use bind::{resolve_dims, resolve_params, Bindings, Tensor};
+pub use bind::{resolve_dims, resolve_params, Bindings, Element, Tensor};
+pub use half;
 pub use error::{Error, ErrorKind};
 pub use kernel::{Compiler, CompilerOptions, Kernel, RunInfo, Threads};
 pub use normjit_codegen::IsaChoice;
 pub use normjit_ir as ir;
-pub use normjit_ir::{DType, ParamType, Role};
+pub use normjit_ir::{DType, ParamType, Role, Rounding, Storage};
 pub use signature::{ParamSig, Signature, TensorSig};
 pub use source::{collect_nj_files, load_kernel, LoadError, SourceFile};
 
@@ -63,14 +64,14 @@ pub mod unstable {
     ///   kernel whose [`lower::Plan::schedule_key`] equals that of the plan
     ///   lowered at `dims` (with the same options), and is not specialized
     ///   to other sizes;
-    /// - `tensors` has one pointer per kernel tensor, to as many f32s as
-    ///   the tensor has at `dims`, readable, and writable for written
-    ///   tensors; no written buffer overlaps another;
+    /// - `tensors` has one pointer per kernel tensor, to as many elements
+    ///   of its storage type as the tensor has at `dims`, readable, and
+    ///   writable for written tensors; no written buffer overlaps another;
     /// - `params` has one word per param (f64 bits, or the u32 value).
     pub unsafe fn execute_at(
         code: &std::sync::Arc<codegen::Compiled>,
         dims: &[usize],
-        tensors: &[*mut f32],
+        tensors: &[*mut u8],
         params: &[u64],
         pool: Option<&rayon::ThreadPool>,
     ) {

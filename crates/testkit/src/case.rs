@@ -199,8 +199,8 @@ pub const SENTINEL: f32 = -1.234_567e30;
 pub const SPECIAL_VALUES: [f32; 12] =
     [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -3e-42, 3e38, -3e38, 0.0, -0.0, f32::MIN_POSITIVE, 3e38, -3e38];
 
-/// Entry values of every tensor of `case` (by tensor index); `out` tensors
-/// hold [`SENTINEL`].
+/// Entry values of every tensor of `case` (by tensor index), each a value
+/// of its tensor's storage type; `out` tensors hold [`SENTINEL`].
 pub fn make_inputs(case: &Case) -> Vec<Vec<f32>> {
     let k = &case.kernel;
     let mut rng = Rng(case.input_seed);
@@ -216,14 +216,15 @@ pub fn make_inputs(case: &Case) -> Vec<Vec<f32>> {
             (0..n)
                 .map(|_| {
                     if case.specials > 0 && rng.below(case.specials) == 0 {
-                        return SPECIAL_VALUES[rng.below(SPECIAL_VALUES.len())];
+                        return t.dtype.round_f32(SPECIAL_VALUES[rng.below(SPECIAL_VALUES.len())]);
                     }
-                    match style {
+                    let x = match style {
                         0..=2 => rng.normal() * scale,
                         3 => rng.below(7) as f32 - 3.0,
                         4 => rng.unit(),
                         _ => rng.normal(),
-                    }
+                    };
+                    t.dtype.round_f32(x)
                 })
                 .collect()
         })
@@ -310,5 +311,22 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// `values` (each a value of `dtype`) as the bytes a buffer of `dtype`
+/// holds, for the JIT.
+pub fn encode(dtype: normjit_ir::DType, values: &[f32]) -> Vec<u8> {
+    match dtype.size_bytes() {
+        2 => values.iter().flat_map(|&x| (dtype.encode(x) as u16).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|&x| dtype.encode(x).to_le_bytes()).collect(),
+    }
+}
+
+/// The values in a buffer of `dtype` (the inverse of [`encode`]).
+pub fn decode(dtype: normjit_ir::DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype.size_bytes() {
+        2 => bytes.chunks_exact(2).map(|b| dtype.decode(u32::from(u16::from_le_bytes([b[0], b[1]])))).collect(),
+        _ => bytes.chunks_exact(4).map(|b| dtype.decode(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect(),
     }
 }

@@ -211,7 +211,9 @@ impl<'c> Gen<'c> {
     fn tensor(&mut self, prefix: &str, role: Role, dims: &[DimId]) -> TensorId {
         let name = format!("{prefix}{}", self.n_tensors);
         self.n_tensors += 1;
-        self.b.tensor(&name, role, DType::F32, dims)
+        // Storage types per tensor: mostly f32, a third narrow.
+        let dtype = if self.ch.flag(33) { [DType::BF16, DType::F16][self.ch.below(2)] } else { DType::F32 };
+        self.b.tensor(&name, role, dtype, dims)
     }
 
     fn run(mut self, input_seed: u64) -> Case {

@@ -28,7 +28,7 @@
 //! - `max`/`min` (elementwise and reductions) and `select`: hulls; a
 //!   comparison is "maybe true" and "maybe false" when the intervals overlap.
 
-use normjit_ir::{rng, AxisSet, Binary, Cmp, DimId, Kernel, Op, Reduce, Stmt, Unary, ValueId};
+use normjit_ir::{rng, AxisSet, Binary, Cmp, DType, DimId, Kernel, Op, Reduce, Stmt, Unary, ValueId};
 use std::fmt;
 
 const MAX32: f64 = f32::MAX as f64;
@@ -62,6 +62,25 @@ impl Av {
     const EMPTY: Av = Av { lo: 0.0, hi: 0.0, fin: false, pinf: false, ninf: false, nan: false, ovf: false };
     const NAN: Av = Av { nan: true, ..Av::EMPTY };
     const TOP: Av = Av { lo: -MAX32, hi: MAX32, fin: true, pinf: true, ninf: true, nan: true, ovf: true };
+
+    /// The values a store to storage type `d` can leave from this set:
+    /// every value rounds (to nearest, or stochastically) to one of its two
+    /// neighbours in `d`, so the bounds widen to the neighbours outside
+    /// them, and a bound past `d`'s largest finite value adds an infinity.
+    fn stored(self, d: DType) -> Av {
+        if !d.is_narrow() || !self.fin {
+            return self;
+        }
+        let (lo, hi) = (neighbour(d, self.lo, false), neighbour(d, self.hi, true));
+        let max = f64::from(d.decode(if d == DType::BF16 { 0x7F7F } else { 0x7BFF }));
+        let mut r = self;
+        r.pinf |= hi > max;
+        r.ninf |= lo < -max;
+        r.lo = lo.max(-max);
+        r.hi = hi.min(max);
+        r.fin = r.lo <= r.hi;
+        r
+    }
 
     /// Exactly the value `v` (an f32 value, possibly widened to f64).
     fn point(v: f64) -> Av {
@@ -861,7 +880,7 @@ impl Oracle {
                 let sv = strides(k.nodes[*value].axes, sizes);
                 let order: Vec<usize> = t.dims.iter().map(|d| d.index()).collect();
                 let mut v = Vec::new();
-                odometer(&order, sizes, |idx| v.push(x[dot(idx, &sv)]));
+                odometer(&order, sizes, |idx| v.push(x[dot(idx, &sv)].stored(t.dtype)));
                 outs[tensor.index()] = Some(v);
             }
         }
@@ -869,9 +888,51 @@ impl Oracle {
     }
 }
 
+/// The value of `d` nearest `x` on the side `up` (or `x` itself if it is
+/// one); past the largest finite value, the infinity.
+fn neighbour(d: DType, x: f64, up: bool) -> f64 {
+    let r = d.round_f64(x);
+    if (up && r >= x) || (!up && r <= x) || r.is_infinite() && (r > 0.0) == up {
+        return r;
+    }
+    // One step from `r` toward `x`'s side, on the bit patterns: away from
+    // zero adds one to the magnitude bits, toward zero subtracts one (from
+    // a zero, the smallest subnormal of the other sign).
+    let h = d.encode(r as f32);
+    let sign = if d.is_narrow() { 0x8000 } else { 0x8000_0000 };
+    let neg = h & sign != 0;
+    let mag = h & !sign;
+    let bits = match (neg, up) {
+        (false, true) | (true, false) => h + 1,
+        (false, false) if mag == 0 => sign | 1,
+        (true, true) if mag == 0 => 1,
+        _ => h - 1,
+    };
+    f64::from(d.decode(bits))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stores_widen_to_the_neighbours_in_the_narrow_type() {
+        let b = |x: f32| f64::from(x);
+        // 1 + 2^-9 lies between bf16's 1 and 1 + 2^-7.
+        let a = Av { lo: 1.0 + 2f64.powi(-9), hi: 1.0 + 2f64.powi(-9), fin: true, ..Av::EMPTY }.stored(DType::BF16);
+        assert_eq!((a.lo, a.hi), (1.0, 1.0 + 2f64.powi(-7)));
+        // Exact values stay points; f32 is untouched.
+        let p = Av::point(b(1.5)).stored(DType::F16);
+        assert_eq!((p.lo, p.hi, p.pinf), (1.5, 1.5, false));
+        let q = Av { lo: 0.1, hi: 0.1, fin: true, ..Av::EMPTY }.stored(DType::F32);
+        assert_eq!((q.lo, q.hi), (0.1, 0.1));
+        // Past f16's largest finite value: the infinity joins.
+        let o = Av { lo: 65000.0, hi: 70000.0, fin: true, ..Av::EMPTY }.stored(DType::F16);
+        assert!(o.pinf && o.hi == 65504.0 && o.lo == 64992.0);
+        // Around zero: the smallest subnormals of each sign.
+        let z = Av { lo: -1e-9, hi: 1e-9, fin: true, ..Av::EMPTY }.stored(DType::F16);
+        assert_eq!((z.lo, z.hi), (-(2f64.powi(-24)), 2f64.powi(-24)));
+    }
 
     fn sum_kernel() -> Kernel {
         normjit_ir::parse("kernel s {\n dims N\n in x: f32[N]\n out y: f32[]\n y = sum(x, N)\n}\n").unwrap()

@@ -39,7 +39,7 @@
 //! compiled. Checks 1–4 apply there too, on inputs drawn for those sizes.
 //! [`Stats::reused`] counts the cases whose code was reused.
 
-use crate::case::{make_inputs, param_words, Case};
+use crate::case::{decode, encode, make_inputs, param_words, Case};
 use crate::oracle::Oracle;
 use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit_ir::{Kernel, Op, Role, TensorId, ValueId};
@@ -300,8 +300,11 @@ fn jit_check(
     reused: bool,
 ) -> Result<(), Failure> {
     let k = &case.kernel;
-    let mut got = inputs.to_vec();
-    let ptrs: Vec<*mut f32> = got.iter_mut().map(|v| v.as_mut_ptr()).collect();
+    // Real buffers of each tensor's storage type. The loop IR's values are
+    // values of the type, so encoding them is exact, and comparing the
+    // decoded JIT results bit for bit compares the stored bits.
+    let mut bufs: Vec<Vec<u8>> = k.tensors.iter().map(|(id, t)| encode(t.dtype, &inputs[id.index()])).collect();
+    let ptrs: Vec<*mut u8> = bufs.iter_mut().map(|v| v.as_mut_ptr()).collect();
     let words = param_words(k, &case.params);
     let pool = if case.threads > 1 { env.pools.get(case.threads - 2) } else { None };
     // SAFETY: `code` was compiled, unspecialized, from a plan of this kernel
@@ -311,6 +314,7 @@ fn jit_check(
     // at `case.dims` (`make_inputs`), all distinct allocations; one word
     // per param.
     unsafe { normjit::unstable::execute_at(code, &case.dims, &ptrs, &words, pool) };
+    let got: Vec<Vec<f32>> = k.tensors.iter().map(|(id, t)| decode(t.dtype, &bufs[id.index()])).collect();
     for (id, t) in k.tensors.iter() {
         let (g, w) = (&got[id.index()], &looped[id.index()]);
         if let Some(i) = (0..g.len()).find(|&i| g[i].to_bits() != w[i].to_bits() && !(g[i].is_nan() && w[i].is_nan())) {
