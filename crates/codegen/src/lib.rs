@@ -10,11 +10,14 @@
 //! Code generation follows the plan literally (see `normjit_lower::loopir`):
 //! a vectorized phase's innermost loop runs F32X4 vectors, unrolled with one
 //! accumulator per unroll slot, then a scalar tail; every value is computed
-//! at its planned loop depth. Sizes are read from the frame at run time, so
-//! one compilation serves every shape whose plan has the same
-//! [`normjit_lower::Plan::schedule_key`] (or baked in as constants, with
-//! [`CodegenOptions::specialize`]). The result matches the loop-IR
-//! interpreter bit for bit.
+//! at its planned loop depth. Arithmetic is f32 whatever a tensor's storage
+//! type: bf16 and f16 elements are widened exactly on load and rounded to
+//! nearest even (or stochastically, for bf16 tensors that ask for it) on
+//! store, by integer sequences (Cranelift has no f16 conversions). Sizes
+//! are read from the frame at run time, so one compilation serves every
+//! shape whose plan has the same [`normjit_lower::Plan::schedule_key`] (or
+//! baked in as constants, with [`CodegenOptions::specialize`]). The result
+//! matches the loop-IR interpreter bit for bit.
 #![warn(missing_docs)]
 
 mod emit;

@@ -379,24 +379,33 @@ pub fn uniform(b: &mut FunctionBuilder, k: Consts, seed: Value, index: Value) ->
 // ---------------------------------------------------------------------------
 // Storage types.
 
-/// The lane patterns of the vector constants of the conversions below.
+/// The lane patterns of the vector constants of the conversions below
+/// (looked up by value; a pattern missing here becomes a `vconst`).
 const TABLE_BITS: [u32; 17] = [
+    // f16 load: sign and shifted magnitude, 2^112, magnitude, its limit
+    // below exponent 0x1F, the inf/NaN exponent.
     0x8FFF_FFFF,
-    0x7780_0000, // 2^112
+    0x7780_0000,
     0x0FFF_FFFF,
     0x0F7F_FFFF,
     0x7F80_0000,
+    // bf16 store: the kept lsb, the rounding bias.
     1,
     0x7FFF,
-    0x7FEB_352D, // hash32's multipliers
+    // f16 store: |x|, the rebias plus rounding, inf, 0.5 (its bits too),
+    // the subnormal limit, the quiet bit.
     0x7FFF_FFFF,
     0xC800_0FFF,
-    0x3F00_0000, // 0.5
+    0x7C00,
+    0x3F00_0000,
     0x387F_FFFF,
     0x200,
+    // Stochastic rounding: the kept half; the canonical bf16 NaN (bf16
+    // stores too).
     0xFFFF_0000,
     0x7FC0_0000,
-    0x7C00,
+    // hash32's multipliers (`uniform`).
+    0x7FEB_352D,
     0x846C_A68B,
 ];
 
@@ -528,7 +537,6 @@ fn mask_and(b: &mut FunctionBuilder, w: W, k: Consts, m: Value, c: u32) -> Value
 /// Loads one element (`W::S`) or four consecutive elements (`W::V`) of
 /// storage type `dtype` at `addr + off`, widened exactly to f32 (as
 /// `DType::decode`). A narrow vector load reads exactly 8 bytes.
-#[allow(clippy::too_many_arguments)]
 pub fn load(
     b: &mut FunctionBuilder,
     w: W,
@@ -611,7 +619,7 @@ fn bf16_bits_high(b: &mut FunctionBuilder, w: W, k: Consts, x: Value) -> Value {
 ///   value is at least 0x7C00 and the minimum makes it inf exactly;
 /// - |x| < 2^-14: the bits of `|x| + 0.5` minus those of 0.5 (the FPU's
 ///   own rounding to the f16 subnormal ulp);
-/// - NaN (a > 0x7F800000): inf | 0x200 = 0x7E00;
+/// - NaN (a > 0x7F800000): inf | 0x200 = 0x7E00, without the sign;
 ///
 /// then the sign OR'ed in.
 fn f16_bits(b: &mut FunctionBuilder, w: W, k: Consts, x: Value) -> Value {
@@ -641,7 +649,10 @@ fn f16_bits(b: &mut FunctionBuilder, w: W, k: Consts, x: Value) -> Value {
     let nan = b.ins().icmp(IntCC::SignedGreaterThan, a, inf);
     let quiet = mask_and(b, w, k, nan, 0x200);
     let o = b.ins().bor(o, quiet);
+    // The sign, except on NaN (the canonical NaN is positive).
     let sh = b.ins().ushr_imm_u(sign, 16);
+    let zero = kint(b, w, k, 0);
+    let sh = isel(b, w, nan, zero, sh);
     b.ins().bor(o, sh)
 }
 

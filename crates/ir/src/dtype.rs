@@ -3,10 +3,13 @@
 //!
 //! Compute is f32 (f64 in the reference interpreter) whatever a tensor is
 //! stored as: a load widens exactly, a store rounds to nearest, ties to
-//! even, with IEEE overflow to ±inf. NaN stays NaN, as a canonical quiet
-//! NaN, following PyTorch's scalar conversions (`c10::BFloat16`,
-//! `c10::Half`): bf16 NaN is `0x7FC0` (sign dropped), f16 NaN is
-//! `sign | 0x7E00`. A store may instead round a bf16 tensor stochastically
+//! even, with IEEE overflow to ±inf. NaN stays NaN, as the positive
+//! canonical quiet NaN: bf16 `0x7FC0` (as PyTorch's `c10::BFloat16`
+//! conversion gives), f16 `0x7E00` (`c10::Half` keeps the NaN's sign; we
+//! drop it, because the sign of a NaN that arithmetic produces is not
+//! reproducible: x86 returns the first operand's NaN and compilers commute
+//! `a + b`, so keeping it would make stored bits depend on the engine). A
+//! store may instead round a bf16 tensor stochastically
 //! ([`Rounding::Stochastic`]).
 //!
 //! Two implementations of each rounding live here, and the tests hold them
@@ -69,7 +72,7 @@ impl DType {
             DType::F32 => x as f32 as f64,
             DType::BF16 if x.is_nan() => f64::NAN,
             DType::BF16 => round_format(x, 7, -126, 127),
-            DType::F16 if x.is_nan() => f64::NAN.copysign(x),
+            DType::F16 if x.is_nan() => f64::NAN,
             DType::F16 => round_format(x, 10, -14, 15),
         }
     }
@@ -165,20 +168,18 @@ pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
 }
 
-/// `x` as IEEE binary16 bits, rounded to nearest even (NaN:
-/// `sign | 0x7E00`). Branch-free in spirit: code generation emits the same
+/// `x` as IEEE binary16 bits, rounded to nearest even (NaN: `0x7E00`). Branch-free in spirit: code generation emits the same
 /// steps on four lanes with selects.
 pub fn f32_to_f16(x: f32) -> u16 {
     let b = x.to_bits();
     let sign = b & 0x8000_0000;
     let a = b ^ sign;
+    if a > 0x7F80_0000 {
+        return 0x7E00;
+    }
     let o = if a >= 0x4780_0000 {
-        // |x| >= 65536 (or inf, NaN): inf, or the canonical NaN.
-        if a > 0x7F80_0000 {
-            0x7E00
-        } else {
-            0x7C00
-        }
+        // |x| >= 65536, or inf: inf.
+        0x7C00
     } else if a < 0x3880_0000 {
         // |x| < 2^-14: an f16 subnormal or zero. Adding 0.5 puts the f16
         // subnormal's ulp (2^-24) at the f32 ulp of 0.5, so the FPU's own
@@ -294,7 +295,7 @@ mod tests {
     #[test]
     fn nan_is_canonical_and_values_round_trip() {
         assert_eq!(f32_to_bf16(f32::from_bits(0xFF80_0001)), 0x7FC0);
-        assert_eq!(f32_to_f16(f32::from_bits(0xFF80_0001)), 0xFE00);
+        assert_eq!(f32_to_f16(f32::from_bits(0xFF80_0001)), 0x7E00);
         assert_eq!(f32_to_f16(f32::NAN), 0x7E00);
         for h in 0..=u16::MAX {
             let b = bf16_to_f32(h);
