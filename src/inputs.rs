@@ -9,6 +9,10 @@
 //! update keeps it non-negative if it starts so (second moments, running
 //! variances). This is a small sign analysis over the kernel, not a table
 //! of names.
+//!
+//! A tensor stored in a 16-bit type gets those values rounded to its type
+//! (to nearest even, as a store rounds), so that every engine reads the
+//! same values: the JIT the encoded elements, the interpreters the values.
 
 use normjit_ir::{Binary, Kernel, Op, Reduce, Role, Unary, ValueId};
 use std::collections::HashMap;
@@ -35,8 +39,9 @@ impl Rng {
 }
 
 /// Generated entry values for every tensor (by index): `in` and `inout`
-/// filled from `seed`, `out` zero-filled, each of the length its dims give.
-/// The caller has checked that the sizes do not overflow.
+/// filled from `seed`, `out` zero-filled, each of the length its dims give
+/// and each a value of its tensor's storage type. The caller has checked
+/// that the sizes do not overflow.
 pub fn generate(k: &Kernel, dims: &[usize], params: &[f64], seed: u64) -> Vec<Vec<f32>> {
     let nonneg = nonneg_tensors(k, dims, params);
     k.tensors
@@ -47,10 +52,11 @@ pub fn generate(k: &Kernel, dims: &[usize], params: &[f64], seed: u64) -> Vec<Ve
                 return vec![0.0; n];
             }
             let mut rng = Rng(seed ^ (id.index() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+            let round = |x: f32| t.dtype.round_f32(x);
             if nonneg[id.index()] {
-                (0..n).map(|_| rng.unit()).collect()
+                (0..n).map(|_| round(rng.unit())).collect()
             } else {
-                (0..n).map(|_| rng.normal()).collect()
+                (0..n).map(|_| round(rng.normal())).collect()
             }
         })
         .collect()

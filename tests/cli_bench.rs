@@ -1,5 +1,7 @@
 //! `normjit bench`: the JSON contract, the table and the SVG chart on one
-//! small pipeline, and user mistakes exiting 1 with a message before
+//! small pipeline, 16-bit storage (`--dtype`, `--compare-dtypes`: real
+//! bytes, the roofline's streams in the tensors' types, the comparison of
+//! elements per second), and user mistakes exiting 1 with a message before
 //! anything is measured. Small sizes and `--quick` keep it fast; nothing
 //! here checks speed (that is the benchmark's job, not a test's).
 
@@ -172,5 +174,160 @@ fn mistakes_exit_1() {
     fails(&["ir/optim/prox_l1.nj", "--dims", "P=64", "--threads", "0"], "--threads");
     let nowhere = dir.join("no/such/dir/out.json");
     fails(&["ir/optim/prox_l1.nj", "--dims", "P=64", "--json", &s(&nowhere)], "--json");
+    // Storage overrides.
+    fails(
+        &["ir/optim/prox_l1.nj", "--dims", "P=64", "--compare-dtypes"],
+        "error: --compare-dtypes compares each kernel with its --dtype overrides: pass --dtype too",
+    );
+    fails(
+        &["ir/optim/prox_l1.nj", "--dims", "P=64", "--dtype", "p=bf15"],
+        "error: --dtype: `p=bf15`: unknown dtype `bf15`; expected f32, bf16 or f16",
+    );
+    fails(
+        &["ir/optim/prox_l1.nj", "--dims", "P=64", "--dtype", "lr=bf16"],
+        "error: --dtype: `lr` is a param: params are f64 scalars at the call and take no storage dtype",
+    );
+    fails(
+        &["ir/optim/prox_l1.nj", "--dims", "P=64", "--dtype", "p=u32"],
+        "error: --dtype: `p=u32`: `u32` is a param type, not a tensor storage type",
+    );
+    fails(
+        &["ir/optim/prox_l1.nj", "--dims", "P=64", "--dtype", "x=bf16"],
+        "error: --dtype: kernel `prox_l1` has no tensor `x` (its tensors: p, g)",
+    );
+    // Over several kernels, a name must be a tensor of one of them; a
+    // param of one is refused there.
+    fails(
+        &["ir/optim/prox_l1.nj", "ir/optim/sgd.nj", "--dims", "P=64", "--dtype", "x=bf16"],
+        "error: --dtype: no kernel benched has a tensor `x` (kernels: prox_l1, sgd)",
+    );
+    fails(
+        &["ir/optim/prox_l1.nj", "ir/optim/sgd.nj", "--dims", "P=64", "--dtype", "p=bf16,momentum=bf16"],
+        "error: --dtype: ir/optim/sgd.nj: `momentum` is a param",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// bf16 activations for RMSNorm and bf16 params and grads for AdamW, each
+/// next to its f32 self: rows per storage, real bytes, the roofline's
+/// streams in the same types, and the comparison.
+#[test]
+fn storage_overrides_and_comparison() {
+    let dir = tmpdir("dtype");
+    let json = dir.join("out.json");
+    let out = bench(&[
+        "ir/norm/rms_norm.nj",
+        "ir/optim/adamw.nj",
+        "ir/optim/prox_l1.nj",
+        "--size",
+        "small",
+        "--quick",
+        "--threads",
+        "1",
+        "--dtype",
+        "x=bf16,y=bf16,p=bf16,g=bf16",
+        "--compare-dtypes",
+        "--json",
+        &s(&json),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("storage  --dtype x=bf16,y=bf16,p=bf16,g=bf16"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("rms_norm") && l.contains(" x=bf16,y=bf16 ")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("rms_norm") && l.contains(" f32 ")), "{stdout}");
+    assert!(stdout.contains("storage comparison"), "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["dtype_overrides"], "x=bf16,y=bf16,p=bf16,g=bf16");
+    let rows = v["results"].as_array().unwrap();
+    let find = |kernel: &str, storage: &str, engine: &str| {
+        rows.iter()
+            .find(|r| r["kernel"] == kernel && r["storage"] == storage && r["engine"] == engine)
+            .unwrap_or_else(|| panic!("no {kernel} {storage} {engine} row"))
+    };
+    // RMSNorm at the small size: N = 256, D = 1024.
+    let elems = 256 * 1024u64;
+    let jit = find("rms_norm", "x=bf16,y=bf16", "jit");
+    assert_eq!(jit["as_written"], false);
+    assert_eq!(jit["elements"], elems);
+    // x read and y written in bf16, gamma in f32.
+    assert_eq!(jit["min_bytes"].as_u64().unwrap(), 4 * elems + 4 * 1024);
+    assert_eq!(find("rms_norm", "f32", "jit")["min_bytes"].as_u64().unwrap(), 8 * elems + 4 * 1024);
+    let eps = positive(&jit["elements_per_s"], "elements_per_s");
+    assert!((eps - elems as f64 / positive(&jit["median_s"], "median_s")).abs() <= 1e-9 * eps);
+    let roof = find("rms_norm", "x=bf16,y=bf16", "roofline");
+    assert_eq!(roof["stream_dtypes"], serde_json::json!({"read": ["bf16"], "inout": [], "write": ["bf16"]}));
+    assert_eq!(roof["bytes"].as_u64().unwrap(), 4 * elems);
+    assert_eq!(find("rms_norm", "f32", "roofline")["bytes"].as_u64().unwrap(), 8 * elems);
+    // The rustc kernels are f32: no row with overrides.
+    assert!(!rows.iter().any(|r| r["engine"] == "rustc" && r["storage"] != "f32"), "{rows:?}");
+    find("rms_norm", "f32", "rustc");
+    // AdamW: p and g in bf16, m and v in f32.
+    let roof = find("adamw", "p=bf16,g=bf16", "roofline");
+    assert_eq!(
+        roof["stream_dtypes"],
+        serde_json::json!({"read": ["bf16"], "inout": ["bf16", "f32", "f32"], "write": []})
+    );
+    let p = 1u64 << 18;
+    assert_eq!(roof["bytes"].as_u64().unwrap(), 22 * p);
+    assert_eq!(find("adamw", "p=bf16,g=bf16", "jit")["min_bytes"].as_u64().unwrap(), 22 * p);
+    assert!(rows.iter().all(|r| r["finite"] == true), "{rows:?}");
+    // The comparison: one per kernel the overrides change.
+    let cmp = v["storage_comparison"].as_array().unwrap();
+    let kernels: Vec<&str> = cmp.iter().map(|c| c["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, ["rms_norm", "adamw", "prox_l1"]);
+    for c in cmp {
+        assert_eq!(c["base_storage"], "f32");
+        let ratio = positive(&c["ratio"], "ratio");
+        let want = positive(&c["elements_per_s"], "elements_per_s") / positive(&c["base_elements_per_s"], "base");
+        assert!((ratio - want).abs() <= 1e-9 * ratio, "{c}");
+        positive(&c["vs_roofline"], "vs_roofline");
+        positive(&c["base_vs_roofline"], "base_vs_roofline");
+    }
+    assert!(
+        (cmp[0]["byte_ratio"].as_f64().unwrap() - (8 * elems + 4096) as f64 / (4 * elems + 4096) as f64).abs() < 1e-12
+    );
+    assert!((cmp[1]["byte_ratio"].as_f64().unwrap() - 28.0 / 22.0).abs() < 1e-12);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `--compare-dtypes`, only the kernels with overrides are benched;
+/// each override applies where its name is a tensor (dropout's `p` is a
+/// param, left alone; sgd's `p` is a tensor).
+#[test]
+fn overrides_alone_replace_the_f32_kernels() {
+    let dir = tmpdir("dtype-only");
+    let json = dir.join("out.json");
+    let out = bench(&[
+        "ir/norm/layer_norm.nj",
+        "ir/optim/sgd.nj",
+        "ir/reg/dropout.nj",
+        "ir/reg/spectral_norm.nj",
+        "--size",
+        "small",
+        "--quick",
+        "--threads",
+        "1",
+        "--dtype",
+        "x=f16,y=f16,p=bf16",
+        "--json",
+        &s(&json),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    let storage = |k: &str| {
+        let mut s: Vec<&str> =
+            rows.iter().filter(|r| r["kernel"] == k).map(|r| r["storage"].as_str().unwrap()).collect();
+        s.dedup();
+        s
+    };
+    assert_eq!(storage("layer_norm"), ["x=f16,y=f16"]);
+    assert_eq!(storage("dropout"), ["x=f16,y=f16"]);
+    assert_eq!(storage("sgd"), ["p=bf16"]);
+    assert_eq!(storage("spectral_norm"), ["f32"]);
+    assert!(rows.iter().filter(|r| r["kernel"] == "spectral_norm").all(|r| r["as_written"] == true));
+    assert!(v["storage_comparison"].as_array().unwrap().is_empty());
+    let roof = rows.iter().find(|r| r["kernel"] == "layer_norm" && r["engine"] == "roofline").unwrap();
+    assert_eq!(roof["stream_dtypes"], serde_json::json!({"read": ["f16"], "inout": [], "write": ["f16"]}));
     let _ = std::fs::remove_dir_all(&dir);
 }

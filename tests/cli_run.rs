@@ -1,9 +1,13 @@
 //! `normjit run`: the JSON and text reports, `--input`/`--output` npy round
 //! trips checked against independent computations, `inout` and 0-dim
-//! outputs, and every user mistake exiting 1 with a message that names it
-//! and writing nothing.
+//! outputs, 16-bit storage (`--dtype`: bf16 and f16 outputs within 1 ulp of
+//! the f64 reference, the JIT equal to the loop IR bit for bit, bf16 and
+//! f16 files in and out), and every user mistake exiting 1 with a message
+//! that names it and writing nothing.
 
-use normjit_cli::npy::{read_f32, write_f32};
+use normjit::ir::DType;
+use normjit_cli::npy::{self, read_as, read_f32, write_f32, Bf16Format};
+use normjit_cli::storage::{ulp_distance, Elements};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -149,13 +153,20 @@ fn text_report_for_layer_norm() {
     assert!(text.contains(" per call (median of "), "{text}");
     let head = text.lines().find(|l| l.starts_with("output")).unwrap();
     assert!(head.contains("shape") && head.contains("max abs/rel error"), "{text}");
+    assert!(text.contains("dtypes   x f32, gamma f32, beta f32, y f32\n"), "{text}");
+    let head = text.lines().find(|l| l.starts_with("output")).unwrap();
+    assert!(head.contains("dtype"), "{text}");
     let row: Vec<&str> = text.lines().find(|l| l.starts_with("y ")).unwrap().split_whitespace().collect();
-    assert_eq!(row[..4], ["y", "[8,", "100]", "jit"], "{text}");
-    for (i, engine) in [(4, "jit"), (6, "interp"), (8, "jit-vs-interp")] {
+    assert_eq!(row[..5], ["y", "f32", "[8,", "100]", "jit"], "{text}");
+    for (i, engine) in [(5, "jit"), (7, "interp"), (9, "jit-vs-interp")] {
         assert_eq!(row[i - 1], engine, "{text}");
         let rel: f64 = row[i].split('/').nth(1).unwrap().parse().unwrap();
         assert!(rel < 1e-4, "{engine}: {text}");
     }
+    // f32 against f64: no ulp count (the rule is the relative error); the
+    // engines against each other: bits that differ.
+    assert!(!row[5].ends_with("ulp") && row[6] == "interp", "{text}");
+    assert!(text.contains(" differ"), "{text}");
 }
 
 #[test]
@@ -327,6 +338,190 @@ fn zero_dim_and_zero_length_outputs() {
     assert_eq!((got.shape, got.data.len()), (vec![0, 4], 0));
 }
 
+/// RMSNorm in f64, row by row.
+fn rms_norm(x: &[f32], gamma: &[f32], eps: f64) -> Vec<f64> {
+    let d = gamma.len();
+    let mut y = Vec::new();
+    for row in x.chunks(d) {
+        let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+        let r = 1.0 / (ms + eps).sqrt();
+        y.extend(row.iter().zip(gamma).map(|(&v, &g)| v as f64 * r * g as f64));
+    }
+    y
+}
+
+/// The done-when report of the issue, at a test's size: bf16 x and y, every
+/// engine; the JSON states the dtypes, ulps and agreement.
+#[test]
+fn bf16_outputs_are_within_one_ulp_and_the_jit_equals_the_loop_ir() {
+    let v = run_json(&[
+        "ir/norm/rms_norm.nj",
+        "--dtype",
+        "x=bf16,y=bf16",
+        "--dims",
+        "N=64,D=1000",
+        "--engine",
+        "all",
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(v["dtypes"], serde_json::json!({"x": "bf16", "gamma": "f32", "y": "bf16"}));
+    assert_eq!(v["inputs"]["x"]["dtype"], "bf16");
+    assert_eq!(v["inputs"]["gamma"]["dtype"], "f32");
+    let y = &v["outputs"]["y"];
+    assert_eq!(y["dtype"], "bf16");
+    assert_eq!(y["ulp_tolerance"], 1);
+    assert_eq!(y["within_tolerance"], true, "{y}");
+    for e in ["jit", "interp", "loop"] {
+        let ulp = y[e]["max_ulp"].as_u64().unwrap_or_else(|| panic!("{e}: {y}"));
+        assert!(ulp <= 1, "{e}: {y}");
+        // Errors are bf16's: about 2^-8 relative, not f32's 1e-7.
+        let rel = y[e]["max_rel_err"].as_f64().unwrap();
+        assert!(rel > 1e-4 && rel < 1e-2, "{e}: {y}");
+    }
+    assert_eq!(y["max_ulp"], y["jit"]["max_ulp"]);
+    // The JIT runs the loop IR's plan: the same bits.
+    assert_eq!(y["jit_vs_loop"]["identical"], true, "{y}");
+    assert_eq!(y["jit_vs_loop"]["mismatches"], 0, "{y}");
+    assert_eq!(y["jit_vs_loop"]["max_ulp"], 0, "{y}");
+    // The interpreter sums in another order: at most a few elements round
+    // the other way, by one ulp.
+    assert!(y["jit_vs_interp"]["max_ulp"].as_u64().unwrap() <= 1, "{y}");
+    assert!(y["jit_vs_interp"]["mismatches"].as_u64().unwrap() < 64 * 1000 / 100, "{y}");
+    assert!(v["time_s_loop"].as_f64().unwrap() > 0.0);
+
+    // The text says the same.
+    let out = run(&["ir/norm/rms_norm.nj", "--dtype", "x=bf16,y=bf16", "--dims", "N=8,D=100", "--engine", "all"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("dtypes   x bf16, gamma f32, y bf16\n"), "{text}");
+    let row: Vec<&str> = text.lines().find(|l| l.starts_with("y ")).unwrap().split_whitespace().collect();
+    assert_eq!(row[..5], ["y", "bf16", "[8,", "100]", "jit"], "{text}");
+    assert!(row[6] == "0ulp" || row[6] == "1ulp", "{text}");
+    let jl = row.iter().position(|w| *w == "jit-vs-loop").unwrap();
+    assert_eq!(row[jl + 2..jl + 5], ["0ulp", "0", "differ"], "{text}");
+    assert!(text.contains("tolerance 1 ulp"), "{text}");
+}
+
+#[test]
+fn f16_and_stochastic_bf16_outputs() {
+    let v = run_json(&["ir/norm/layer_norm.nj", "--dtype", "x=f16,y=f16", "--dims", "N=16,D=300", "--engine", "all"]);
+    let y = &v["outputs"]["y"];
+    assert_eq!(y["dtype"], "f16");
+    assert!(y["max_ulp"].as_u64().unwrap() <= 1, "{y}");
+    assert_eq!(y["jit_vs_loop"]["identical"], true, "{y}");
+    // f16 has 10 fraction bits: errors near 2^-11 relative.
+    assert!(y["max_rel_err"].as_f64().unwrap() < 2e-3, "{y}");
+
+    // AdamW with bf16 parameters rounded stochastically and bf16 grads;
+    // the seed is a param the override adds, so it must be given.
+    let args = |seed: &str| {
+        run_json(&[
+            "ir/optim/adamw.nj",
+            "--dtype",
+            "p=bf16:stochastic(seed),g=bf16",
+            "--dims",
+            "P=20000",
+            "--param",
+            &format!("t=1,lr=0.01,seed={seed}"),
+            "--engine",
+            "all",
+        ])
+    };
+    let v = args("7");
+    assert_eq!(v["dtypes"]["p"], "bf16:stochastic(seed)");
+    assert_eq!(v["dtypes"]["m"], "f32");
+    assert_eq!(v["params"]["seed"], 7.0);
+    let p = &v["outputs"]["p"];
+    assert_eq!((p["dtype"].as_str(), p["rounding"].as_str()), (Some("bf16"), Some("stochastic(seed)")));
+    // The reference rounds with the same random bits.
+    assert!(p["max_ulp"].as_u64().unwrap() <= 1, "{p}");
+    assert_eq!(p["jit_vs_loop"]["identical"], true, "{p}");
+    for t in ["m", "v"] {
+        assert_eq!(v["outputs"][t]["dtype"], "f32");
+        assert!(v["outputs"][t].get("max_ulp").is_none(), "f32 against f64: no ulps");
+        assert_eq!(v["outputs"][t]["jit_vs_loop"]["identical"], true);
+    }
+}
+
+#[test]
+fn bf16_and_f16_files_in_and_out() {
+    let dir = tmpdir("narrow-files");
+    let (n, d) = (6, 40);
+    // bf16 x (values of the type), f32 gamma.
+    let x: Vec<f32> = values(n * d, 31, false).iter().map(|&v| DType::BF16.round_f32(v)).collect();
+    let gamma = values(d, 32, false);
+    let (xb, xu, g) = (dir.join("x_bf16.npy"), dir.join("x_u2.npy"), dir.join("g.npy"));
+    npy::write(&xb, &[n, d], Elements::encode(DType::BF16, &x).view(), Bf16Format::MlDtypes).unwrap();
+    npy::write(&xu, &[n, d], Elements::encode(DType::BF16, &x).view(), Bf16Format::RawU2).unwrap();
+    write_f32(&g, &[d], &gamma).unwrap();
+    let (yb, yu) = (dir.join("y_bf16.npy"), dir.join("y_u2.npy"));
+    let go = |xfile: &Path, yfile: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "ir/norm/rms_norm.nj".to_string(),
+            "--dtype".into(),
+            "x=bf16,y=bf16".into(),
+            "--input".into(),
+            format!("x={}", s(xfile)),
+            "--input".into(),
+            format!("gamma={}", s(&g)),
+            "--output".into(),
+            format!("y={}", s(yfile)),
+        ];
+        a.extend(extra.iter().map(|e| e.to_string()));
+        run_json(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let v = go(&xb, &yb, &[]);
+    assert_eq!(v["inputs"]["x"]["path"], s(&xb));
+    assert_eq!(v["inputs"]["x"]["dtype"], "bf16");
+    // The output file is bf16 as np.save writes ml_dtypes.bfloat16.
+    let bytes = std::fs::read(&yb).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("'descr': '<V2'"), "{:?}", &bytes[..128]);
+    let y = read_as(&yb, DType::BF16, "y", Bf16Format::MlDtypes).unwrap();
+    assert_eq!(y.shape, vec![n, d]);
+    assert_eq!(y.data.dtype(), DType::BF16);
+    // Within one bf16 ulp of an independent f64 computation, rounded.
+    let want = rms_norm(&x, &gamma, 1e-6);
+    for (i, (&got, &w)) in y.data.values().iter().zip(&want).enumerate() {
+        let w = DType::BF16.round_f64(w) as f32;
+        assert!(ulp_distance(DType::BF16, got, w).is_some_and(|u| u <= 1), "y[{i}]: {got} vs {w}");
+    }
+    // Raw bits, in and out: the same bits, as uint16.
+    go(&xu, &yu, &["--bf16-as-u2"]);
+    let bytes = std::fs::read(&yu).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("'descr': '<u2'"));
+    let yu_data = read_as(&yu, DType::BF16, "y", Bf16Format::RawU2).unwrap();
+    assert_eq!(yu_data.data, y.data);
+
+    // f16: a float16 file in, float16 out.
+    let xh: Vec<f32> = x.iter().map(|&v| DType::F16.round_f32(v)).collect();
+    let (xf, yf) = (dir.join("x_f16.npy"), dir.join("y_f16.npy"));
+    npy::write(&xf, &[n, d], Elements::encode(DType::F16, &xh).view(), Bf16Format::MlDtypes).unwrap();
+    let mut a = vec![
+        "ir/norm/rms_norm.nj".to_string(),
+        "--dtype".into(),
+        "x=f16,y=f16".into(),
+        "--input".into(),
+        format!("x={}", s(&xf)),
+        "--input".into(),
+        format!("gamma={}", s(&g)),
+        "--output".into(),
+        format!("y={}", s(&yf)),
+    ];
+    a.push("--engine".into());
+    a.push("interp".into());
+    let v = run_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(v["outputs"]["y"]["dtype"], "f16");
+    let bytes = std::fs::read(&yf).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("'descr': '<f2'"));
+    let y = read_as(&yf, DType::F16, "y", Bf16Format::MlDtypes).unwrap();
+    let want = rms_norm(&xh, &gamma, 1e-6);
+    for (i, (&got, &w)) in y.data.values().iter().zip(&want).enumerate() {
+        let w = DType::F16.round_f64(w) as f32;
+        assert!(ulp_distance(DType::F16, got, w).is_some_and(|u| u <= 1), "y[{i}]: {got} vs {w}");
+    }
+}
+
 /// Every mistake: exit 1, `error: ` and the expected words on stderr, and
 /// no output file (nor temporary file) created, an existing one untouched.
 #[test]
@@ -346,6 +541,10 @@ fn every_mistake_exits_1_and_writes_nothing() {
         ("i4.npy", npy_file("{'descr': '<i4', 'fortran_order': False, 'shape': (4, 5), }", &[0; 80])),
         ("fortran.npy", npy_file("{'descr': '<f4', 'fortran_order': True, 'shape': (4, 5), }", &[0; 80])),
         ("text.npy", b"x,y\n1,2\n".to_vec()),
+        ("f2.npy", npy_file("{'descr': '<f2', 'fortran_order': False, 'shape': (4, 5), }", &[0; 40])),
+        ("v2.npy", npy_file("{'descr': '<V2', 'fortran_order': False, 'shape': (4, 5), }", &[0; 40])),
+        ("u2.npy", npy_file("{'descr': '<u2', 'fortran_order': False, 'shape': (4, 5), }", &[0; 40])),
+        ("v2_short.npy", npy_file("{'descr': '<V2', 'fortran_order': False, 'shape': (4, 5), }", &[0; 38])),
     ];
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -372,6 +571,95 @@ fn every_mistake_exits_1_and_writes_nothing() {
         (vec![ln.into(), "--input".into(), inp("fortran.npy")], vec![f("fortran.npy"), "Fortran order".into()]),
         (vec![ln.into(), "--input".into(), inp("text.npy")], vec![f("text.npy"), "not an npy file".into()]),
         (vec![ln.into(), "--input".into(), format!("x={}", s(&dir))], vec![s(&dir), "cannot read".into()]),
+        // Storage types: of the tensor (--dtype) against the file's.
+        (
+            vec![ln.into(), "--input".into(), inp("f2.npy")],
+            vec![format!(
+                "--input x: {}: the array is float16 ('<f2'), but tensor `x` is stored as f32; \
+                 pass --dtype x=f16 to store `x` as f16, or convert the array first, e.g. with a.astype(numpy.float32)",
+                f("f2.npy")
+            )],
+        ),
+        (
+            vec![ln.into(), "--input".into(), inp("v2.npy")],
+            vec![format!(
+                "--input x: {}: the array is bfloat16 ('<V2', as np.save writes ml_dtypes.bfloat16), but tensor `x` \
+                 is stored as f32; pass --dtype x=bf16 to store `x` as bf16",
+                f("v2.npy")
+            )],
+        ),
+        (
+            vec![ln.into(), "--dtype".into(), "x=bf16".into(), "--input".into(), inp("x45.npy")],
+            vec![format!(
+                "{}: the array is float32 ('<f4'), but tensor `x` is stored as bf16; pass --dtype x=f32 to store `x` \
+                 as f32, or convert the array first, e.g. with a.astype(ml_dtypes.bfloat16)",
+                f("x45.npy")
+            )],
+        ),
+        (
+            vec![ln.into(), "--dtype".into(), "x=f16".into(), "--input".into(), inp("v2.npy")],
+            vec!["the array is bfloat16 ('<V2'".into(), "stored as f16; pass --dtype x=bf16".into()],
+        ),
+        (
+            vec![ln.into(), "--dtype".into(), "x=bf16".into(), "--input".into(), inp("u2.npy")],
+            vec![format!(
+                "{}: the array has dtype '<u2' (uint16), but tensor `x` is stored as bf16; if it holds raw bfloat16 \
+                 bits, pass --bf16-as-u2",
+                f("u2.npy")
+            )],
+        ),
+        (
+            vec![ln.into(), "--bf16-as-u2".into(), "--input".into(), inp("u2.npy")],
+            vec!["the array is raw bfloat16 bits ('<u2', under --bf16-as-u2), but tensor `x` is stored as f32; \
+                  pass --dtype x=bf16"
+                .into()],
+        ),
+        (
+            vec![ln.into(), "--dtype".into(), "x=bf16".into(), "--input".into(), inp("f8.npy")],
+            vec![
+                "'<f8' (float64), but normjit reads float32 ('<f4'), float16 ('<f2') and bfloat16 ('<V2'".into(),
+                "a.astype(ml_dtypes.bfloat16)".into(),
+            ],
+        ),
+        (
+            vec![ln.into(), "--dtype".into(), "x=bf16".into(), "--input".into(), inp("v2_short.npy")],
+            vec![f("v2_short.npy"), "needs 40 bytes of bfloat16 data, but the file has 38".into()],
+        ),
+        // --dtype itself.
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "x=bf17".into()],
+            vec!["error: --dtype: `x=bf17`: unknown dtype `bf17`; expected f32, bf16 or f16".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "eps=bf16".into()],
+            vec![
+                "error: --dtype: `eps` is a param: params are f64 scalars at the call and take no storage dtype".into()
+            ],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "x=u32".into()],
+            vec!["error: --dtype: `x=u32`: `u32` is a param type, not a tensor storage type".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "z=bf16".into()],
+            vec!["error: --dtype: kernel `layer_norm` has no tensor `z` (its tensors: x, gamma, beta, y)".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "x=bf16:stochastic(seed)".into()],
+            vec!["error: --dtype: `x` is an `in` tensor: it is never stored, so it has no rounding".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "y=f16:stochastic(seed)".into()],
+            vec!["error: --dtype: `y`: stochastic rounding is for bf16 storage, not f16".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "y=bf16:stochastic(seed)".into()],
+            vec!["error: param `seed` has no default; pass --param seed=VALUE".into()],
+        ),
+        (
+            vec![ln.into(), "--dims".into(), "N=4,D=5".into(), "--dtype".into(), "x".into()],
+            vec!["error: --dtype: `x`: expected TENSOR=DTYPE".into()],
+        ),
         // Shapes against --dims, against the declaration, against each other.
         (
             vec![ln.into(), "--dims".into(), "N=4,D=6".into(), "--input".into(), inp("x45.npy")],

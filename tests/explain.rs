@@ -2,7 +2,8 @@
 //! result that matters — kernels whose data fit the cache assumption move
 //! exactly their minimum bytes (each input read once, each output written
 //! once). The cache size is pinned to 2 MiB so the plans do not depend on
-//! the machine running the test.
+//! the machine running the test. With `--dtype`, each tensor's storage
+//! type shows and traffic counts its real bytes.
 
 use serde_json::Value;
 use std::process::Command;
@@ -132,4 +133,100 @@ fn one_pass_statistics_fuse_sum_and_sum_of_squares() {
     assert_eq!(two["phases"].as_array().unwrap().len(), 3);
     assert_eq!(one["phases"].as_array().unwrap().len(), 2);
     assert_eq!(one["phases"][0]["accumulators"].as_array().unwrap().len(), 2);
+}
+
+/// Runs `normjit explain ARGS`.
+fn explain_args(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_normjit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("explain")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn storage_types_show_and_traffic_counts_real_bytes() {
+    let (n, d) = (4096u64, 4096u64);
+    let f32s = explain("ir/norm/rms_norm.nj", "N=4096,D=4096");
+    let out = explain_args(&[
+        "ir/norm/rms_norm.nj",
+        "--dims",
+        "N=4096,D=4096",
+        "--dtype",
+        "x=bf16,y=bf16",
+        "--json",
+        "--cache-bytes",
+        "2097152",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let x = &v["tensors"]["x"];
+    assert_eq!((x["dtype"].as_str(), x["bytes_per_element"].as_u64()), (Some("bf16"), Some(2)), "{x}");
+    assert_eq!((x["elements"].as_u64(), x["bytes_read"].as_u64()), (Some(n * d), Some(2 * n * d)), "{x}");
+    assert_eq!(
+        (v["tensors"]["y"]["dtype"].as_str(), v["tensors"]["y"]["bytes_written"].as_u64()),
+        (Some("bf16"), Some(2 * n * d))
+    );
+    assert_eq!(
+        (v["tensors"]["gamma"]["dtype"].as_str(), v["tensors"]["gamma"]["bytes_read"].as_u64()),
+        (Some("f32"), Some(4 * d))
+    );
+    assert_eq!(v["tensors"]["y"]["rounding"], "nearest_even");
+    // x read once, y written once, gamma once: 2 + 2 bytes per element.
+    assert_eq!(v["min_bytes"].as_u64().unwrap(), 4 * n * d + 4 * d);
+    assert_eq!(f32s["min_bytes"].as_u64().unwrap(), 8 * n * d + 4 * d);
+    let (moved, min) = total(&v);
+    assert_eq!(moved, min);
+    // The f32 plan names f32 everywhere.
+    assert!(f32s["tensors"].as_object().unwrap().values().all(|t| t["dtype"] == "f32" && t["bytes_per_element"] == 4));
+
+    // The text: a row per tensor with its type and bytes.
+    let out = explain_args(&["ir/norm/rms_norm.nj", "--dims", "N=4096,D=4096", "--dtype", "x=bf16,y=bf16"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        let l =
+            text.lines().find(|l| l.trim_start().starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+        l.split_whitespace().map(String::from).collect()
+    };
+    assert_eq!(row("x"), ["x", "in", "bf16", "[4096,", "4096]", "2", "B", "read", "1x", "32.0", "MiB"], "{text}");
+    assert_eq!(row("gamma"), ["gamma", "in", "f32", "[4096]", "4", "B", "read", "1x", "16.0", "KiB"], "{text}");
+    assert_eq!(row("y"), ["y", "out", "bf16", "[4096,", "4096]", "2", "B", "written", "1x", "32.0", "MiB"], "{text}");
+    assert!(text.contains(&format!("minimum {} B", 4 * n * d + 4 * d)), "{text}");
+}
+
+#[test]
+fn stochastic_rounding_and_bf16_adamw() {
+    let out =
+        explain_args(&["ir/optim/adamw.nj", "--dims", "P=1000", "--dtype", "p=bf16:stochastic(seed),g=bf16", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["tensors"]["p"];
+    assert_eq!((p["rounding"].as_str(), p["seed"].as_str()), (Some("stochastic"), Some("seed")), "{p}");
+    assert_eq!(v["tensors"]["m"]["dtype"], "f32");
+    // p and g in bf16, m and v in f32: 2 + 2 + 2 + 4 + 4 + 4 + 4 bytes per element.
+    assert_eq!(v["min_bytes"], 22 * 1000);
+    let out = explain_args(&["ir/optim/adamw.nj", "--dims", "P=1000", "--dtype", "p=bf16:stochastic(seed)"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.trim_start().starts_with("p ") && l.contains("bf16:stochastic(seed)")), "{text}");
+}
+
+#[test]
+fn bad_overrides_exit_1_with_the_reason() {
+    let cases = [
+        ("lr=bf16", "error: --dtype: `lr` is a param: params are f64 scalars at the call and take no storage dtype"),
+        ("p=int8", "error: --dtype: `p=int8`: unknown dtype `int8`; expected f32, bf16 or f16"),
+        ("p=u32", "error: --dtype: `p=u32`: `u32` is a param type, not a tensor storage type"),
+        ("q=bf16", "error: --dtype: kernel `adamw` has no tensor `q` (its tensors: p, m, v, g)"),
+        ("g=bf16:stochastic(seed)", "error: --dtype: `g` is an `in` tensor: it is never stored, so it has no rounding"),
+        ("p=bf16,p=f16", "error: --dtype: tensor `p` is given a dtype twice"),
+    ];
+    for (spec, want) in cases {
+        let out = explain_args(&["ir/optim/adamw.nj", "--dims", "P=1000", "--dtype", spec]);
+        assert_eq!(out.status.code(), Some(1), "{spec}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(want), "{spec}: expected `{want}` in {stderr}");
+        assert!(out.stdout.is_empty());
+    }
 }

@@ -1,9 +1,16 @@
 //! The npy module: round trips (including 0-dim and zero-length shapes),
 //! hand-written files in every supported variant, a specific error for
-//! every kind of bad file, atomic writes, and no panic on mangled bytes.
+//! every kind of bad file, atomic writes, and no panic on mangled bytes;
+//! the 16-bit storage types (f16 as `<f2`, bf16 as ml_dtypes' `<V2` or raw
+//! `<u2` bits) bit-exactly, with an error naming both types and the fix
+//! when a file's type is not the tensor's; and interoperability with NumPy
+//! (f16) and ml_dtypes (bf16) themselves.
 
-use normjit_cli::npy::{self, decode_f32, encode_f32, read_f32, write_f32, NpyError};
+use normjit::ir::DType;
+use normjit_cli::npy::{self, decode_as, decode_f32, encode_f32, read_f32, write_f32, Bf16Format, NpyError};
+use normjit_cli::storage::Elements;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A fresh directory for one test.
 fn tmpdir(test: &str) -> PathBuf {
@@ -336,4 +343,309 @@ fn mangled_files_give_errors_not_panics() {
         }
         let _ = decode_f32(&f, "g");
     }
+}
+
+/// 16-bit bit patterns covering every class: zeros, normals, subnormals,
+/// infinities, NaNs with payloads and signs, the extremes.
+const BITS16: [u16; 14] =
+    [0x0000, 0x8000, 0x3F80, 0xBFC0, 0x0001, 0x8003, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x7C01, 0x7F7F, 0x0400, 0x3C00];
+
+fn bf16s(bits: &[u16]) -> Elements {
+    Elements::BF16(bits.iter().map(|&b| normjit::half::bf16::from_bits(b)).collect())
+}
+
+fn f16s(bits: &[u16]) -> Elements {
+    Elements::F16(bits.iter().map(|&b| normjit::half::f16::from_bits(b)).collect())
+}
+
+/// The header text of an encoded file.
+fn header(bytes: &[u8]) -> String {
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + hlen) % 64, 0, "data is 64-byte aligned");
+    String::from_utf8(bytes[10..10 + hlen].to_vec()).unwrap()
+}
+
+#[test]
+fn sixteen_bit_types_round_trip_bit_exactly() {
+    let dir = tmpdir("round-trip-16");
+    let cases = [
+        (bf16s(&BITS16), Bf16Format::MlDtypes, "'<V2'"),
+        (bf16s(&BITS16), Bf16Format::RawU2, "'<u2'"),
+        (f16s(&BITS16), Bf16Format::MlDtypes, "'<f2'"),
+        (f16s(&BITS16), Bf16Format::RawU2, "'<f2'"),
+    ];
+    for (i, (data, fmt, descr)) in cases.iter().enumerate() {
+        let dt = data.dtype();
+        for shape in [vec![14], vec![2, 7], vec![7, 1, 2]] {
+            let bytes = npy::encode(&shape, data.view(), *fmt).unwrap();
+            assert!(header(&bytes).contains(&format!("'descr': {descr}")), "{}", header(&bytes));
+            // Little-endian bits, as they are.
+            let hlen = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+            let bits: Vec<u16> = bytes[hlen..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            assert_eq!(bits, BITS16, "case {i}");
+            let back = decode_as(&bytes, "mem", dt, "t", *fmt).unwrap();
+            assert_eq!((&back.shape, &back.data), (&shape, data), "case {i} {shape:?}");
+        }
+        // Through a file, and empty arrays.
+        let p = dir.join(format!("a{i}.npy"));
+        npy::write(&p, &[2, 7], data.view(), *fmt).unwrap();
+        let back = npy::read_as(&p, dt, "t", *fmt).unwrap();
+        assert_eq!(back.data, *data);
+        let empty = Elements::zeros(dt, 0);
+        let bytes = npy::encode(&[0, 3], empty.view(), *fmt).unwrap();
+        assert_eq!(decode_as(&bytes, "e", dt, "t", *fmt).unwrap().shape, vec![0, 3]);
+    }
+    // f32 through the typed path: what the f32 functions write and read.
+    let f = Elements::F32(vec![1.5, -0.0, f32::NAN, f32::INFINITY]);
+    let bytes = npy::encode(&[4], f.view(), Bf16Format::MlDtypes).unwrap();
+    assert_eq!(bytes, encode_f32(&[4], &[1.5, -0.0, f32::NAN, f32::INFINITY]).unwrap());
+    let back = decode_as(&bytes, "f", DType::F32, "t", Bf16Format::MlDtypes).unwrap();
+    assert_eq!(back.data.values().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), bits(&f.values()));
+    // A length that does not fit the shape is refused, nothing written.
+    let e = npy::write(&dir.join("bad.npy"), &[3], bf16s(&[1, 2]).view(), Bf16Format::MlDtypes).unwrap_err();
+    assert!(matches!(e, NpyError::Length { expected: 3, found: 2, .. }), "{e:?}");
+    assert!(!dir.join("bad.npy").exists());
+}
+
+#[test]
+fn reads_sixteen_bit_files_in_every_byte_order() {
+    let le16 = |v: &[u16]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let be16 = |v: &[u16]| v.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+    let bits = [0x3F80u16, 0xC000, 0x0001];
+    let ml = Bf16Format::MlDtypes;
+    let cases: [(&str, Vec<u8>, DType, Bf16Format); 7] = [
+        ("<V2", le16(&bits), DType::BF16, ml),
+        // NumPy's own 2-byte void (a loaded `<V2` array saved again).
+        ("|V2", le16(&bits), DType::BF16, ml),
+        (">V2", be16(&bits), DType::BF16, ml),
+        ("<u2", le16(&bits), DType::BF16, Bf16Format::RawU2),
+        (">u2", be16(&bits), DType::BF16, Bf16Format::RawU2),
+        ("<f2", le16(&bits), DType::F16, ml),
+        (">f2", be16(&bits), DType::F16, ml),
+    ];
+    for (descr, data, dt, fmt) in cases {
+        let f = npy_file((1, 0), &dict(descr, false, "(3,)"), &data);
+        let a = decode_as(&f, "x.npy", dt, "x", fmt).unwrap_or_else(|e| panic!("{descr}: {e}"));
+        let want = if dt == DType::BF16 { bf16s(&bits) } else { f16s(&bits) };
+        assert_eq!((a.shape, a.data), (vec![3], want), "{descr}");
+    }
+    // With --bf16-as-u2, ml_dtypes' files are still read.
+    let f = npy_file((1, 0), &dict("<V2", false, "(3,)"), &le16(&bits));
+    assert_eq!(decode_as(&f, "x", DType::BF16, "x", Bf16Format::RawU2).unwrap().data, bf16s(&bits));
+}
+
+/// Decodes `bytes` as tensor `x`'s file `dir/x.npy`, expecting an error
+/// whose message is exactly `want` after the path.
+fn bad_as(bytes: &[u8], dt: DType, fmt: Bf16Format, want: &str) -> NpyError {
+    let e = decode_as(bytes, "dir/x.npy", dt, "x", fmt).expect_err(want);
+    assert_eq!(e.to_string(), format!("dir/x.npy: {want}"));
+    e
+}
+
+#[test]
+fn a_file_of_another_storage_type_names_both_and_the_fix() {
+    let f = |descr: &str, size: usize| npy_file((1, 0), &dict(descr, false, "(3,)"), &vec![0u8; 3 * size]);
+    let ml = Bf16Format::MlDtypes;
+    let e = bad_as(
+        &f("<f2", 2),
+        DType::F32,
+        ml,
+        "the array is float16 ('<f2'), but tensor `x` is stored as f32; pass --dtype x=f16 to store `x` as f16, \
+         or convert the array first, e.g. with a.astype(numpy.float32)",
+    );
+    assert!(matches!(e, NpyError::Mismatch { have: DType::F16, want: DType::F32, .. }), "{e:?}");
+    bad_as(
+        &f("<V2", 2),
+        DType::F16,
+        ml,
+        "the array is bfloat16 ('<V2', as np.save writes ml_dtypes.bfloat16), but tensor `x` is stored as f16; \
+         pass --dtype x=bf16 to store `x` as bf16, or convert the array first, e.g. with a.astype(numpy.float16)",
+    );
+    bad_as(
+        &f("<f4", 4),
+        DType::BF16,
+        ml,
+        "the array is float32 ('<f4'), but tensor `x` is stored as bf16; pass --dtype x=f32 to store `x` as f32, \
+         or convert the array first, e.g. with a.astype(ml_dtypes.bfloat16)",
+    );
+    bad_as(
+        &f(">f4", 4),
+        DType::BF16,
+        Bf16Format::RawU2,
+        "the array is float32 ('>f4'), but tensor `x` is stored as bf16; pass --dtype x=f32 to store `x` as f32, \
+         or convert the array first, e.g. with a.astype(ml_dtypes.bfloat16).view(numpy.uint16)",
+    );
+    bad_as(
+        &f("<u2", 2),
+        DType::F32,
+        Bf16Format::RawU2,
+        "the array is raw bfloat16 bits ('<u2', under --bf16-as-u2), but tensor `x` is stored as f32; \
+         pass --dtype x=bf16 to store `x` as bf16, or convert the array first, e.g. with a.astype(numpy.float32)",
+    );
+    // uint16 for bf16 without the flag: the flag is the fix.
+    let e = bad_as(
+        &f("<u2", 2),
+        DType::BF16,
+        ml,
+        "the array has dtype '<u2' (uint16), but tensor `x` is stored as bf16; if it holds raw bfloat16 bits, \
+         pass --bf16-as-u2; otherwise save it as ml_dtypes.bfloat16, e.g. with a.astype(ml_dtypes.bfloat16)",
+    );
+    assert!(matches!(e, NpyError::Uint16 { .. }), "{e:?}");
+    // uint16 for f32 is no storage type at all.
+    let e = bad_as(
+        &f("<u2", 2),
+        DType::F32,
+        ml,
+        "the array has dtype '<u2' (uint16), but normjit reads float32 ('<f4'), float16 ('<f2') and bfloat16 \
+         ('<V2', as np.save writes ml_dtypes.bfloat16) only; convert it first, e.g. with a.astype(numpy.float32)",
+    );
+    assert!(matches!(e, NpyError::DType { .. }), "{e:?}");
+    let e = bad_as(
+        &f("<f8", 8),
+        DType::F16,
+        ml,
+        "the array has dtype '<f8' (float64), but normjit reads float32 ('<f4'), float16 ('<f2') and bfloat16 \
+         ('<V2', as np.save writes ml_dtypes.bfloat16) only; convert it first, e.g. with a.astype(numpy.float16)",
+    );
+    assert!(matches!(e, NpyError::DType { .. }), "{e:?}");
+    // Other voids are not bfloat16.
+    bad_as(
+        &f("<V4", 4),
+        DType::BF16,
+        ml,
+        "the array has dtype '<V4' (void), but normjit reads float32 ('<f4'), float16 ('<f2') and bfloat16 \
+         ('<V2', as np.save writes ml_dtypes.bfloat16) only; convert it first, e.g. with a.astype(ml_dtypes.bfloat16)",
+    );
+    // Lengths are checked in the file's element size.
+    let short = npy_file((1, 0), &dict("<V2", false, "(3,)"), &[0u8; 5]);
+    let e = bad_as(
+        &short,
+        DType::BF16,
+        ml,
+        "truncated data: shape (3,) needs 6 bytes of bfloat16 data, but the file has 5",
+    );
+    assert!(matches!(e, NpyError::TruncatedData { expected: 6, found: 5, .. }), "{e:?}");
+    let long = npy_file((1, 0), &dict("<f2", false, "(3,)"), &[0u8; 7]);
+    bad_as(
+        &long,
+        DType::F16,
+        ml,
+        "1 unexpected bytes after the data of shape (3,); the file is corrupt or its header is wrong",
+    );
+    // And the f32-only reader still reads float32 only.
+    let e = decode_f32(&f("<f2", 2), "dir/x.npy").unwrap_err();
+    assert!(e.to_string().contains("'<f2' (float16), but normjit reads float32 ('<f4') only"), "{e}");
+}
+
+/// The Python that runs the interoperability checks: `NORMJIT_PYTHON`, or
+/// the checkout's `.venv` (which has NumPy and ml_dtypes), or `python3`.
+fn python() -> String {
+    if let Ok(p) = std::env::var("NORMJIT_PYTHON") {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "python3".to_string()
+}
+
+/// Runs `script` with [`python`]; panics with its stderr if it fails.
+fn run_python(script: &str) {
+    let out = Command::new(python()).args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}{}",
+        python(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// NumPy reads our float16 files as float16 and we read its.
+#[test]
+fn numpy_reads_and_writes_float16() {
+    let has_numpy = Command::new(python()).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    assert!(has_numpy, "numpy is needed for this test (CI installs it); {} has none", python());
+    let dir = tmpdir("numpy-f16");
+    let ours = dir.join("ours.npy");
+    npy::write(&ours, &[2, 7], f16s(&BITS16).view(), Bf16Format::MlDtypes).unwrap();
+    let theirs = dir.join("theirs.npy");
+    run_python(&format!(
+        r#"
+import numpy as np
+a = np.load({ours:?})
+assert a.dtype == np.float16 and a.shape == (2, 7), (a.dtype, a.shape)
+assert a.view(np.uint16).ravel().tolist() == {bits:?}, a.view(np.uint16)
+np.save({theirs:?}, np.array([[1.5, -2.0, 65504.0], [6e-8, np.inf, 0.1]], dtype=np.float16))
+"#,
+        ours = s(&ours),
+        theirs = s(&theirs),
+        bits = BITS16.to_vec(),
+    ));
+    let a = npy::read_as(&theirs, DType::F16, "x", Bf16Format::MlDtypes).unwrap();
+    assert_eq!(a.shape, vec![2, 3]);
+    let want: Vec<f32> =
+        [1.5, -2.0, 65504.0, 6e-8, f32::INFINITY, 0.1].iter().map(|&x| DType::F16.round_f32(x)).collect();
+    assert_eq!(a.data.values(), want);
+}
+
+/// ml_dtypes reads our bfloat16 files (`np.load(p).view(ml_dtypes.bfloat16)`)
+/// and we read what `np.save` writes for its bfloat16 arrays. Needs
+/// ml_dtypes in [`python`]: without it the test prints a note and passes,
+/// unless `NORMJIT_REQUIRE_ML_DTYPES=1` (CI), where it fails.
+#[test]
+fn ml_dtypes_reads_and_writes_bfloat16() {
+    let has = Command::new(python()).args(["-c", "import numpy, ml_dtypes"]).output().is_ok_and(|o| o.status.success());
+    if !has {
+        let required = std::env::var("NORMJIT_REQUIRE_ML_DTYPES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "NORMJIT_REQUIRE_ML_DTYPES=1 but {} cannot import numpy and ml_dtypes (set NORMJIT_PYTHON to a Python that can)",
+            python()
+        );
+        eprintln!(
+            "note: bf16 interoperability NOT checked: {} cannot import numpy and ml_dtypes \
+             (set NORMJIT_PYTHON, or NORMJIT_REQUIRE_ML_DTYPES=1 to make this a failure)",
+            python()
+        );
+        return;
+    }
+    let dir = tmpdir("ml-dtypes");
+    let (ours, raw, theirs) = (dir.join("ours.npy"), dir.join("raw.npy"), dir.join("theirs.npy"));
+    npy::write(&ours, &[2, 7], bf16s(&BITS16).view(), Bf16Format::MlDtypes).unwrap();
+    npy::write(&raw, &[14], bf16s(&BITS16).view(), Bf16Format::RawU2).unwrap();
+    run_python(&format!(
+        r#"
+import numpy as np, ml_dtypes
+a = np.load({ours:?})
+assert a.dtype == np.dtype('V2') and a.shape == (2, 7), (a.dtype, a.shape)
+b = a.view(ml_dtypes.bfloat16)
+assert b.view(np.uint16).ravel().tolist() == {bits:?}, b.view(np.uint16)
+assert b[0, 2] == 1.0 and b[0, 3] == -1.5 and np.isinf(b[0, 6]) and np.isnan(b[1, 1]), b
+r = np.load({raw:?})
+assert r.dtype == np.uint16 and r.tolist() == {bits:?}, r
+x = np.array([[1.0, -2.5, 3.140625], [1e-40, -np.inf, 3.3895314e38]], dtype=np.float32)
+np.save({theirs:?}, x.astype(ml_dtypes.bfloat16))
+with open({theirs:?}, 'rb') as f:
+    head = f.read(128)
+assert b"'descr': '<V2'" in head, head
+"#,
+        ours = s(&ours),
+        raw = s(&raw),
+        theirs = s(&theirs),
+        bits = BITS16.to_vec(),
+    ));
+    let a = npy::read_as(&theirs, DType::BF16, "x", Bf16Format::MlDtypes).unwrap();
+    assert_eq!(a.shape, vec![2, 3]);
+    // ml_dtypes rounds to nearest even, as normjit does.
+    let want: Vec<f32> = [1.0, -2.5, 3.140625, 1e-40, f32::NEG_INFINITY, 3.3895314e38]
+        .iter()
+        .map(|&x| DType::BF16.round_f32(x))
+        .collect();
+    assert_eq!(a.data.values(), want);
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
 }

@@ -4,11 +4,15 @@
 //!   one per library pipeline, written the way a good engineer would
 //!   (two-pass statistics, several accumulators, FMA where the ISA has it);
 //! - [`roofline`]: stream kernels with a pipeline's read and write streams
+//!   (each in its tensor's storage type: f32, or 16 bits for bf16 and f16)
 //!   and trivial arithmetic, whose bandwidth is what any kernel with those
 //!   streams can hope for on this machine;
-//! - [`buffers`]: the buffers both run on, staggered within the 4 KiB page
-//!   so that 4K aliasing does not halve everyone's bandwidth (or, on
-//!   request, page-aligned to show what it costs).
+//! - [`buffers`]: the buffers both run on, in each tensor's storage type,
+//!   staggered within the 4 KiB page so that 4K aliasing does not halve
+//!   everyone's bandwidth (or, on request, page-aligned to show what it
+//!   costs);
+//! - [`report`]: the table, JSON and chart of a run, with bytes counted in
+//!   each tensor's type and elements per second to compare storage types.
 //!
 //! Both kernel modules are multiversioned: each kernel is compiled for
 //! AVX-512F, for AVX2+FMA and for the crate's baseline target, and the best

@@ -11,6 +11,12 @@
 //! The roofline's bandwidth is the bytes its own streams move over its own
 //! time; both are bandwidths, so their ratio says how close a kernel gets
 //! to what the machine can stream with the same reads and writes.
+//!
+//! Bytes are real bytes: a tensor stored as bf16 or f16 counts 2 per
+//! element, and its roofline streams move 2-byte elements too. A kernel's
+//! storage (`--dtype` overrides) is part of its table line; elements per
+//! second (of the kernel's largest tensor) compare the same kernel across
+//! storage types, where bytes do not ([`Comparison`]).
 
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -60,12 +66,20 @@ pub struct Machine {
     pub memory_bytes: Option<u64>,
 }
 
-/// One measurement: one engine on one kernel at one size, thread count and
-/// buffer placement.
+/// One measurement: one engine on one kernel (in one storage) at one size,
+/// thread count and buffer placement.
 #[derive(Clone, Debug)]
 pub struct Row {
     /// The kernel's name.
     pub kernel: String,
+    /// Its tensors not stored as f32, as a `--dtype` spec
+    /// (`x=bf16,y=bf16`), or `f32`.
+    pub storage: String,
+    /// True for the kernel as its file declares it; false with `--dtype`
+    /// overrides applied.
+    pub as_written: bool,
+    /// Elements of its largest tensor: the unit of elements per second.
+    pub elements: u64,
     /// The file it came from.
     pub file: String,
     /// `small`, `large` or `custom` (sizes given with `--dims`).
@@ -91,6 +105,8 @@ pub struct Row {
     pub compile_us: Option<f64>,
     /// The roofline's streams: (read, in-place, written).
     pub streams: Option<(usize, usize, usize)>,
+    /// The roofline's streams' element types: read, in-place, written.
+    pub stream_dtypes: Option<[Vec<&'static str>; 3]>,
     /// True if every value the engine wrote was finite (non-finite values
     /// would make the timing suspect: NaN and subnormals can be slow).
     pub finite: bool,
@@ -100,6 +116,11 @@ impl Row {
     /// Effective bandwidth, in GB/s (10^9 bytes per second).
     pub fn gbs(&self) -> f64 {
         self.bytes as f64 / self.median_s / 1e9
+    }
+
+    /// Elements of the largest tensor per second.
+    pub fn elements_per_s(&self) -> f64 {
+        self.elements as f64 / self.median_s
     }
 }
 
@@ -170,25 +191,83 @@ pub struct Report {
     pub quick: bool,
     /// Wall-clock seconds each engine's timed calls aim to fill.
     pub time_target_s: f64,
+    /// The `--dtype` overrides, if given.
+    pub dtype_overrides: Option<String>,
     /// Turns the engines take, each with its share of the time.
     pub rounds: usize,
     /// Total wall-clock seconds of the run.
     pub wall_s: f64,
 }
 
+/// One kernel's JIT as written (`base`, f32 in the library) and with
+/// `--dtype` overrides (`other`), at one size and thread count, measured
+/// in the same run. Elements per second is the common unit: the overrides
+/// change the bytes, not the work.
+#[derive(Clone, Copy, Debug)]
+pub struct Comparison<'a> {
+    /// The kernel as written.
+    pub base: &'a Row,
+    /// With the overrides.
+    pub other: &'a Row,
+    /// The roofline with `base`'s streams.
+    pub base_roofline: Option<&'a Row>,
+    /// The roofline with `other`'s streams, in its types.
+    pub other_roofline: Option<&'a Row>,
+}
+
+impl Comparison<'_> {
+    /// How many times more elements per second `other` processes.
+    pub fn ratio(&self) -> f64 {
+        self.other.elements_per_s() / self.base.elements_per_s()
+    }
+    /// The ratio the bytes allow: `base`'s minimal traffic over `other`'s.
+    pub fn byte_ratio(&self) -> f64 {
+        self.base.min_bytes as f64 / self.other.min_bytes as f64
+    }
+    /// `other`'s bandwidth over its own roofline's.
+    pub fn vs_roofline(&self) -> Option<f64> {
+        Some(self.other.gbs() / self.other_roofline?.gbs())
+    }
+    /// `base`'s bandwidth over its own roofline's.
+    pub fn base_vs_roofline(&self) -> Option<f64> {
+        Some(self.base.gbs() / self.base_roofline?.gbs())
+    }
+    fn json(&self) -> Value {
+        json!({
+            "kernel": self.other.kernel,
+            "file": self.other.file,
+            "size": self.other.size,
+            "threads": self.other.threads,
+            "elements": self.other.elements,
+            "storage": self.other.storage,
+            "base_storage": self.base.storage,
+            "elements_per_s": self.other.elements_per_s(),
+            "base_elements_per_s": self.base.elements_per_s(),
+            "ratio": self.ratio(),
+            "byte_ratio": self.byte_ratio(),
+            "vs_roofline": self.vs_roofline(),
+            "base_vs_roofline": self.base_vs_roofline(),
+            "roofline_elements_per_s": self.other_roofline.map(Row::elements_per_s),
+            "base_roofline_elements_per_s": self.base_roofline.map(Row::elements_per_s),
+        })
+    }
+}
+
 /// What every report says about how to read it.
-pub const NOTES: [&str; 5] = [
+pub const NOTES: [&str; 6] = [
     "Medians of repeated calls; per thread count the engines take turns in rounds (a warm-up call opening each turn), so that load from other processes falls on all alike. The machine is shared and virtualized: absolute times are noisy; compare engines within one run.",
     "GB/s = the kernel's minimal traffic (each tensor read once, written once) / median time; the roofline's GB/s = the bytes its own streams move / its time.",
     "roofline: a stream kernel with one stream per large tensor of the pipeline (in = read, inout = in-place, out = written), each as long as the largest tensor; small per-row/per-channel vectors stay in cache and are not streams.",
     "interp: the reference interpreter in f32, eager and single-threaded, allocating its intermediates and outputs on every call (what an unfused framework does; at the large size that includes faulting in fresh pages); measured at 1 thread only.",
     "Buffers are staggered within the 4 KiB page (no 4K aliasing) unless placement is page_aligned; jit, rustc and interp run on the same buffers, the roofline on its own.",
+    "storage: tensors stored as bf16/f16 (--dtype) move 2 bytes per element, in the kernel's buffers and in its roofline's streams; rustc kernels are f32 only (`-` elsewhere); interp computes from f32 copies of the values.",
 ];
 
 /// The key rows of one table line share.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 struct LineKey {
     kernel: String,
+    storage: String,
     size: String,
     threads: usize,
     placement: &'static str,
@@ -237,6 +316,7 @@ impl Report {
             self.rows.iter().find(|r| {
                 r.engine == e
                     && r.kernel == k.kernel
+                    && r.storage == k.storage
                     && r.size == k.size
                     && r.threads == threads
                     && r.placement == placement
@@ -262,9 +342,13 @@ impl Report {
     /// The JSON document: `{"machine": {..}, "results": [..], ..}`. Each
     /// result has `kernel`, `dims`, `threads`, `engine`, `median_s`, `gbs`,
     /// `min_bytes` and `compile_us` (null but for the JIT), plus `file`,
-    /// `size`, `placement`, `reps`, `bytes`, `finite`, and on JIT rows the
-    /// ratios `vs_roofline` (bandwidth over the roofline's), `vs_rustc` and
-    /// `vs_interp` (speedups), null where the baseline was not measured.
+    /// `size`, `placement`, `reps`, `bytes`, `finite`, `storage` (the
+    /// tensors not stored as f32, or `f32`), `elements` (of the largest
+    /// tensor) and `elements_per_s`, and on JIT rows the ratios
+    /// `vs_roofline` (bandwidth over the roofline's with the same streams
+    /// in the same types), `vs_rustc` and `vs_interp` (speedups), null
+    /// where the baseline was not measured. With `--compare-dtypes`,
+    /// `storage_comparison` pairs each kernel's JIT rows across storage.
     pub fn json(&self) -> Value {
         let m = &self.machine;
         let machine = json!({
@@ -298,9 +382,16 @@ impl Report {
                     "bytes": r.bytes,
                     "compile_us": r.compile_us,
                     "finite": r.finite,
+                    "storage": r.storage,
+                    "as_written": r.as_written,
+                    "elements": r.elements,
+                    "elements_per_s": r.elements_per_s(),
                 });
                 if let Some((reads, inouts, writes)) = r.streams {
                     v["streams"] = json!({"read": reads, "inout": inouts, "write": writes});
+                }
+                if let Some([reads, inouts, writes]) = &r.stream_dtypes {
+                    v["stream_dtypes"] = json!({"read": reads, "inout": inouts, "write": writes});
                 }
                 if r.engine == Engine::Jit {
                     if let Some(l) = lines.iter().find(|l| l.key == key(r)) {
@@ -330,6 +421,8 @@ impl Report {
             "results": results,
             "call_overhead": overhead,
             "summary": self.summary_json(),
+            "dtype_overrides": self.dtype_overrides,
+            "storage_comparison": self.comparisons().iter().map(Comparison::json).collect::<Vec<_>>(),
             "failures": failures,
             "load": self.load.as_ref().map(|l| json!({
                 "loadavg_start": l.loadavg_start,
@@ -342,6 +435,30 @@ impl Report {
             "wall_s": self.wall_s,
             "notes": NOTES,
         })
+    }
+
+    /// The JIT rows of each kernel with `--dtype` overrides next to the
+    /// same kernel as written, at the same size and thread count
+    /// (staggered buffers), with both rooflines.
+    pub fn comparisons(&self) -> Vec<Comparison<'_>> {
+        let lines = self.lines();
+        let roof = |r: &Row| lines.iter().find(|l| l.key == key(r)).and_then(|l| l.roofline);
+        let mut out = Vec::new();
+        for r in self.rows.iter().filter(|r| r.engine == Engine::Jit && !r.as_written && r.placement == "staggered") {
+            let base = self.rows.iter().find(|b| {
+                b.engine == Engine::Jit
+                    && b.as_written
+                    && b.kernel == r.kernel
+                    && b.file == r.file
+                    && b.size == r.size
+                    && b.threads == r.threads
+                    && b.placement == r.placement
+            });
+            if let Some(base) = base {
+                out.push(Comparison { base, other: r, base_roofline: roof(base), other_roofline: roof(r) });
+            }
+        }
+        out
     }
 
     /// Geometric means of the JIT ratios per (size, threads), staggered
@@ -403,10 +520,14 @@ impl Report {
             self.rounds,
             if self.quick { ", --quick" } else { "" }
         );
+        if let Some(d) = &self.dtype_overrides {
+            let _ = writeln!(s, "storage  --dtype {d} (applied to each kernel with tensors of those names)");
+        }
         s.push('\n');
 
         let head = [
             "kernel",
+            "storage",
             "size",
             "dims",
             "thr",
@@ -421,7 +542,7 @@ impl Report {
             "jit/interp",
             "compile",
         ];
-        let mut rows: Vec<[String; 14]> = Vec::new();
+        let mut rows: Vec<[String; 15]> = Vec::new();
         let dash = || "-".to_string();
         for l in self.lines() {
             let any = l.any();
@@ -436,6 +557,7 @@ impl Report {
             let x = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.2}x"));
             rows.push([
                 name,
+                l.key.storage.clone(),
                 l.key.size.clone(),
                 dims,
                 l.key.threads.to_string(),
@@ -454,13 +576,58 @@ impl Report {
         s += &format_table(
             &head,
             &rows,
-            &[false, false, false, true, true, true, true, true, true, true, true, true, true, true],
+            &[false, false, false, false, true, true, true, true, true, true, true, true, true, true, true],
         );
         let _ = writeln!(
             s,
-            "(GB/s columns: jit, rustc, interp, roofline. traffic: minimal bytes per call. jit/roof: bandwidth ratio; \
+            "(GB/s columns: jit, rustc, interp, roofline. storage: tensors not stored as f32. traffic: minimal bytes per call, \
+             in real bytes. jit/roof: bandwidth ratio (the roofline streams the same types); \
              jit/rustc, jit/interp: speedups. compile: lowering + codegen, median. `!`: non-finite values were written.)"
         );
+        let comparisons = self.comparisons();
+        if !comparisons.is_empty() {
+            s.push('\n');
+            let head = [
+                "kernel",
+                "size",
+                "thr",
+                "storage",
+                "elements",
+                "Gel/s",
+                "base Gel/s",
+                "vs base",
+                "bytes",
+                "jit/roof",
+                "base jit/roof",
+            ];
+            let x = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}x"));
+            let rows: Vec<[String; 11]> = comparisons
+                .iter()
+                .map(|c| {
+                    [
+                        c.other.kernel.clone(),
+                        c.other.size.clone(),
+                        c.other.threads.to_string(),
+                        c.other.storage.clone(),
+                        c.other.elements.to_string(),
+                        format!("{:.3}", c.other.elements_per_s() / 1e9),
+                        format!("{:.3}", c.base.elements_per_s() / 1e9),
+                        x(Some(c.ratio())),
+                        x(Some(c.byte_ratio())),
+                        x(c.vs_roofline()),
+                        x(c.base_vs_roofline()),
+                    ]
+                })
+                .collect();
+            s += "storage comparison, jit, each kernel with --dtype against the same kernel as written (base), measured in the same rounds:\n";
+            s += &format_table(&head, &rows, &[false, false, true, false, true, true, true, true, true, true, true]);
+            let _ = writeln!(
+                s,
+                "(Gel/s: 10^9 elements of the largest tensor per second. vs base: elements/s ratio. bytes: the ratio the \
+                 minimal traffic allows (base bytes / these bytes). jit/roof: against the roofline with the same streams in \
+                 the same types; base jit/roof: the base against its own.)"
+            );
+        }
         let summary = self.summary();
         if !summary.is_empty() {
             s.push('\n');
@@ -600,14 +767,15 @@ impl Report {
             let y0 = TOP + PANEL_H * pi as f64 + 28.0;
             let in_panel: Vec<&Line> =
                 lines.iter().filter(|l| &l.key.size == size && l.key.threads == *threads).collect();
-            let mut kernels: Vec<&str> = Vec::new();
+            // One bar group per kernel and storage.
+            let mut kernels: Vec<String> = Vec::new();
             for l in &in_panel {
-                if !kernels.contains(&l.key.kernel.as_str()) {
-                    kernels.push(&l.key.kernel);
+                if !kernels.contains(&l.key.label()) {
+                    kernels.push(l.key.label());
                 }
             }
-            let aligned = |k: &str| in_panel.iter().find(|l| l.key.kernel == k && l.key.placement != "staggered");
-            let stag = |k: &str| in_panel.iter().find(|l| l.key.kernel == k && l.key.placement == "staggered");
+            let aligned = |k: &str| in_panel.iter().find(|l| l.key.label() == k && l.key.placement != "staggered");
+            let stag = |k: &str| in_panel.iter().find(|l| l.key.label() == k && l.key.placement == "staggered");
             let present = [
                 in_panel.iter().any(|l| l.key.placement == "staggered" && l.jit.is_some()),
                 in_panel.iter().any(|l| l.key.placement != "staggered" && l.jit.is_some()),
@@ -749,7 +917,25 @@ struct Summary {
 }
 
 fn key(r: &Row) -> LineKey {
-    LineKey { kernel: r.kernel.clone(), size: r.size.clone(), threads: r.threads, placement: r.placement }
+    LineKey {
+        kernel: r.kernel.clone(),
+        storage: r.storage.clone(),
+        size: r.size.clone(),
+        threads: r.threads,
+        placement: r.placement,
+    }
+}
+
+impl LineKey {
+    /// The kernel's name, with its storage unless f32: one bar group per
+    /// storage in the chart.
+    fn label(&self) -> String {
+        if self.storage == "f32" {
+            self.kernel.clone()
+        } else {
+            format!("{} ({})", self.kernel, self.storage)
+        }
+    }
 }
 
 /// The geometric mean, or `None` of nothing.
@@ -875,6 +1061,9 @@ mod tests {
     fn row(kernel: &str, engine: Engine, threads: usize, median_s: f64) -> Row {
         Row {
             kernel: kernel.into(),
+            storage: "f32".into(),
+            as_written: true,
+            elements: 2000,
             file: format!("ir/{kernel}.nj"),
             size: "small".into(),
             dims: vec![("P".into(), 1000)],
@@ -887,6 +1076,7 @@ mod tests {
             bytes: if engine == Engine::Roofline { 16000 } else { 8000 },
             compile_us: (engine == Engine::Jit).then_some(300.0),
             streams: (engine == Engine::Roofline).then_some((1, 1, 0)),
+            stream_dtypes: (engine == Engine::Roofline).then(|| [vec!["f32"], vec!["f32"], vec![]]),
             finite: true,
         }
     }

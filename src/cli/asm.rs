@@ -1,5 +1,6 @@
 //! `normjit asm FILE --dims ...`: the machine code of each generated
-//! function (and, with `--clif`, the Cranelift IR it came from).
+//! function (and, with `--clif`, the Cranelift IR it came from), for the
+//! kernel as declared or with `--dtype` storage overrides.
 
 use crate::cli::fail;
 use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
@@ -14,6 +15,10 @@ pub struct Args {
     /// Sizes, as `N=64,D=1000` (code is specialized to them).
     #[arg(long, default_value = "")]
     dims: String,
+    /// Store tensors as bf16 or f16 instead of as declared, as
+    /// `x=bf16,y=bf16` (see `normjit run --help`).
+    #[arg(long, default_value = "", value_name = "TENSOR=DTYPE,...")]
+    dtype: String,
     /// Also print the Cranelift IR of each function.
     #[arg(long)]
     clif: bool,
@@ -23,7 +28,7 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> ExitCode {
-    let (kernel, dims) = match crate::cli::kernel_and_dims(&a.file, &a.dims) {
+    let (kernel, dims) = match crate::cli::kernel_and_dims(&a.file, &a.dtype, &a.dims) {
         Ok(kd) => kd,
         Err(code) => return code,
     };

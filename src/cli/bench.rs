@@ -19,15 +19,25 @@
 //! it (NaN, infinities and subnormals can slow a CPU down and would make
 //! the figure meaningless). The optimizers (files under `optim/`) also run
 //! at the large size on exact page-aligned buffers, JIT only.
+//!
+//! Storage (`--dtype x=bf16,y=bf16,...`): the overrides apply to every
+//! kernel benched that has tensors of those names. Buffers are then in the
+//! tensors' types, the roofline streams the same types, and bytes are real
+//! bytes; the rustc kernels are f32 only, and the interpreter computes from
+//! f32 copies of the values. With `--compare-dtypes`, each kernel the
+//! overrides change is benched both as written and with them, the two
+//! taking turns in the same rounds, and the report compares their elements
+//! per second.
 
 use crate::cli::fail;
-use normjit::ir::{Kernel, Role};
+use normjit::ir::{DType, Kernel, Role};
 use normjit::{collect_nj_files, SourceFile};
 use normjit::{Compiler, CompilerOptions, Tensor, Threads};
 use normjit_cli::bench::reference::Reference;
 use normjit_cli::bench::report::{self, CallOverhead, Engine, Failure, Load, Machine, Report, Row};
 use normjit_cli::bench::{roofline, Buffers, Isa, Placement};
 use normjit_cli::bind::{example_params, parse_pairs, resolve_dims, resolve_params};
+use normjit_cli::storage::{Elements, View, ViewMut};
 use std::hint::black_box;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -52,7 +62,17 @@ from the lowering's traffic model) over the median time per call. The roofline
 streams one buffer per large tensor of the pipeline (reads for `in`, in-place
 for `inout`, writes for `out`), each as long as the largest tensor; its GB/s
 is its own bytes over its own time. The machine is shared: compare ratios
-within one run, not absolute times across runs.")]
+within one run, not absolute times across runs.
+
+--dtype stores tensors as bf16 or f16 (2 bytes per element; compute stays f32)
+in every kernel benched that has tensors of those names, e.g. bf16 activations
+for the norms and bf16 params and grads for AdamW:
+  normjit bench ir/norm/rms_norm.nj ir/norm/layer_norm.nj ir/optim/adamw.nj \
+      --size large --threads 1 --dtype x=bf16,y=bf16,p=bf16,g=bf16 --compare-dtypes
+--compare-dtypes benches each kernel both as written (f32) and with the
+overrides, in the same rounds, and prints their elements per second (of the
+largest tensor) side by side, each against its own roofline (same streams, same
+types).")]
 pub struct Args {
     /// Kernel files or directories (searched for .nj files).
     #[arg(default_value = "ir")]
@@ -76,6 +96,15 @@ pub struct Args {
     /// Write an SVG bar chart of the bandwidths to this file.
     #[arg(long, value_name = "PATH")]
     plot: Option<PathBuf>,
+    /// Store tensors as bf16 or f16 instead of as declared, in each kernel
+    /// benched that has tensors of those names, as `x=bf16,y=bf16`;
+    /// `p=bf16:stochastic(seed)` rounds stochastically (seed 42).
+    #[arg(long, value_name = "TENSOR=DTYPE,...")]
+    dtype: Option<String>,
+    /// With --dtype: bench each kernel both as written and with the
+    /// overrides, side by side, and compare their elements per second.
+    #[arg(long)]
+    compare_dtypes: bool,
     /// Instead of the table: LayerNorm (D = 4096) called this many times
     /// with N drawn at random from 1..=16384, reporting compilations, and
     /// runtime-sized vs size-specialized throughput at N = 256 and 16384.
@@ -122,15 +151,29 @@ pub fn main(a: Args) -> ExitCode {
     }
 }
 
-/// One kernel at one size.
+/// One kernel at one size, in one or two storages.
 struct Case {
     file: PathBuf,
+    /// The kernel as its file declares it.
     kernel: Kernel,
+    /// What is benched: the kernel with the `--dtype` overrides, or (with
+    /// `--compare-dtypes`, when they change it) the kernel as written and
+    /// then with them; each with its params by index (an override may add
+    /// a stochastic rounding seed).
+    variants: Vec<Variant>,
     size: &'static str,
     dims: Vec<usize>,
-    params: Vec<f64>,
     /// Also run the JIT on page-aligned buffers.
     page_aligned: bool,
+}
+
+/// A kernel in one storage.
+#[derive(Clone)]
+struct Variant {
+    kernel: Kernel,
+    params: Vec<f64>,
+    /// The kernel as written (no overrides).
+    as_written: bool,
 }
 
 impl Case {
@@ -138,7 +181,8 @@ impl Case {
         self.kernel.dims.iter().map(|(d, dim)| (dim.name.clone(), self.dims[d.index()])).collect()
     }
 
-    /// Elements of each tensor, by index; `None` if one overflows.
+    /// Elements of each tensor, by index; `None` if one overflows. (Every
+    /// variant has the same tensors and dims.)
     fn lens(&self) -> Option<Vec<usize>> {
         self.kernel
             .tensors
@@ -174,40 +218,67 @@ fn run(a: &Args) -> Result<ExitCode, String> {
         None => None,
     };
 
-    // Every file, dim and param is checked before anything runs.
-    let mut cases = Vec::new();
+    if a.compare_dtypes && a.dtype.is_none() {
+        return Err("--compare-dtypes compares each kernel with its --dtype overrides: pass --dtype too".into());
+    }
+
+    // Every file, storage override, dim and param is checked before
+    // anything runs.
+    let mut kernels: Vec<(PathBuf, Kernel)> = Vec::new();
     for p in &a.paths {
         let files = collect_nj_files(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
         for f in files {
             let k = SourceFile::read(&f).and_then(|s| s.kernel()).map_err(|e| e.to_string())?;
-            let params = resolve_params(&k, &example_params(&k)).map_err(|e| format!("{}: {e}", f.display()))?;
-            let optim = f.components().any(|c| c.as_os_str() == "optim");
-            let sizes: Vec<(&'static str, Vec<usize>)> = match &given {
-                Some(g) => {
-                    vec![("custom", resolve_dims(&k, g, &[]).map_err(|e| format!("{}: --dims: {e}", f.display()))?)]
-                }
-                None => {
-                    let mut v = Vec::new();
-                    if a.size != SizeChoice::Large {
-                        v.push(("small", default_dims(&k, SMALL_ELEMS, false)));
-                    }
-                    if a.size != SizeChoice::Small {
-                        v.push(("large", default_dims(&k, LARGE_ELEMS, true)));
-                    }
-                    v
-                }
-            };
-            for (size, dims) in sizes {
-                let page_aligned = optim && size == "large";
-                cases.push(Case {
-                    file: f.clone(),
-                    kernel: k.clone(),
-                    size,
-                    dims,
-                    params: params.clone(),
-                    page_aligned,
-                });
+            kernels.push((f, k));
+        }
+    }
+    let overridden: Vec<Kernel> = match &a.dtype {
+        Some(spec) => {
+            let refs: Vec<(&Path, &Kernel)> = kernels.iter().map(|(f, k)| (f.as_path(), k)).collect();
+            normjit_cli::storage::apply_to_each(&refs, spec)?
+        }
+        None => kernels.iter().map(|(_, k)| k.clone()).collect(),
+    };
+    let mut cases = Vec::new();
+    for ((f, k), over) in kernels.into_iter().zip(overridden) {
+        let variant = |kernel: Kernel, as_written: bool| -> Result<Variant, String> {
+            let params =
+                resolve_params(&kernel, &example_params(&kernel)).map_err(|e| format!("{}: {e}", f.display()))?;
+            Ok(Variant { kernel, params, as_written })
+        };
+        let variants = if over == k {
+            vec![variant(k.clone(), true)?]
+        } else if a.compare_dtypes {
+            vec![variant(k.clone(), true)?, variant(over, false)?]
+        } else {
+            vec![variant(over, false)?]
+        };
+        let optim = f.components().any(|c| c.as_os_str() == "optim");
+        let sizes: Vec<(&'static str, Vec<usize>)> = match &given {
+            Some(g) => {
+                vec![("custom", resolve_dims(&k, g, &[]).map_err(|e| format!("{}: --dims: {e}", f.display()))?)]
             }
+            None => {
+                let mut v = Vec::new();
+                if a.size != SizeChoice::Large {
+                    v.push(("small", default_dims(&k, SMALL_ELEMS, false)));
+                }
+                if a.size != SizeChoice::Small {
+                    v.push(("large", default_dims(&k, LARGE_ELEMS, true)));
+                }
+                v
+            }
+        };
+        for (size, dims) in sizes {
+            let page_aligned = optim && size == "large";
+            cases.push(Case {
+                file: f.clone(),
+                kernel: k.clone(),
+                variants: variants.clone(),
+                size,
+                dims,
+                page_aligned,
+            });
         }
     }
     if cases.is_empty() {
@@ -252,12 +323,13 @@ fn run(a: &Args) -> Result<ExitCode, String> {
 
     let mut report = Report {
         machine,
+        dtype_overrides: a.dtype.clone(),
         quick: a.quick,
         time_target_s: ctx.timing.target.as_secs_f64(),
         rounds: ctx.timing.rounds,
         ..Default::default()
     };
-    let total = cases.len() * steps(&ctx);
+    let total = cases.iter().map(|c| steps(&ctx, c)).sum();
     let load_start = loadavg();
     let cpu_start = CpuTimes::now();
     let mut progress = Progress::new(total);
@@ -347,8 +419,8 @@ fn default_dims(k: &Kernel, elems: usize, large: bool) -> Vec<usize> {
 }
 
 /// Measurements one case takes, for the progress line.
-fn steps(ctx: &Ctx) -> usize {
-    1 + ctx.engines.len()
+fn steps(ctx: &Ctx, c: &Case) -> usize {
+    c.variants.len() + ctx.engines.len()
 }
 
 /// A progress line on stderr, when it is a terminal.
@@ -383,9 +455,9 @@ impl Progress {
     }
 }
 
-/// A JIT call through the safe API: every tensor bound by name from the
-/// buffers, params that differ from their defaults, and the dims only if
-/// the lengths do not determine them.
+/// A JIT call through the safe API: a positional call (what a runtime
+/// embedding normjit makes) on views of the buffers, in their storage
+/// types, with the code compiled beforehand.
 struct JitCall<'k> {
     k: &'k Kernel,
     kernel: normjit::Kernel,
@@ -400,25 +472,21 @@ impl<'k> JitCall<'k> {
         Ok(JitCall { k, kernel, params: params.to_vec(), dims: dims.to_vec() })
     }
 
-    /// One positional call (what a runtime embedding normjit makes).
-    fn call(&self, bufs: &mut [&mut [f32]]) -> Result<(), normjit::Error> {
-        let tensors: Vec<Tensor> = self
-            .k
-            .tensors
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|((_, t), s)| if t.role == Role::In { Tensor::input(s) } else { Tensor::output(s) })
-            .collect();
+    /// One positional call.
+    fn call(&self, bufs: &mut [ViewMut<'_>]) -> Result<(), normjit::Error> {
+        let tensors: Vec<Tensor> =
+            self.k.tensors.iter().zip(bufs.iter_mut()).map(|((_, t), s)| s.tensor(t.role != Role::In)).collect();
         black_box(self.kernel.call_with(&tensors, &self.params, Some(&self.dims), Threads::Default)).map(|_| ())
     }
 
-    fn first(&mut self, bufs: &mut [&mut [f32]]) -> Result<(), String> {
+    fn first(&mut self, bufs: &mut [ViewMut<'_>]) -> Result<(), String> {
         self.call(bufs).map_err(|e| e.to_string())
     }
 }
 
-/// The `inout` tensors' entry values, to put back before each engine.
-struct Entry(Vec<(usize, Vec<f32>)>);
+/// The `inout` tensors' entry values, in their storage types, to put back
+/// before each engine.
+struct Entry(Vec<(usize, Elements)>);
 
 impl Entry {
     fn save(k: &Kernel, bufs: &Buffers) -> Entry {
@@ -426,43 +494,76 @@ impl Entry {
             k.tensors
                 .iter()
                 .filter(|(_, t)| t.role == Role::InOut)
-                .map(|(t, _)| (t.index(), bufs.get(t.index()).to_vec()))
+                .map(|(t, _)| (t.index(), bufs.view(t.index()).to_elements()))
                 .collect(),
         )
     }
     fn restore(&self, bufs: &mut Buffers) {
         for (i, v) in &self.0 {
-            bufs.get_mut(*i).copy_from_slice(v);
+            bufs.view_mut(*i).copy_from(v.view());
         }
     }
 }
 
 /// True if every tensor `k` writes holds only finite values.
 fn written_finite(k: &Kernel, bufs: &Buffers) -> bool {
-    k.tensors
-        .iter()
-        .filter(|(_, t)| t.role.is_written())
-        .all(|(t, _)| bufs.get(t.index()).iter().all(|x| x.is_finite()))
+    k.tensors.iter().filter(|(_, t)| t.role.is_written()).all(|(t, _)| bufs.view(t.index()).all_finite())
+}
+
+/// The roofline's streams for a kernel: the element type of each stream
+/// read, updated in place and written, and their one length.
+#[derive(Clone, Debug, PartialEq)]
+struct Streams {
+    read: Vec<DType>,
+    inout: Vec<DType>,
+    write: Vec<DType>,
+    len: usize,
+}
+
+impl Streams {
+    fn count(&self) -> usize {
+        self.read.len() + self.inout.len() + self.write.len()
+    }
+    /// Bytes one pass moves: an in-place stream is read and written.
+    fn bytes(&self) -> u64 {
+        let b = |v: &[DType]| v.iter().map(|d| (d.size_bytes() * self.len) as u64).sum::<u64>();
+        b(&self.read) + 2 * b(&self.inout) + b(&self.write)
+    }
+    /// Bytes of the streams' buffers (one per stream).
+    fn buffer_bytes(&self) -> u64 {
+        self.read.iter().chain(&self.inout).chain(&self.write).map(|d| (d.size_bytes() * self.len) as u64).sum()
+    }
+    /// Every stream's type, in order: reads, in-place, writes.
+    fn specs(&self) -> Vec<(usize, DType)> {
+        self.read.iter().chain(&self.inout).chain(&self.write).map(|&d| (self.len, d)).collect()
+    }
+    fn names(&self) -> [Vec<&'static str>; 3] {
+        let n = |v: &[DType]| v.iter().map(|d| d.name()).collect();
+        [n(&self.read), n(&self.inout), n(&self.write)]
+    }
 }
 
 /// The roofline's streams for `k`: one per tensor at least 1/16 as large
 /// as the largest (smaller ones, such as per-row scales, stay in cache), by
-/// role; each `largest` elements long; at most what [`roofline::stream`]
-/// takes of each kind.
-fn roofline_streams(lens: &[usize], k: &Kernel) -> (usize, usize, usize, usize) {
+/// role and in the tensor's storage type; each `largest` elements long; at
+/// most what [`roofline::stream_typed`] takes of each kind (the first ones).
+fn roofline_streams(lens: &[usize], k: &Kernel) -> Streams {
     let largest = lens.iter().copied().max().unwrap_or(0);
-    let (mut r, mut u, mut w) = (0, 0, 0);
+    let mut s = Streams { read: Vec::new(), inout: Vec::new(), write: Vec::new(), len: largest };
     for ((_, t), &n) in k.tensors.iter().zip(lens) {
         if n == 0 || n.saturating_mul(16) < largest {
             continue;
         }
-        match t.role {
-            Role::In => r += 1,
-            Role::InOut => u += 1,
-            Role::Out => w += 1,
+        let (v, max) = match t.role {
+            Role::In => (&mut s.read, roofline::MAX_READS),
+            Role::InOut => (&mut s.inout, roofline::MAX_INOUTS),
+            Role::Out => (&mut s.write, roofline::MAX_WRITES),
+        };
+        if v.len() < max {
+            v.push(t.dtype);
         }
     }
-    (r.min(roofline::MAX_READS), u.min(roofline::MAX_INOUTS), w.min(roofline::MAX_WRITES), largest)
+    s
 }
 
 /// Bytes of memory the system says are available, if it says.
@@ -521,24 +622,50 @@ impl Samples {
     }
 }
 
+/// One variant of a case, set up to be measured: its buffers, entry
+/// values, baselines and roofline streams.
+struct Setup<'c> {
+    v: &'c Variant,
+    storage: String,
+    min_bytes: u64,
+    compile_us: Option<f64>,
+    bufs: Buffers,
+    entry: Entry,
+    abufs: Option<Buffers>,
+    reference: Option<Reference>,
+    streams: Streams,
+    rbufs: Buffers,
+    /// f32 copies of the entry values, for the interpreter, when some
+    /// tensor is stored in a 16-bit type (the interpreter reads f32 values).
+    holders: Option<Vec<Vec<f32>>>,
+}
+
 /// Measures every engine on one case and appends the rows.
 ///
 /// Per thread count, the engines take turns: `rounds` rounds, each running
 /// every engine for a slice of the time target (after a warm-up call), so
 /// that load from other processes on a shared machine falls on all of them
-/// alike; each engine's median is over the calls of all its batches.
+/// alike; each engine's median is over the calls of all its batches. With
+/// two variants (as written, with overrides), the engines of both take
+/// turns in the same rounds, so their ratio sees the same machine.
 fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress) -> Result<(), String> {
-    let k = &c.kernel;
-    let label = format!("{} {}", k.name, c.size);
-    progress.step(&format!("{label}: lowering and compiling"));
+    let label = format!("{} {}", c.kernel.name, c.size);
     let lens = c.lens().expect("checked before running");
-    let (reads, inouts, writes, stream_len) = roofline_streams(&lens, k);
-    let nstreams = reads + inouts + writes;
-    // The buffers (twice with page-aligned ones), the saved entry values,
-    // the interpreter's intermediates (about one more set) and the
-    // roofline's streams.
+    let elements = lens.iter().copied().max().unwrap_or(0) as u64;
+    // Per variant: the buffers (twice with page-aligned ones), the saved
+    // entry values, the interpreter's intermediates (about one more set,
+    // in f32, plus f32 copies of 16-bit tensors) and the roofline's
+    // streams.
     let sets = if c.page_aligned { 4 } else { 3 };
-    let need = 4 * (sets * lens.iter().sum::<usize>() as u64 + (nstreams * stream_len) as u64);
+    let mut need = 0u64;
+    for v in &c.variants {
+        let k = &v.kernel;
+        let bytes: u64 = k.tensors.iter().zip(&lens).map(|((_, t), &n)| (n * t.dtype.size_bytes()) as u64).sum();
+        let f32s: u64 = 4 * lens.iter().sum::<usize>() as u64;
+        let narrow = if normjit_cli::storage::has_narrow(k) { f32s } else { 0 };
+        let streams = roofline_streams(&lens, k);
+        need += sets * bytes + f32s + narrow + streams.buffer_bytes();
+    }
     if let Some(avail) = mem_available() {
         if need > avail {
             return Err(format!(
@@ -548,24 +675,43 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
             ));
         }
     }
-    let plan = normjit_lower::lower(k, &c.dims, &Default::default()).map_err(|e| e.to_string())?;
-    let min_bytes = plan.traffic.min_bytes;
-    drop(plan);
-    let mut compiles = Vec::new();
-    for _ in 0..ctx.timing.compiles {
-        let compiler =
-            Compiler::with_options(CompilerOptions { threads: 1, ..normjit_cli::target::compiler_options() })
-                .map_err(|e| e.to_string())?;
-        let (_, us) = compiler.kernel(k.clone()).prepare(&c.dims).map_err(|e| e.to_string())?;
-        compiles.push(us);
+    let mut setups = Vec::new();
+    for v in &c.variants {
+        let k = &v.kernel;
+        let storage = normjit_cli::storage::label(k);
+        progress.step(&format!("{label} ({storage}): lowering and compiling"));
+        let plan = normjit_lower::lower(k, &c.dims, &Default::default()).map_err(|e| e.to_string())?;
+        let min_bytes = plan.traffic.min_bytes;
+        drop(plan);
+        let mut compiles = Vec::new();
+        for _ in 0..ctx.timing.compiles {
+            let compiler =
+                Compiler::with_options(CompilerOptions { threads: 1, ..normjit_cli::target::compiler_options() })
+                    .map_err(|e| e.to_string())?;
+            let (_, us) = compiler.kernel(k.clone()).prepare(&c.dims).map_err(|e| e.to_string())?;
+            compiles.push(us);
+        }
+        let bufs = Buffers::for_kernel(k, &c.dims, &v.params, 0, Placement::Staggered);
+        let entry = Entry::save(k, &bufs);
+        let abufs = c.page_aligned.then(|| Buffers::for_kernel(k, &c.dims, &v.params, 0, Placement::PageAligned));
+        let holders = normjit_cli::storage::has_narrow(k).then(|| (0..bufs.len()).map(|i| bufs.values(i)).collect());
+        let streams = roofline_streams(&lens, k);
+        let rbufs = Buffers::new_typed(&streams.specs(), Placement::Staggered);
+        setups.push(Setup {
+            v,
+            storage,
+            min_bytes,
+            compile_us: report::median(&compiles),
+            bufs,
+            entry,
+            abufs,
+            // None for a kernel with overrides: the rustc kernels are f32.
+            reference: Reference::for_kernel(k),
+            streams,
+            rbufs,
+            holders,
+        });
     }
-    let compile_us = report::median(&compiles);
-
-    let mut bufs = Buffers::for_kernel(k, &c.dims, &c.params, 0, Placement::Staggered);
-    let entry = Entry::save(k, &bufs);
-    let mut abufs = c.page_aligned.then(|| Buffers::for_kernel(k, &c.dims, &c.params, 0, Placement::PageAligned));
-    let reference = Reference::for_kernel(k);
-    let mut rbufs = Buffers::new(&vec![stream_len; nstreams], Placement::Staggered);
 
     let t = &ctx.timing;
     let budget = t.target / t.rounds as u32;
@@ -574,77 +720,108 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
     for (threads, compiler, pool) in &ctx.engines {
         let threads = *threads;
         let thr = format!("{threads} thread{}", if threads == 1 { "" } else { "s" });
-        let mut slots = vec![Slot::Jit];
-        if abufs.is_some() {
-            slots.push(Slot::JitAligned);
-        }
-        if reference.is_some() {
-            slots.push(Slot::Rustc);
-        }
-        if nstreams > 0 {
-            slots.push(Slot::Roofline);
-        }
-        // The interpreter is single-threaded.
-        if threads == 1 {
-            slots.push(Slot::Interp);
+        // (variant, engine), in the order each round runs them.
+        let mut slots: Vec<(usize, Slot)> = Vec::new();
+        for (vi, su) in setups.iter().enumerate() {
+            slots.push((vi, Slot::Jit));
+            if su.abufs.is_some() {
+                slots.push((vi, Slot::JitAligned));
+            }
+            if su.reference.is_some() {
+                slots.push((vi, Slot::Rustc));
+            }
+            if su.streams.count() > 0 {
+                slots.push((vi, Slot::Roofline));
+            }
+            // The interpreter is single-threaded.
+            if threads == 1 {
+                slots.push((vi, Slot::Interp));
+            }
         }
         progress.step(&format!(
             "{label}, {thr}: {}",
-            slots.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+            slots
+                .iter()
+                .map(|(vi, s)| {
+                    let s = format!("{s:?}").to_lowercase();
+                    if setups.len() > 1 {
+                        format!("{s} ({})", setups[*vi].storage)
+                    } else {
+                        s
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
-        let mut jit = JitCall::new(k, compiler, &c.dims, &c.params)?;
-        {
-            let mut sl = bufs.slices_mut();
-            jit.first(&mut sl)?;
+        let mut jits = Vec::new();
+        for su in &mut setups {
+            let mut jit = JitCall::new(&su.v.kernel, compiler, &c.dims, &su.v.params)?;
+            {
+                let mut sl = su.bufs.views_mut();
+                jit.first(&mut sl)?;
+            }
+            jits.push(jit);
         }
         let mut samples: Vec<Samples> = slots.iter().map(|_| Samples { finite: true, ..Default::default() }).collect();
         for round in 0..t.rounds {
             let last = round + 1 == t.rounds;
-            for (slot, s) in slots.iter().zip(&mut samples) {
+            for (&(vi, slot), s) in slots.iter().zip(&mut samples) {
+                let su = &mut setups[vi];
+                let k = &su.v.kernel;
+                let params = &su.v.params;
                 match slot {
                     Slot::Jit | Slot::JitAligned => {
-                        let b =
-                            if *slot == Slot::Jit { &mut bufs } else { abufs.as_mut().expect("page-aligned buffers") };
-                        entry.restore(b);
-                        let mut sl = b.slices_mut();
+                        let b = if slot == Slot::Jit {
+                            &mut su.bufs
+                        } else {
+                            su.abufs.as_mut().expect("page-aligned buffers")
+                        };
+                        su.entry.restore(b);
+                        let mut sl = b.views_mut();
+                        let jit = &jits[vi];
                         s.batch(budget, min, max, || jit.call(&mut sl).map_err(|e| e.to_string()))?;
                         drop(sl);
                         s.finite &= !last || written_finite(k, b);
                     }
                     Slot::Rustc => {
-                        let reference = reference.as_ref().expect("a reference kernel");
-                        entry.restore(&mut bufs);
+                        let reference = su.reference.as_ref().expect("a reference kernel");
+                        su.entry.restore(&mut su.bufs);
+                        let bufs = &mut su.bufs;
                         s.batch(budget, min, max, || {
-                            reference.run(&c.dims, &c.params, &mut bufs, pool.as_ref());
-                            black_box(&mut bufs);
+                            reference.run(&c.dims, params, bufs, pool.as_ref());
+                            black_box(&mut *bufs);
                             Ok(())
                         })?;
-                        s.finite &= !last || written_finite(k, &bufs);
+                        s.finite &= !last || written_finite(k, &su.bufs);
                     }
                     Slot::Roofline => {
-                        let mut all = rbufs.slices_mut().into_iter();
-                        let rs: Vec<&[f32]> = all.by_ref().take(reads).map(|s| &*s).collect();
-                        let mut us: Vec<&mut [f32]> = all.by_ref().take(inouts).collect();
-                        let mut ws: Vec<&mut [f32]> = all.collect();
+                        let (nr, nu) = (su.streams.read.len(), su.streams.inout.len());
                         s.batch(budget, min, max, || {
+                            let mut all = su.rbufs.views_mut().into_iter();
+                            let rs: Vec<View> = all.by_ref().take(nr).map(ViewMut::into_view).collect();
+                            let us: Vec<ViewMut> = all.by_ref().take(nu).collect();
+                            let ws: Vec<ViewMut> = all.collect();
                             let sum = match pool {
-                                Some(p) => roofline::stream_par(p, &rs, &mut us, &mut ws),
-                                None => roofline::stream(&rs, &mut us, &mut ws),
+                                Some(p) => roofline::stream_typed_par(p, &rs, us, ws),
+                                None => roofline::stream_typed(&rs, us, ws),
                             };
                             black_box(sum);
                             Ok(())
                         })?;
                     }
                     Slot::Interp => {
-                        entry.restore(&mut bufs);
-                        let slices = bufs.slices();
+                        su.entry.restore(&mut su.bufs);
+                        let slices: Vec<&[f32]> = match &su.holders {
+                            Some(h) => h.iter().map(Vec::as_slice).collect(),
+                            None => su.bufs.slices(),
+                        };
                         // The last output is kept to be checked after
                         // the batch; each call drops its predecessor's,
                         // so every timed call pays for one drop.
                         let mut out = None;
                         s.batch(budget, min, max, || {
-                            let o = normjit_interp::run::<f32>(k, &c.dims, &c.params, &slices)
-                                .map_err(|e| e.to_string())?;
+                            let o =
+                                normjit_interp::run::<f32>(k, &c.dims, params, &slices).map_err(|e| e.to_string())?;
                             out = Some(black_box(o));
                             Ok(())
                         })?;
@@ -659,7 +836,8 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
                 }
             }
         }
-        for (slot, s) in slots.iter().zip(&samples) {
+        for (&(vi, slot), s) in slots.iter().zip(&samples) {
+            let su = &setups[vi];
             let (median_s, reps) = s.result();
             let (engine, placement) = match slot {
                 Slot::Jit => (Engine::Jit, "staggered"),
@@ -668,9 +846,13 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
                 Slot::Roofline => (Engine::Roofline, "staggered"),
                 Slot::Interp => (Engine::Interp, "staggered"),
             };
-            let roof = *slot == Slot::Roofline;
+            let roof = slot == Slot::Roofline;
+            let st = &su.streams;
             report.rows.push(Row {
-                kernel: k.name.clone(),
+                kernel: c.kernel.name.clone(),
+                storage: su.storage.clone(),
+                as_written: su.v.as_written,
+                elements,
                 file: c.file.display().to_string(),
                 size: c.size.to_string(),
                 dims: c.dim_pairs(),
@@ -679,10 +861,11 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
                 placement,
                 median_s,
                 reps,
-                min_bytes,
-                bytes: if roof { 4 * (stream_len * (reads + 2 * inouts + writes)) as u64 } else { min_bytes },
-                compile_us: if engine == Engine::Jit { compile_us } else { None },
-                streams: roof.then_some((reads, inouts, writes)),
+                min_bytes: su.min_bytes,
+                bytes: if roof { st.bytes() } else { su.min_bytes },
+                compile_us: if engine == Engine::Jit { su.compile_us } else { None },
+                streams: roof.then_some((st.read.len(), st.inout.len(), st.write.len())),
+                stream_dtypes: roof.then(|| st.names()),
                 finite: s.finite,
             });
         }
@@ -874,8 +1057,31 @@ mod tests {
     #[test]
     fn roofline_streams_skip_small_tensors() {
         let ln = lib("norm/layer_norm.nj");
-        assert_eq!(roofline_streams(&[1 << 20, 1024, 1024, 1 << 20], &ln), (1, 0, 1, 1 << 20));
+        let s = roofline_streams(&[1 << 20, 1024, 1024, 1 << 20], &ln);
+        assert_eq!((s.read.len(), s.inout.len(), s.write.len(), s.len), (1, 0, 1, 1 << 20));
+        assert_eq!(s.bytes(), 2 * (4 << 20));
         let adamw = lib("optim/adamw.nj");
-        assert_eq!(roofline_streams(&[100; 4], &adamw), (1, 3, 0, 100));
+        let s = roofline_streams(&[100; 4], &adamw);
+        assert_eq!((s.read.len(), s.inout.len(), s.write.len(), s.len), (1, 3, 0, 100));
+        assert_eq!(s.bytes(), 4 * 100 * (1 + 2 * 3));
+    }
+
+    #[test]
+    fn roofline_streams_have_the_tensors_types() {
+        // bf16 activations: x read and y written as 2-byte streams.
+        let ln = normjit_cli::storage::apply(&lib("norm/layer_norm.nj"), "x=bf16,y=bf16").unwrap();
+        let s = roofline_streams(&[1 << 20, 1024, 1024, 1 << 20], &ln);
+        assert_eq!((s.read.clone(), s.write.clone()), (vec![DType::BF16], vec![DType::BF16]));
+        assert_eq!(s.bytes(), 2 * (2 << 20));
+        assert_eq!(s.names(), [vec!["bf16"], vec![], vec!["bf16"]]);
+        // AdamW with bf16 p and g, f32 m and v: 2 + 2 * (2 + 4 + 4) = 22
+        // bytes per element, against 28 in f32.
+        let adamw = normjit_cli::storage::apply(&lib("optim/adamw.nj"), "p=bf16,g=bf16").unwrap();
+        let s = roofline_streams(&[100; 4], &adamw);
+        assert_eq!(s.inout, vec![DType::BF16, DType::F32, DType::F32]);
+        assert_eq!(s.read, vec![DType::BF16]);
+        assert_eq!(s.bytes(), 22 * 100);
+        assert_eq!(s.buffer_bytes(), 12 * 100);
+        assert_eq!(s.specs().len(), 4);
     }
 }

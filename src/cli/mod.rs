@@ -14,10 +14,12 @@ use normjit_cli::bind::{parse_pairs, resolve_dims};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Reads and verifies `file`, and binds `--dims` text to every dim: what
-/// the commands that plan a kernel (`explain`, `asm`) start with.
-pub fn kernel_and_dims(file: &Path, dims: &str) -> Result<(Kernel, Vec<usize>), ExitCode> {
+/// Reads and verifies `file`, applies the `--dtype` storage overrides and
+/// binds `--dims` text to every dim: what the commands that plan a kernel
+/// (`explain`, `asm`) start with.
+pub fn kernel_and_dims(file: &Path, dtype: &str, dims: &str) -> Result<(Kernel, Vec<usize>), ExitCode> {
     let kernel = SourceFile::read(file).and_then(|s| s.kernel()).map_err(fail)?;
+    let kernel = normjit_cli::storage::apply(&kernel, dtype).map_err(fail)?;
     let dims = parse_pairs(dims).and_then(|given| resolve_dims(&kernel, &given, &[])).map_err(fail)?;
     Ok((kernel, dims))
 }

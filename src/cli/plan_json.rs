@@ -1,4 +1,5 @@
 //! The `explain --json` rendering of a plan. Field names are a contract.
+//! Byte counts are real bytes: elements times the storage type's size.
 
 use normjit_lower::*;
 use serde_json::{json, Map, Value};
@@ -79,7 +80,24 @@ pub fn plan_json(p: &Plan) -> Value {
         .iter()
         .map(|(id, t)| {
             let tr = &p.traffic.tensors[id.index()];
-            (t.name.clone(), json!({"reads": tr.reads, "writes": tr.writes}))
+            let elements: u64 = t.dims.iter().map(|d| p.dims[d.index()] as u64).product();
+            let size = t.dtype.size_bytes() as u64;
+            let mut v = json!({
+                "reads": tr.reads,
+                "writes": tr.writes,
+                "role": t.role.keyword(),
+                "dtype": t.dtype.name(),
+                "rounding": "nearest_even",
+                "bytes_per_element": size,
+                "elements": elements,
+                "bytes_read": tr.reads as u64 * elements * size,
+                "bytes_written": tr.writes as u64 * elements * size,
+            });
+            if let normjit::ir::Rounding::Stochastic(seed) = t.rounding {
+                v["rounding"] = json!("stochastic");
+                v["seed"] = json!(k.params[seed].name);
+            }
+            (t.name.clone(), v)
         })
         .collect();
     json!({

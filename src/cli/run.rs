@@ -2,9 +2,20 @@
 //! reports, per output, its accuracy against the f64 reference, plus the
 //! time per call; optionally saves outputs as `.npy` files.
 //!
-//! The engines (`--engine`) are the JIT and the reference interpreter in f32
-//! ("interp"), by default both; the accuracy reference is the interpreter in
-//! f64 on the same inputs, widened.
+//! The engines (`--engine`) are the JIT, the reference interpreter in f32
+//! ("interp") and the loop-IR interpreter ("loop", which runs the JIT's own
+//! plan in scalar Rust and must equal the JIT bit for bit); by default the
+//! JIT and interp. The accuracy reference is the interpreter in f64 on the
+//! same inputs, widened.
+//!
+//! `--dtype x=bf16,y=bf16` stores tensors in 16-bit types (f32 compute).
+//! The JIT then runs on buffers of those types; the interpreters take every
+//! tensor as f32 values and round their stores to its type. Inputs are
+//! values of their tensor's type (generated ones are rounded to it; a file
+//! must hold that type), so every engine reads the same values. A narrow
+//! output's accuracy is also stated in units in the last place of its
+//! type: with round-to-nearest-even stores it is within 1 ulp of the f64
+//! reference, which rounds its own stores to the type.
 //!
 //! Nothing is written unless everything succeeds: names, params, dims,
 //! every input file and every output destination are checked, the kernel
@@ -12,10 +23,11 @@
 //! destination, and only then are the temporary files renamed into place.
 
 use crate::cli::fail;
-use normjit::ir::{Kernel, Role, TensorId};
+use normjit::ir::{DType, Kernel, Role, Rounding, TensorId};
 use normjit::SourceFile;
 use normjit_cli::bind::{parse_pairs, resolve_dims, resolve_params, BindError};
-use normjit_cli::npy;
+use normjit_cli::npy::{self, Bf16Format};
+use normjit_cli::storage::{self, ulp_distance, Elements};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +43,14 @@ on the same inputs: max_abs_err = max |a - b|, and
 max_rel_err = max |a - b| / max(|b|, rel_err_floor), where rel_err_floor is the
 RMS of the output's finite reference values. Elements that are NaN in both, or
 the same infinity in both, agree; NaN in only one makes both errors NaN, an
-infinity in only one makes them inf (null in --json output).")]
+infinity in only one makes them inf (null in --json output).
+
+With --dtype, tensors are stored in bf16 or f16 (compute stays f32). For such
+an output, ulp is the largest distance, in units in the last place of its type,
+from the f64 reference (which rounds its own stores to the type); with
+round-to-nearest-even stores the tolerance is 1 ulp. Between two engines,
+`differ` counts the elements stored as different bits (jit and loop must not
+differ at all).")]
 pub struct Args {
     /// The kernel file.
     file: PathBuf,
@@ -41,20 +60,33 @@ pub struct Args {
     /// Param values, as `lr=0.01,t=10` (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE,...")]
     params: Vec<String>,
-    /// Read an `in`/`inout` tensor's entry value from a float32 C-order .npy file (repeatable).
+    /// Store tensors as bf16 or f16 instead of as declared, as
+    /// `x=bf16,y=bf16`; `p=bf16:stochastic(seed)` rounds a bf16 output
+    /// stochastically, seeded by the u32 param `seed`.
+    #[arg(long, default_value = "", value_name = "TENSOR=DTYPE,...")]
+    dtype: String,
+    /// Read an `in`/`inout` tensor's entry value from a C-order .npy file
+    /// of its storage type: float32 ('<f4'), float16 ('<f2'), or bfloat16
+    /// as np.save writes ml_dtypes.bfloat16 ('<V2') (repeatable).
     #[arg(long = "input", value_name = "NAME=PATH.npy")]
     inputs: Vec<String>,
-    /// Write an `out` tensor, or an `inout` tensor's final value, to a .npy file (repeatable).
+    /// Write an `out` tensor, or an `inout` tensor's final value, to a .npy
+    /// file in its storage type (repeatable).
     #[arg(long = "output", value_name = "NAME=PATH.npy")]
     outputs: Vec<String>,
+    /// bf16 files hold the raw bits as uint16 ('<u2'): read them so, and
+    /// write bf16 outputs so (instead of ml_dtypes' '<V2').
+    #[arg(long)]
+    bf16_as_u2: bool,
     /// Seed for generated inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Which engine runs: the JIT, the interpreter (f32), or both (compared
-    /// with each other and with the f64 reference).
+    /// Which engines run: the JIT, the interpreter (f32), the loop-IR
+    /// interpreter, both (JIT and interpreter) or all three; each is
+    /// compared with the f64 reference and the JIT with the others.
     #[arg(long, value_enum, default_value_t = Engine::Both)]
     engine: Engine,
     /// Threads for the JIT (default: all cores). Results are bit-identical
@@ -70,8 +102,13 @@ pub enum Engine {
     Jit,
     /// The reference interpreter in f32.
     Interp,
-    /// Both.
+    /// The loop-IR interpreter on the JIT's plan (scalar, single-threaded;
+    /// slow at large sizes).
+    Loop,
+    /// The JIT and the interpreter.
     Both,
+    /// The JIT, the interpreter and the loop-IR interpreter.
+    All,
 }
 
 impl Engine {
@@ -79,8 +116,19 @@ impl Engine {
         match self {
             Engine::Jit => "jit",
             Engine::Interp => "interp",
+            Engine::Loop => "loop",
             Engine::Both => "both",
+            Engine::All => "all",
         }
+    }
+    fn jit(self) -> bool {
+        matches!(self, Engine::Jit | Engine::Both | Engine::All)
+    }
+    fn interp(self) -> bool {
+        matches!(self, Engine::Interp | Engine::Both | Engine::All)
+    }
+    fn loop_ir(self) -> bool {
+        matches!(self, Engine::Loop | Engine::All)
     }
 }
 
@@ -113,12 +161,17 @@ enum Source {
 /// runs) against f64, and per engine.
 struct OutputReport {
     name: String,
+    /// Its storage type, and stochastic rounding's seed param.
+    dtype: DType,
+    stochastic: Option<String>,
     shape: Vec<usize>,
     acc: Accuracy,
     /// (engine, accuracy against f64), for each engine run.
     per_engine: Vec<(&'static str, Accuracy)>,
-    /// The JIT against the f32 interpreter, when both ran.
-    jit_vs_interp: Option<Accuracy>,
+    /// The JIT against the other engines run (`jit_vs_interp`,
+    /// `jit_vs_loop`), or the interpreter against the loop IR without the
+    /// JIT.
+    agreements: Vec<(&'static str, Accuracy)>,
     path: Option<PathBuf>,
 }
 
@@ -133,6 +186,8 @@ struct EngineTime {
 struct Report {
     kernel: String,
     file: PathBuf,
+    /// Every tensor's storage, as `--dtype` spells it.
+    dtypes: Vec<(String, String)>,
     dims: Vec<(String, usize)>,
     params: Vec<(String, f64)>,
     seed: u64,
@@ -195,6 +250,9 @@ fn dims_error(e: BindError, inputs: &[(TensorId, PathBuf)], k: &Kernel) -> Strin
 
 fn run(a: &Args) -> Result<Report, String> {
     let k = SourceFile::read(&a.file).and_then(|s| s.kernel()).map_err(|e| e.to_string())?;
+    // Storage overrides first: a stochastic seed is a param they add.
+    let k = storage::apply(&k, &a.dtype)?;
+    let bf16_format = if a.bf16_as_u2 { Bf16Format::RawU2 } else { Bf16Format::MlDtypes };
 
     // Names and values given on the command line.
     let dims_given = parse_pairs(&a.dims).map_err(|e| format!("--dims: {e}"))?;
@@ -243,71 +301,74 @@ fn run(a: &Args) -> Result<Report, String> {
         outputs.push((t, path));
     }
 
-    // Input files, then dims from --dims and their shapes.
-    let mut given: Vec<Option<Vec<f32>>> = vec![None; k.tensors.len()];
+    // Input files, each in its tensor's storage type, then dims from
+    // --dims and their shapes.
+    let mut given: Vec<Option<Elements>> = vec![None; k.tensors.len()];
     let mut shapes = Vec::new();
     for (t, path) in &inputs {
-        let arr = npy::read_f32(path).map_err(|e| format!("--input {}: {e}", k.tensors[*t].name))?;
+        let tensor = &k.tensors[*t];
+        let arr = npy::read_as(path, tensor.dtype, &tensor.name, bf16_format)
+            .map_err(|e| format!("--input {}: {e}", tensor.name))?;
         shapes.push((*t, arr.shape));
         given[t.index()] = Some(arr.data);
     }
     let dims = resolve_dims(&k, &dims_given, &shapes).map_err(|e| dims_error(e, &inputs, &k))?;
-    check_memory(&k, &dims)?;
+    check_memory(&k, &dims, a.engine)?;
 
-    // Entry values: the files, and generated values for the rest.
+    // Entry values: the files, and generated values for the rest; each
+    // tensor both in its storage type (for the JIT) and as f32 values (for
+    // the interpreters), which are the same numbers.
     let missing = k.tensors.iter().any(|(t, tensor)| tensor.role != Role::Out && given[t.index()].is_none());
     let mut generated = if missing { normjit_cli::inputs::generate(&k, &dims, &params, a.seed) } else { Vec::new() };
     let mut sources = Vec::new();
-    let entry: Vec<Vec<f32>> = k
-        .tensors
-        .iter()
-        .map(|(t, tensor)| {
-            if tensor.role == Role::Out {
-                return Vec::new();
+    let mut entry: Vec<Elements> = Vec::with_capacity(k.tensors.len());
+    for (t, tensor) in k.tensors.iter() {
+        let len = tensor.dims.iter().map(|d| dims[d.index()]).product();
+        if tensor.role == Role::Out {
+            entry.push(Elements::zeros(tensor.dtype, len));
+            continue;
+        }
+        match given[t.index()].take() {
+            Some(v) => {
+                let p = inputs.iter().find(|(u, _)| *u == t).map(|(_, p)| p.clone()).unwrap_or_default();
+                sources.push((tensor.name.clone(), Source::File(p)));
+                entry.push(v);
             }
-            match given[t.index()].take() {
-                Some(v) => {
-                    let p = inputs.iter().find(|(u, _)| *u == t).map(|(_, p)| p.clone()).unwrap_or_default();
-                    sources.push((tensor.name.clone(), Source::File(p)));
-                    v
-                }
-                None => {
-                    sources.push((tensor.name.clone(), Source::Generated));
-                    std::mem::take(&mut generated[t.index()])
-                }
+            None => {
+                sources.push((tensor.name.clone(), Source::Generated));
+                // Generated values are values of the type: encoding is exact.
+                entry.push(Elements::encode(tensor.dtype, &std::mem::take(&mut generated[t.index()])));
             }
-        })
-        .collect();
+        }
+    }
     drop(generated);
+    let entry32: Vec<Vec<f32>> = entry.iter().map(Elements::values).collect();
 
     // The engines (timed) and the reference (f64).
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let mut times = Vec::new();
     let mut compile_us = None;
-    let mut jit_out: Option<Vec<Vec<f32>>> = None;
-    if a.engine != Engine::Interp {
+    let mut jit_out: Option<Vec<Elements>> = None;
+    let mut plan = None;
+    if a.engine.jit() {
         let compiler = normjit::Compiler::with_options(normjit::CompilerOptions {
             threads,
             ..normjit_cli::target::compiler_options()
         })
         .map_err(|e| e.to_string())?;
         let kernel = compiler.kernel(k.clone());
-        let mut bufs = entry.clone();
-        for (t, tensor) in k.tensors.iter() {
-            if tensor.role == Role::Out {
-                bufs[t.index()] = vec![0.0; tensor.dims.iter().map(|d| dims[d.index()]).product()];
-            }
-        }
-        let (_, us) = kernel.prepare(&dims).map_err(|e| e.to_string())?;
+        let (code, us) = kernel.prepare(&dims).map_err(|e| e.to_string())?;
         compile_us = Some(us);
+        // The loop IR runs the very plan the code was generated from.
+        plan = Some(code.plan().clone());
         // Each timed call starts from the entry values (inout tensors are
         // updated in place); the copy is outside the timed region.
-        let mut work = bufs.clone();
+        let mut work = entry.clone();
         let mut jit_times = Vec::new();
         let budget = Instant::now();
         loop {
-            for (w, b) in work.iter_mut().zip(&bufs) {
-                w.copy_from_slice(b);
+            for (w, e) in work.iter_mut().zip(&entry) {
+                w.view_mut().copy_from(e.view());
             }
             let t = Instant::now();
             jit_call(&k, &kernel, &mut work, &params, &dims)?;
@@ -320,9 +381,9 @@ fn run(a: &Args) -> Result<Report, String> {
         times.push(EngineTime { name: "jit", time: median(&mut jit_times), reps });
         jit_out = Some(work);
     }
-    let slices32: Vec<&[f32]> = entry.iter().map(Vec::as_slice).collect();
+    let slices32: Vec<&[f32]> = entry32.iter().map(Vec::as_slice).collect();
     let mut out32 = None;
-    if a.engine != Engine::Jit {
+    if a.engine.interp() {
         let start = Instant::now();
         let first_out = normjit_interp::run::<f32>(&k, &dims, &params, &slices32).map_err(|e| e.to_string())?;
         let first = start.elapsed();
@@ -341,9 +402,33 @@ fn run(a: &Args) -> Result<Report, String> {
         times.push(EngineTime { name: "interp", time: median(&mut t), reps });
         out32 = Some(first_out);
     }
-    let entry64: Vec<Vec<f64>> = entry.iter().map(|v| v.iter().map(|&x| f64::from(x)).collect()).collect();
+    let mut loop_out = None;
+    if a.engine.loop_ir() {
+        let plan = match plan.take() {
+            Some(p) => p,
+            None => {
+                let opts = normjit_cli::target::compiler_options();
+                let lower = normjit::unstable::lower::Options {
+                    cache_bytes: opts.cache_bytes,
+                    chunk_elems: opts.chunk_elems,
+                    ..Default::default()
+                };
+                normjit_lower::lower(&k, &dims, &lower).map_err(|e| e.to_string())?
+            }
+        };
+        // Scalar and slow: run once.
+        let mut bufs = entry32.clone();
+        let start = Instant::now();
+        normjit_lower::exec(&plan, &dims, &params, &mut bufs).map_err(|e| e.to_string())?;
+        times.push(EngineTime { name: "loop", time: start.elapsed(), reps: 1 });
+        loop_out = Some(bufs);
+    }
+    drop(slices32);
+    let entry64: Vec<Vec<f64>> = entry32.iter().map(|v| v.iter().map(|&x| f64::from(x)).collect()).collect();
+    drop(entry32);
     let slices64: Vec<&[f64]> = entry64.iter().map(Vec::as_slice).collect();
     let out64 = normjit_interp::run::<f64>(&k, &dims, &params, &slices64).map_err(|e| e.to_string())?;
+    drop(slices64);
     drop(entry64);
 
     // Accuracy per written tensor, and the files (the primary engine's
@@ -352,38 +437,69 @@ fn run(a: &Args) -> Result<Report, String> {
     let mut staged = Vec::new();
     for (t, tensor) in k.tensors.iter().filter(|(_, t)| t.role.is_written()) {
         let shape: Vec<usize> = tensor.dims.iter().map(|d| dims[d.index()]).collect();
+        let dt = tensor.dtype;
         let Some(want) = out64.get(t) else {
             return Err(format!("the interpreter returned no value for `{}`", tensor.name));
         };
-        let jit = jit_out.as_ref().map(|o| o[t.index()].as_slice());
+        let jit = jit_out.as_ref().map(|o| o[t.index()].values());
         let interp = match &out32 {
             Some(o) => {
                 Some(o.get(t).ok_or_else(|| format!("the interpreter returned no value for `{}`", tensor.name))?)
             }
             None => None,
         };
-        let mut per_engine = Vec::new();
-        if let Some(j) = jit {
-            per_engine.push(("jit", accuracy(j, want)));
+        let looped = loop_out.as_ref().map(|o| o[t.index()].as_slice());
+        let mut runs: Vec<(&'static str, &[f32])> = Vec::new();
+        if let Some(j) = &jit {
+            runs.push(("jit", j));
         }
         if let Some(i) = interp {
-            per_engine.push(("interp", accuracy(i, want)));
+            runs.push(("interp", i));
         }
-        let jit_vs_interp = match (jit, interp) {
-            (Some(j), Some(i)) => Some(accuracy(j, &i.iter().map(|&x| f64::from(x)).collect::<Vec<_>>())),
-            _ => None,
-        };
-        let primary = jit.or(interp).expect("some engine ran");
+        if let Some(l) = looped {
+            runs.push(("loop", l));
+        }
+        let per_engine: Vec<(&'static str, Accuracy)> =
+            runs.iter().map(|&(e, got)| (e, compare(dt, got, want, true))).collect();
+        // The first engine (the JIT when it ran) against each other one.
+        let agreements: Vec<(&'static str, Accuracy)> = runs
+            .iter()
+            .skip(1)
+            .map(|&(e, other)| {
+                let name = match (runs[0].0, e) {
+                    ("jit", "interp") => "jit_vs_interp",
+                    ("jit", _) => "jit_vs_loop",
+                    _ => "interp_vs_loop",
+                };
+                let other: Vec<f64> = other.iter().map(|&x| f64::from(x)).collect();
+                (name, compare(dt, runs[0].1, &other, false))
+            })
+            .collect();
         let path = outputs.iter().find(|(u, _)| *u == t).map(|(_, p)| p.clone());
         if let Some(p) = &path {
-            staged.push(npy::stage_f32(p, &shape, primary).map_err(|e| format!("--output {}: {e}", tensor.name))?);
+            // The JIT's buffer as it is; an interpreter's values, which are
+            // values of the type, encoded exactly.
+            let data = match &jit_out {
+                Some(o) => o[t.index()].clone(),
+                None => Elements::encode(dt, runs[0].1),
+            };
+            staged.push(
+                npy::stage(p, &shape, data.view(), bf16_format)
+                    .map_err(|e| format!("--output {}: {e}", tensor.name))?,
+            );
         }
+        let stochastic = match tensor.rounding {
+            Rounding::Stochastic(p) => Some(k.params[p].name.clone()),
+            _ => None,
+        };
         reports.push(OutputReport {
             name: tensor.name.clone(),
+            dtype: dt,
+            stochastic,
             shape,
             acc: per_engine[0].1,
             per_engine,
-            jit_vs_interp,
+            agreements,
             path,
         });
     }
@@ -394,6 +510,7 @@ fn run(a: &Args) -> Result<Report, String> {
     Ok(Report {
         kernel: k.name.clone(),
         file: a.file.clone(),
+        dtypes: k.tensors.iter().map(|(id, t)| (t.name.clone(), storage::tensor_storage(&k, id))).collect(),
         dims: k.dims.iter().map(|(d, dim)| (dim.name.clone(), dims[d.index()])).collect(),
         params: k.params.iter().map(|(p, param)| (param.name.clone(), params[p.index()])).collect(),
         seed: a.seed,
@@ -406,20 +523,18 @@ fn run(a: &Args) -> Result<Report, String> {
     })
 }
 
-/// One JIT call on `bufs` (all tensors, by index; updated in place).
+/// One JIT call on `bufs` (all tensors, by index, in their storage types;
+/// updated in place).
 fn jit_call(
     k: &Kernel,
     kernel: &normjit::Kernel,
-    bufs: &mut [Vec<f32>],
+    bufs: &mut [Elements],
     params: &[f64],
     dims: &[usize],
 ) -> Result<(), String> {
     let mut b = normjit::Bindings::new();
-    let mut rest: &mut [Vec<f32>] = bufs;
-    for (_, tensor) in k.tensors.iter() {
-        let (first, tail) = rest.split_first_mut().expect("one buffer per tensor");
-        rest = tail;
-        b = if tensor.role == Role::In { b.input(&tensor.name, first) } else { b.output(&tensor.name, first) };
+    for ((_, tensor), buf) in k.tensors.iter().zip(bufs.iter_mut()) {
+        b = b.tensor(&tensor.name, buf.tensor(tensor.role != Role::In));
     }
     for (p, param) in k.params.iter() {
         b = b.param(&param.name, params[p.index()]);
@@ -430,22 +545,29 @@ fn jit_call(
     kernel.run(b).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Refuses sizes whose tensors (in f32 and f64, entry and result) could not
-/// be allocated, before anything is generated or run.
-fn check_memory(k: &Kernel, dims: &[usize]) -> Result<(), String> {
+/// Refuses sizes whose tensors could not be allocated, before anything is
+/// generated or run: per element, the entry and result buffers in the
+/// storage type (the JIT's), f32 values at entry and from the interpreter
+/// and the loop IR, and f64 values at entry and from the reference.
+fn check_memory(k: &Kernel, dims: &[usize], engine: Engine) -> Result<(), String> {
     let describe =
         || k.dims.iter().map(|(d, dim)| format!("{}={}", dim.name, dims[d.index()])).collect::<Vec<_>>().join(", ");
-    let mut total: usize = 0;
+    let per_f32 = 4 * (1 + usize::from(engine.interp()) + usize::from(engine.loop_ir())) + 2 * 8;
+    let mut bytes: Option<usize> = Some(0);
     for (_, t) in k.tensors.iter() {
-        let n = t.dims.iter().try_fold(1usize, |a, d| a.checked_mul(dims[d.index()]));
-        total = n.and_then(|n| total.checked_add(n)).ok_or_else(|| {
+        let n = t.dims.iter().try_fold(1usize, |a, d| a.checked_mul(dims[d.index()])).ok_or_else(|| {
             format!("tensor `{}` has more elements than this machine can address with dims {}", t.name, describe())
         })?;
+        let per = per_f32 + 3 * t.dtype.size_bytes();
+        bytes = bytes.and_then(|b| n.checked_mul(per).and_then(|x| b.checked_add(x)));
     }
-    // f32 and f64 copies of every tensor, at entry and as results.
-    let bytes = total.checked_mul(2 * (4 + 8));
     let ok = bytes.is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
     if !ok {
+        let total = k
+            .tensors
+            .iter()
+            .map(|(_, t)| t.dims.iter().map(|d| dims[d.index()] as u128).product::<u128>())
+            .sum::<u128>();
         return Err(format!(
             "the tensors need {} elements for dims {}, more memory than can be allocated",
             total,
@@ -468,13 +590,76 @@ fn median(times: &mut [Duration]) -> Duration {
     }
 }
 
-/// Error of an f32 result against the f64 reference.
+/// Error of an f32 result against the f64 reference (or another engine's
+/// result, widened).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Accuracy {
     max_abs: f64,
     max_rel: f64,
     /// The denominator's floor: the RMS of the finite reference values.
     floor: f64,
+    /// Elements stored as different bits in the output's type, the
+    /// reference rounded to it (every NaN counts as one value).
+    mismatches: usize,
+    /// The largest distance in ulps of the output's type (reported for the
+    /// 16-bit types and between engines).
+    max_ulp: Ulps,
+}
+
+/// The largest distance in ulps over a tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ulps {
+    /// Not reported (an f32 output against f64: the rule there is the
+    /// relative error).
+    Unreported,
+    /// This many.
+    Max(u64),
+    /// NaN in one and a number in the other somewhere: no distance.
+    Nan,
+}
+
+impl Ulps {
+    fn json(self) -> Value {
+        match self {
+            Ulps::Max(n) => json!(n),
+            _ => Value::Null,
+        }
+    }
+    fn text(self) -> String {
+        match self {
+            Ulps::Max(n) => format!("{n}ulp"),
+            Ulps::Nan => "nan-ulp".to_string(),
+            Ulps::Unreported => String::new(),
+        }
+    }
+}
+
+/// The largest ulp distance a 16-bit output rounded to nearest even may
+/// have from the f64 reference rounded to its type: the issue's tolerance.
+const ULP_TOLERANCE: u64 = 1;
+
+/// [`accuracy`] of `got` (values of `dtype`) against `want`, plus how many
+/// elements differ from `want` rounded to `dtype` and by how many ulps at
+/// most. `against_reference`: `want` is the f64 reference, for which ulps
+/// are reported for 16-bit types only; between engines they always are.
+fn compare(dtype: DType, got: &[f32], want: &[f64], against_reference: bool) -> Accuracy {
+    let mut acc = accuracy(got, want);
+    let mut max = Some(0u64);
+    for (&a, &b) in got.iter().zip(want) {
+        // The reference's stores are rounded to the type already (and an
+        // engine's values are of it): this is exact.
+        let b = dtype.round_f64(b) as f32;
+        if !storage::same_bits(dtype, a, b) {
+            acc.mismatches += 1;
+        }
+        max = match (max, ulp_distance(dtype, a, b)) {
+            (Some(m), Some(d)) => Some(m.max(d)),
+            _ => None,
+        };
+    }
+    acc.max_ulp =
+        if against_reference && !dtype.is_narrow() { Ulps::Unreported } else { max.map_or(Ulps::Nan, Ulps::Max) };
+    acc
 }
 
 /// The error rule, per element pair `a` (f32 result, widened exactly) and
@@ -517,7 +702,7 @@ fn accuracy(got: &[f32], want: &[f64]) -> Accuracy {
         max_abs = if abs.is_nan() || max_abs.is_nan() { f64::NAN } else { max_abs.max(abs) };
         max_rel = if rel.is_nan() || max_rel.is_nan() { f64::NAN } else { max_rel.max(rel) };
     }
-    Accuracy { max_abs, max_rel, floor }
+    Accuracy { max_abs, max_rel, floor, mismatches: 0, max_ulp: Ulps::Unreported }
 }
 
 /// A number for JSON: non-finite values become `null` (JSON has no NaN or
@@ -562,20 +747,40 @@ fn time_text(t: Duration) -> String {
     }
 }
 
+impl Accuracy {
+    /// The JSON of an engine against the reference (`errors` only) or
+    /// against another engine (with `mismatches`, `identical`, `max_ulp`).
+    fn json(&self, narrow: bool, agreement: bool) -> Value {
+        let mut v = json!({"max_abs_err": num(self.max_abs), "max_rel_err": num(self.max_rel)});
+        if narrow || agreement {
+            v["max_ulp"] = self.max_ulp.json();
+            v["mismatches"] = json!(self.mismatches);
+        }
+        if agreement {
+            v["identical"] = json!(self.mismatches == 0);
+        }
+        v
+    }
+}
+
 impl Report {
     /// The JSON object; `time_s` is seconds per call. Non-finite errors are
-    /// `null`.
+    /// `null`, and so is `max_ulp` where an element is NaN in one result
+    /// only.
     fn json(&self) -> Value {
         let dims: Map<String, Value> = self.dims.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
         let params: Map<String, Value> = self.params.iter().map(|(n, v)| (n.clone(), num(*v))).collect();
+        let dtypes: Map<String, Value> = self.dtypes.iter().map(|(n, d)| (n.clone(), json!(d))).collect();
+        let dtype_of = |n: &str| self.dtypes.iter().find(|(t, _)| t == n).map_or("f32", |(_, d)| d.as_str());
         let inputs: Map<String, Value> = self
             .sources
             .iter()
             .map(|(n, s)| {
-                let v = match s {
+                let mut v = match s {
                     Source::File(p) => json!({ "path": p.display().to_string() }),
                     Source::Generated => json!({ "generated": true }),
                 };
+                v["dtype"] = json!(dtype_of(n));
                 (n.clone(), v)
             })
             .collect();
@@ -583,17 +788,27 @@ impl Report {
             .outputs
             .iter()
             .map(|o| {
+                let narrow = o.dtype.is_narrow();
                 let mut v = json!({
+                    "dtype": o.dtype.name(),
                     "shape": o.shape,
                     "max_abs_err": num(o.acc.max_abs),
                     "max_rel_err": num(o.acc.max_rel),
                     "rel_err_floor": num(o.acc.floor),
                 });
-                for (e, acc) in &o.per_engine {
-                    v[*e] = json!({"max_abs_err": num(acc.max_abs), "max_rel_err": num(acc.max_rel)});
+                if let Some(seed) = &o.stochastic {
+                    v["rounding"] = json!(format!("stochastic({seed})"));
                 }
-                if let Some(acc) = &o.jit_vs_interp {
-                    v["jit_vs_interp"] = json!({"max_abs_err": num(acc.max_abs), "max_rel_err": num(acc.max_rel)});
+                if narrow {
+                    v["max_ulp"] = o.acc.max_ulp.json();
+                    v["ulp_tolerance"] = json!(ULP_TOLERANCE);
+                    v["within_tolerance"] = json!(matches!(o.acc.max_ulp, Ulps::Max(n) if n <= ULP_TOLERANCE));
+                }
+                for (e, acc) in &o.per_engine {
+                    v[*e] = acc.json(narrow, false);
+                }
+                for (e, acc) in &o.agreements {
+                    v[*e] = acc.json(narrow, true);
                 }
                 if let Some(p) = &o.path {
                     v["path"] = json!(p.display().to_string());
@@ -604,6 +819,7 @@ impl Report {
         let mut v = json!({
             "kernel": self.kernel,
             "file": self.file.display().to_string(),
+            "dtypes": dtypes,
             "dims": dims,
             "params": params,
             "seed": self.seed,
@@ -634,6 +850,7 @@ impl Report {
             "params   {}\n",
             join(self.params.iter().map(|(n, v)| format!("{n}={}", param_text(*v))).collect())
         );
+        s += &format!("dtypes   {}\n", join(self.dtypes.iter().map(|(n, d)| format!("{n} {d}")).collect()));
         let inputs: Vec<String> = self
             .sources
             .iter()
@@ -660,17 +877,30 @@ impl Report {
                     Some(p) => format!("{} -> {}", o.name, p.display()),
                     None => o.name.clone(),
                 };
+                let dtype = match &o.stochastic {
+                    Some(seed) => format!("{}:stochastic({seed})", o.dtype.name()),
+                    None => o.dtype.name().to_string(),
+                };
                 let mut errs = Vec::new();
                 for (e, acc) in &o.per_engine {
-                    errs.push(format!("{e} {}/{}", err_text(acc.max_abs), err_text(acc.max_rel)));
+                    let ulp = acc.max_ulp.text();
+                    let ulp = if ulp.is_empty() { ulp } else { format!(" {ulp}") };
+                    errs.push(format!("{e} {}/{}{ulp}", err_text(acc.max_abs), err_text(acc.max_rel)));
                 }
-                if let Some(acc) = &o.jit_vs_interp {
-                    errs.push(format!("jit-vs-interp {}/{}", err_text(acc.max_abs), err_text(acc.max_rel)));
+                for (e, acc) in &o.agreements {
+                    errs.push(format!(
+                        "{} {}/{} {} {} differ",
+                        e.replace('_', "-"),
+                        err_text(acc.max_abs),
+                        err_text(acc.max_rel),
+                        acc.max_ulp.text(),
+                        acc.mismatches
+                    ));
                 }
-                [name, shape, errs.join("  "), String::new()]
+                [name, dtype, shape, errs.join("  ")]
             })
             .collect();
-        let head = ["output", "shape", "max abs/rel error", ""].map(String::from);
+        let head = ["output", "dtype", "shape", "max abs/rel error"].map(String::from);
         let mut w = [0usize; 4];
         for r in std::iter::once(&head).chain(&rows) {
             for (i, c) in r.iter().enumerate() {
@@ -679,7 +909,7 @@ impl Report {
         }
         for r in std::iter::once(&head).chain(&rows) {
             let line = format!(
-                "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}",
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}",
                 r[0],
                 r[1],
                 r[2],
@@ -691,6 +921,14 @@ impl Report {
             );
             s += line.trim_end();
             s.push('\n');
+        }
+        if !self.outputs.iter().all(|o| o.agreements.is_empty()) {
+            s += "(differ: elements stored as different bits; ulp: the largest distance in units in the last place of the output's type)\n";
+        }
+        if self.outputs.iter().any(|o| o.dtype.is_narrow()) {
+            s += &format!(
+                "(16-bit outputs: ulp from the f64 reference rounded to the type; tolerance {ULP_TOLERANCE} ulp)\n"
+            );
         }
         s
     }
