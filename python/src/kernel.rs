@@ -520,6 +520,23 @@ impl Kernel {
         }
     }
 
+    /// This kernel with its tensors stored as `storage` says, e.g.
+    /// `k.with_storage("x=bf16,y=bf16")` or
+    /// `"p=bf16:stochastic(seed),g=bf16"` (a seed param the kernel lacks is
+    /// added, without a default). The new kernel takes torch.bfloat16 /
+    /// torch.float16 tensors, numpy float16 or ml_dtypes.bfloat16 arrays
+    /// for those tensors; this one is unchanged.
+    fn with_storage(&self, py: Python<'_>, storage: &str) -> PyResult<Kernel> {
+        let list = normjit::ir::parse_storage(storage)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{}: storage `{storage}`: {e}", self.name())))?;
+        let derived = self.inner.with_storage(&list).map_err(|e| match e {
+            normjit::Error::Storage(m) => pyo3::exceptions::PyValueError::new_err(format!("{}: {m}", self.name())),
+            other => errors::to_py(other, Some(self.name())),
+        })?;
+        let source = derived.ir().to_string();
+        Kernel::wrap(py, derived, format!("{} with storage {storage}", self.origin), source)
+    }
+
     /// The fused plan at the given sizes (`explain(N=64, D=1000)`): passes
     /// over memory, loops, hoisting, accumulators, thread split, traffic —
     /// what `normjit explain` prints.

@@ -76,3 +76,29 @@ def test_adamw_master_bf16_params_f32_master():
     assert p_np.dtype == ml_dtypes.bfloat16
     assert np.array_equal(master_np, master.numpy())
     assert np.array_equal(p_np.view(np.uint16), p.view(torch.int16).numpy().view(np.uint16))
+
+
+def test_with_storage_overrides_a_library_kernel():
+    k = normjit.library("norm/rms_norm")
+    kb = k.with_storage("x=bf16,y=bf16")
+    x = torch.randn(8, 64).to(torch.bfloat16)
+    gamma = torch.ones(64)
+    y = kb(x=x, gamma=gamma)
+    assert y.dtype == torch.bfloat16
+    want = (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).to(torch.bfloat16)
+    # Within one bf16 ulp of torch's f32 computation rounded to bf16.
+    diff = (y.view(torch.int16).int() - want.view(torch.int16).int()).abs()
+    assert int(diff.max()) <= 1
+    # The kernel it derives from still takes f32 only.
+    with pytest.raises(TypeError, match="`x` is declared f32"):
+        k(x=x, gamma=gamma)
+    # Stochastic rounding adds its seed param, which every call must pass.
+    ks = normjit.library("optim/adamw").with_storage("p=bf16:stochastic(seed),g=bf16")
+    assert "seed" in str(ks.signature)
+    for spec, msg in [
+        ("x=fp8", "unknown dtype `fp8`"),
+        ("eps=bf16", "`eps` is a param"),
+        ("y=f16:stochastic(s)", "stochastic rounding is for bf16 storage"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            k.with_storage(spec)
