@@ -6,7 +6,7 @@
 //! [`LOp::Reduced`], and only values that reach a store kept.
 
 use crate::loopir::*;
-use normjit_ir::{Kernel, Op, Rounding, Stmt, TensorId, ValueId, ValueType};
+use normjit_ir::{AxisSet, Binary, Kernel, Op, Rounding, Stmt, TensorId, Unary, ValueId, ValueType};
 use std::collections::HashMap;
 
 /// Imported values plus the kernel's stores, in statement order.
@@ -75,6 +75,19 @@ pub fn import(k: &Kernel) -> Imported {
                 LOp::Reduced(acc)
             }
         };
+        // `x / s` with `s` a per-call scalar and `x` per-element: `x * (1 /
+        // s)`, the reciprocal a per-call scalar too (f64, rounded to f32
+        // once), so each element costs a multiply instead of a divide —
+        // the divider is what bounds optimizer steps like AdamW's
+        // `sqrt(v) / bc2`. Within 1.5 ulp of the f32 divide, except where
+        // `1 / s` overflows f32 (|s| < 2.9e-39).
+        let op = match op {
+            LOp::Binary(Binary::Div, x, y) if out.nodes[y.0 as usize].per_call && !out.nodes[x.0 as usize].per_call => {
+                let r = intern(&mut out, &mut memo, LOp::Unary(Unary::Recip, y), ValueType::F32, AxisSet::EMPTY, true);
+                LOp::Binary(Binary::Mul, x, r)
+            }
+            op => op,
+        };
         let key = match &op {
             LOp::Const(c) => Key::Const(c.to_bits()),
             other => Key::Op(format!("{other:?}")),
@@ -123,4 +136,20 @@ pub fn import(k: &Kernel) -> Imported {
         }
     }
     out
+}
+
+/// The value computing `op`, made if no equal one exists.
+fn intern(
+    out: &mut Imported,
+    memo: &mut HashMap<Key, LValue>,
+    op: LOp,
+    ty: ValueType,
+    axes: AxisSet,
+    per_call: bool,
+) -> LValue {
+    let key = Key::Op(format!("{op:?}"));
+    *memo.entry(key).or_insert_with(|| {
+        out.nodes.push(LNode { op, ty, axes, per_call });
+        LValue(out.nodes.len() as u32 - 1)
+    })
 }
