@@ -25,6 +25,8 @@ enum Command {
     Run(cli::run::Args),
     /// Benchmark pipelines: JIT vs interpreter vs hand-fused rustc kernels vs the stream roofline.
     Bench(cli::bench::Args),
+    /// Print the backward kernel of a kernel (reverse-mode differentiation of its IR).
+    Grad(cli::grad::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +37,6 @@ fn main() -> ExitCode {
         Command::Asm(a) => cli::asm::main(a),
         Command::Run(a) => cli::run::main(a),
         Command::Bench(a) => cli::bench::main(a),
+        Command::Grad(a) => cli::grad::main(a),
     }
 }

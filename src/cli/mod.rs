@@ -4,6 +4,7 @@ pub mod asm;
 pub mod bench;
 pub mod check;
 pub mod explain;
+pub mod grad;
 pub mod plan_json;
 pub mod run;
 pub mod shapes;

@@ -151,6 +151,19 @@
 //! - a `uniform` seed used by two draws, or a `uniform` inside a `repeat`
 //!   of more than one iteration (the numbers repeat).
 //!
+//! # Backward kernels
+//!
+//! [`grad()`] differentiates a kernel in reverse mode: `grad(&k, &["x",
+//! "gamma"])` is a kernel `K_grad` that takes `K`'s `in` tensors and a
+//! cotangent `dy` per `out` tensor `y`, and stores a gradient `dx` per
+//! tensor named (the vector-Jacobian product). It is an ordinary kernel
+//! that prints as `.nj` text. It recomputes the forward values it needs,
+//! or takes named `let` values as inputs ([`grad_with`],
+//! [`GradOptions::saved`]). Kernels with `inout` tensors (optimizer steps)
+//! are refused. The adjoint rule of every op, the subgradients chosen at
+//! non-smooth points and the naming convention are listed in the docs of
+//! the [`grad` module](mod@grad).
+//!
 //! # Using it
 //!
 //! ```
@@ -166,6 +179,7 @@ mod builder;
 mod diag;
 pub mod dtype;
 mod entity;
+pub mod grad;
 mod hints;
 mod kernel;
 mod lexer;
@@ -181,6 +195,7 @@ pub use builder::KernelBuilder;
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use dtype::{DType, Rounding, DTYPES};
 pub use entity::{Arena, Id};
+pub use grad::{grad, grad_with, GradOptions};
 pub use kernel::*;
 pub use span::Span;
 pub use storage::{dtype_named, parse_storage, Storage};
