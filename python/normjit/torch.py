@@ -128,7 +128,23 @@ def _adam_step(opt: torch.optim.Optimizer, cls: str, group: dict, decoupled: boo
         raise
 
 
-class AdamW(torch.optim.AdamW):
+class _FusedStep:
+    """``step()`` of the optimizers below: the closure, then one foreach
+    call of a fused pipeline per param group (``_group_step``)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Performs one optimization step (one foreach call per param group)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._group_step(group)
+        return loss
+
+
+class AdamW(_FusedStep, torch.optim.AdamW):
     """AdamW (decoupled weight decay) running normjit's ``optim/adamw`` pipeline.
 
     Same constructor and state as :class:`torch.optim.AdamW`; ``amsgrad``,
@@ -154,20 +170,12 @@ class AdamW(torch.optim.AdamW):
         _refuse("AdamW", amsgrad=amsgrad, maximize=maximize, capturable=capturable, differentiable=differentiable)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Performs one optimization step (one foreach call per param group)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            _refuse("AdamW", amsgrad=group.get("amsgrad", False), maximize=group.get("maximize", False))
-            _adam_step(self, "AdamW", group, decoupled=True)
-        return loss
+    def _group_step(self, group):
+        _refuse("AdamW", amsgrad=group.get("amsgrad", False), maximize=group.get("maximize", False))
+        _adam_step(self, "AdamW", group, decoupled=True)
 
 
-class Adam(torch.optim.Adam):
+class Adam(_FusedStep, torch.optim.Adam):
     """Adam running normjit's ``optim/adam`` pipeline (L2 ``weight_decay``
     added to the gradient), or ``optim/adamw`` with
     ``decoupled_weight_decay=True`` (on torch versions that have it).
@@ -199,20 +207,12 @@ class Adam(torch.optim.Adam):
             kw["decoupled_weight_decay"] = True
         super().__init__(params, **kw)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Performs one optimization step (one foreach call per param group)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            _refuse("Adam", amsgrad=group.get("amsgrad", False), maximize=group.get("maximize", False))
-            _adam_step(self, "Adam", group, decoupled=bool(group.get("decoupled_weight_decay", False)))
-        return loss
+    def _group_step(self, group):
+        _refuse("Adam", amsgrad=group.get("amsgrad", False), maximize=group.get("maximize", False))
+        _adam_step(self, "Adam", group, decoupled=bool(group.get("decoupled_weight_decay", False)))
 
 
-class SGD(torch.optim.SGD):
+class SGD(_FusedStep, torch.optim.SGD):
     """SGD with momentum, Nesterov momentum, dampening and L2 weight decay,
     running normjit's ``optim/sgd`` / ``optim/sgd_nesterov`` pipelines.
 
@@ -252,57 +252,49 @@ class SGD(torch.optim.SGD):
         )
         self._scratch: dict = {}
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Performs one optimization step (one foreach call per param group)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            _refuse("SGD", maximize=group.get("maximize", False))
-            params, grads = [], []
-            for p in group["params"]:
-                if p.grad is not None:
-                    _check_grad("SGD", p.grad)
-                    params.append(p)
-                    grads.append(p.grad)
-            if not params:
-                continue
-            lr = float(group["lr"])
-            momentum = float(group["momentum"])
-            dampening = float(group["dampening"])
-            wd = float(group["weight_decay"])
-            if momentum == 0:
-                if wd == 0:
-                    _kernel("optim/l1_subgrad").foreach(p=params, g=grads, lr=lr, lam=0.0)
-                else:
-                    bufs = [self._scratch_for(p) for p in params]
-                    _kernel("optim/sgd").foreach(
-                        p=params, buf=bufs, g=grads, lr=lr, momentum=0.0, dampening=0.0, wd=wd
-                    )
-                continue
-            kernel = _kernel("optim/sgd_nesterov" if group["nesterov"] else "optim/sgd")
-            old = ([], [], [])
-            new = ([], [], [])
-            for p, g in zip(params, grads):
-                st = self.state[p]
-                buf = st.get("momentum_buffer")
-                if buf is None:
-                    # torch's first step sets buf = grad (+ wd * p): the
-                    # pipeline on a zeroed buffer with no dampening.
-                    buf = st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    dst = new
-                else:
-                    dst = old
-                dst[0].append(p)
-                dst[1].append(buf)
-                dst[2].append(g)
-            if old[0]:
-                kernel.foreach(p=old[0], buf=old[1], g=old[2], lr=lr, momentum=momentum, dampening=dampening, wd=wd)
-            if new[0]:
-                kernel.foreach(p=new[0], buf=new[1], g=new[2], lr=lr, momentum=momentum, dampening=0.0, wd=wd)
-        return loss
+    def _group_step(self, group):
+        _refuse("SGD", maximize=group.get("maximize", False))
+        params, grads = [], []
+        for p in group["params"]:
+            if p.grad is not None:
+                _check_grad("SGD", p.grad)
+                params.append(p)
+                grads.append(p.grad)
+        if not params:
+            return
+        lr = float(group["lr"])
+        momentum = float(group["momentum"])
+        dampening = float(group["dampening"])
+        wd = float(group["weight_decay"])
+        if momentum == 0:
+            if wd == 0:
+                _kernel("optim/l1_subgrad").foreach(p=params, g=grads, lr=lr, lam=0.0)
+            else:
+                bufs = [self._scratch_for(p) for p in params]
+                _kernel("optim/sgd").foreach(
+                    p=params, buf=bufs, g=grads, lr=lr, momentum=0.0, dampening=0.0, wd=wd
+                )
+            return
+        kernel = _kernel("optim/sgd_nesterov" if group["nesterov"] else "optim/sgd")
+        old = ([], [], [])
+        new = ([], [], [])
+        for p, g in zip(params, grads):
+            st = self.state[p]
+            buf = st.get("momentum_buffer")
+            if buf is None:
+                # torch's first step sets buf = grad (+ wd * p): the
+                # pipeline on a zeroed buffer with no dampening.
+                buf = st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                dst = new
+            else:
+                dst = old
+            dst[0].append(p)
+            dst[1].append(buf)
+            dst[2].append(g)
+        if old[0]:
+            kernel.foreach(p=old[0], buf=old[1], g=old[2], lr=lr, momentum=momentum, dampening=dampening, wd=wd)
+        if new[0]:
+            kernel.foreach(p=new[0], buf=new[1], g=new[2], lr=lr, momentum=momentum, dampening=0.0, wd=wd)
 
     def _scratch_for(self, p: torch.Tensor) -> torch.Tensor:
         b = self._scratch.get(p)
@@ -311,7 +303,7 @@ class SGD(torch.optim.SGD):
         return b
 
 
-class ProxL1(torch.optim.Optimizer):
+class ProxL1(_FusedStep, torch.optim.Optimizer):
     """Proximal gradient descent for an L1 penalty (lasso, ISTA), running
     normjit's ``optim/prox_l1`` pipeline.
 
@@ -331,21 +323,12 @@ class ProxL1(torch.optim.Optimizer):
             raise ValueError(f"Invalid l1 value: {l1}")
         super().__init__(params, dict(lr=lr, l1=l1))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Performs one optimization step (one foreach call per param group)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        kernel = _kernel("optim/prox_l1")
-        for group in self.param_groups:
-            params, grads = [], []
-            for p in group["params"]:
-                if p.grad is not None:
-                    _check_grad("ProxL1", p.grad)
-                    params.append(p)
-                    grads.append(p.grad)
-            if params:
-                kernel.foreach(p=params, g=grads, lr=float(group["lr"]), lam=float(group["l1"]))
-        return loss
+    def _group_step(self, group):
+        params, grads = [], []
+        for p in group["params"]:
+            if p.grad is not None:
+                _check_grad("ProxL1", p.grad)
+                params.append(p)
+                grads.append(p.grad)
+        if params:
+            _kernel("optim/prox_l1").foreach(p=params, g=grads, lr=float(group["lr"]), lam=float(group["l1"]))
