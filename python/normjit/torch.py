@@ -299,7 +299,9 @@ class SGD(_FusedStep, torch.optim.SGD):
     def _scratch_for(self, p: torch.Tensor) -> torch.Tensor:
         b = self._scratch.get(p)
         if b is None or b.shape != p.shape:
-            b = self._scratch[p] = torch.empty_like(p, memory_format=torch.contiguous_format)
+            # Zeroed: the pipeline reads it (times momentum 0), and 0 * NaN
+            # from uninitialized memory would be NaN.
+            b = self._scratch[p] = torch.zeros_like(p, memory_format=torch.contiguous_format)
         return b
 
 
