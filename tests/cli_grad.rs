@@ -16,7 +16,9 @@ fn layer_norm_backward_is_printed_and_checks() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# The backward of `layer_norm`"), "{text}");
-    for decl in ["kernel layer_norm_grad {", "in dy: f32[N, D]", "out dx: f32[N, D]", "out dgamma: f32[D]", "out dbeta: f32[D]"] {
+    for decl in
+        ["kernel layer_norm_grad {", "in dy: f32[N, D]", "out dx: f32[N, D]", "out dgamma: f32[D]", "out dbeta: f32[D]"]
+    {
         assert!(text.contains(decl), "missing `{decl}` in\n{text}");
     }
     // Written with -o and pruned: `check --deny-warnings` accepts it.

@@ -82,7 +82,9 @@ fn jit_agrees_with_the_interpreter_at_odd_shapes_with_nan_and_inf() {
                 let r64 = normjit_interp::run::<f64>(&k, &dims, &params, &s64).unwrap();
                 for (id, t) in k.tensors.iter().filter(|(_, t)| t.role != Role::In) {
                     let what = format!("{} {dims:?} specials={specials} `{}`", k.name, t.name);
-                    if let Err(e) = compare(&what, &got[id.index()], r64.get(id).unwrap(), r32.get(id).unwrap(), tolerance(t.dtype)) {
+                    if let Err(e) =
+                        compare(&what, &got[id.index()], r64.get(id).unwrap(), r32.get(id).unwrap(), tolerance(t.dtype))
+                    {
                         failures.push(e);
                     }
                 }

@@ -45,7 +45,8 @@ fn ulps(d: DType, a: f32, b: f32) -> u32 {
     // Bit patterns as a monotone integer scale (sign-magnitude to ordinal).
     let ord = |x: f32| {
         let h = d.encode(x) as i64;
-        let (sign, mag) = if d.is_narrow() { (h & 0x8000 != 0, h & 0x7FFF) } else { (h & (1 << 31) != 0, h & 0x7FFF_FFFF) };
+        let (sign, mag) =
+            if d.is_narrow() { (h & 0x8000 != 0, h & 0x7FFF) } else { (h & (1 << 31) != 0, h & 0x7FFF_FFFF) };
         if sign {
             -mag
         } else {
@@ -141,7 +142,8 @@ fn stochastic_rounding_is_unbiased_and_independent_of_threads() {
     let n = 1_000_000usize;
     // Values with every dropped fraction: x = 1 + (i mod 2^16) * 2^-23,
     // so the ulp of bf16 near 1 is 2^-7 and the dropped part is uniform.
-    let x: Vec<f32> = (0..n).map(|i| f32::from_bits(0x3F80_0000 | ((i as u32).wrapping_mul(40_503) & 0xFFFF))).collect();
+    let x: Vec<f32> =
+        (0..n).map(|i| f32::from_bits(0x3F80_0000 | ((i as u32).wrapping_mul(40_503) & 0xFFFF))).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
     let c = Compiler::with_options(CompilerOptions { threads: 3, parallel_min_work: 1, ..Default::default() }).unwrap();
     let run = |seed: u32, on: Threads| jit(&c, &k, &[n], &[f64::from(seed)], &[x.clone(), vec![0.0; n]], on)[1].clone();
@@ -155,12 +157,16 @@ fn stochastic_rounding_is_unbiased_and_independent_of_threads() {
     // Unbiased: the mean error, in ulps of bf16 at 1 (2^-7), has standard
     // deviation at most 0.5 / sqrt(n) = 5e-4; 5 sigma is 2.5e-3.
     let ulp = 2f64.powi(-7);
-    let mean_err = |y: &[f32], x: &[f32]| y.iter().zip(x).map(|(&a, &b)| (a as f64 - b as f64) / ulp).sum::<f64>() / n as f64;
+    let mean_err =
+        |y: &[f32], x: &[f32]| y.iter().zip(x).map(|(&a, &b)| (a as f64 - b as f64) / ulp).sum::<f64>() / n as f64;
     let m = mean_err(&one, &x);
     assert!(m.abs() < 2.5e-3, "mean error {m} ulps over {n} elements");
     // Every result is one of the two neighbours.
-    assert!(one.iter().zip(&x).all(|(&y, &x)| y.to_bits() == x.to_bits() & 0xFFFF_0000
-        || y.to_bits() == (x.to_bits() & 0xFFFF_0000) + 0x1_0000));
+    assert!(one
+        .iter()
+        .zip(&x)
+        .all(|(&y, &x)| y.to_bits() == x.to_bits() & 0xFFFF_0000
+            || y.to_bits() == (x.to_bits() & 0xFFFF_0000) + 0x1_0000));
     // A fixed fraction 0.3 of an ulp: rounded up with probability 0.3
     // (standard deviation sqrt(0.21 / n) = 4.6e-4; 5 sigma).
     let x3 = vec![f32::from_bits(0x3F80_4CCD); n];
@@ -180,7 +186,8 @@ fn stochastic_rounding_keeps_nan_and_infinities() {
     let x = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 0.0, -0.0, 1e-40];
     let c = Compiler::new().unwrap();
     for seed in 0..20u32 {
-        let y = jit(&c, &k, &[x.len()], &[f64::from(seed)], &[x.to_vec(), vec![0.0; x.len()]], Threads::Default)[1].clone();
+        let y =
+            jit(&c, &k, &[x.len()], &[f64::from(seed)], &[x.to_vec(), vec![0.0; x.len()]], Threads::Default)[1].clone();
         assert!(y[0].is_nan() && DType::BF16.encode(y[0]) == 0x7FC0);
         assert_eq!(&y[1..3], &[f32::INFINITY, f32::NEG_INFINITY]);
         // f32::MAX lies between bf16's largest finite value and 2^128: it
@@ -211,7 +218,8 @@ fn mixed_precision_adamw_matches_an_f64_step_on_the_master_copy() {
     assert_eq!(sig, order);
     let params = [lr, b1, b2, eps, wd, t];
     let c = Compiler::new().unwrap();
-    let out = jit(&c, &k, &[n], &params, &[master.clone(), vec![0.0; n], m.clone(), v.clone(), g.clone()], Threads::Default);
+    let out =
+        jit(&c, &k, &[n], &params, &[master.clone(), vec![0.0; n], m.clone(), v.clone(), g.clone()], Threads::Default);
     let mut worst = (0.0f64, 0u32);
     for i in 0..n {
         let (p0, g0, m0, v0) = (master[i] as f64, g[i] as f64, m[i] as f64, v[i] as f64);
@@ -234,7 +242,8 @@ fn mixed_precision_adamw_matches_an_f64_step_on_the_master_copy() {
 #[test]
 fn bad_storage_and_buffers_of_the_wrong_type_are_refused_before_writing() {
     let c = Compiler::new().unwrap();
-    let rms = normjit::load_kernel(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ir/norm/rms_norm.nj")).unwrap();
+    let rms =
+        normjit::load_kernel(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ir/norm/rms_norm.nj")).unwrap();
     let kern = c.kernel(rms.clone());
     let cases: &[(&str, &str)] = &[
         ("x=fp8", "unknown dtype `fp8`; expected f32, bf16 or f16"),
@@ -296,7 +305,7 @@ fn bad_storage_and_buffers_of_the_wrong_type_are_refused_before_writing() {
     assert_eq!(e.unwrap_err().kind(), ErrorKind::Alias);
     assert!(both.iter().all(|v| v.to_f32() == 1.0));
     // And a bf16 output right after a bf16 input (adjacent, no overlap) runs.
-    let mut adj = vec![bf16::from_f32(1.0); 16];
+    let mut adj = [bf16::from_f32(1.0); 16];
     let (xa, ya) = adj.split_at_mut(8);
     half_k.call(&[Tensor::input(&*xa), Tensor::input(&gamma), Tensor::output(ya)], &[1e-6]).unwrap();
 }

@@ -494,8 +494,7 @@ impl Kernel {
         for g in 0..groups {
             for (t, l) in lists.iter().enumerate() {
                 let o = l.get_item(g)?;
-                let (v, is_torch) =
-                    self.read(t, &o).map_err(|e| prefixed(py, e, &format!("foreach group {g}: ")))?;
+                let (v, is_torch) = self.read(t, &o).map_err(|e| prefixed(py, e, &format!("foreach group {g}: ")))?;
                 if is_torch && self.tensors[t].role.is_written() {
                     written_torch.push(o);
                 }
@@ -527,8 +526,9 @@ impl Kernel {
     /// torch.float16 tensors, numpy float16 or ml_dtypes.bfloat16 arrays
     /// for those tensors; this one is unchanged.
     fn with_storage(&self, py: Python<'_>, storage: &str) -> PyResult<Kernel> {
-        let list = normjit::ir::parse_storage(storage)
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{}: storage `{storage}`: {e}", self.name())))?;
+        let list = normjit::ir::parse_storage(storage).map_err(|e| {
+            pyo3::exceptions::PyValueError::new_err(format!("{}: storage `{storage}`: {e}", self.name()))
+        })?;
         let derived = self.inner.with_storage(&list).map_err(|e| match e {
             normjit::Error::Storage(m) => pyo3::exceptions::PyValueError::new_err(format!("{}: {m}", self.name())),
             other => errors::to_py(other, Some(self.name())),

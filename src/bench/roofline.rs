@@ -149,8 +149,8 @@ fn f32_views<'a>(
 ) -> (Vec<View<'a>>, Vec<ViewMut<'a>>, Vec<ViewMut<'a>>) {
     (
         reads.iter().map(|&s| View::F32(s)).collect(),
-        inouts.iter_mut().map(|s| ViewMut::F32(&mut **s)).collect(),
-        writes.iter_mut().map(|s| ViewMut::F32(&mut **s)).collect(),
+        inouts.iter_mut().map(|s| ViewMut::F32(s)).collect(),
+        writes.iter_mut().map(|s| ViewMut::F32(s)).collect(),
     )
 }
 
@@ -462,8 +462,8 @@ mod tests {
         let [copy, _] = run(&[DType::BF16, DType::F32], 1, 0, n, Isa::current());
         assert_eq!(copy[0], copy[1], "a copy from bf16 to f32 is exact");
         let [f, _] = run(&[DType::F32, DType::F32, DType::F32], 2, 0, n, Isa::current());
-        for j in 0..n {
-            assert_eq!(f[2][j], (f[0][j] + f[1][j]) * 0.5, "j {j}");
+        for (j, ((a, b), c)) in f[0].iter().zip(&f[1]).zip(&f[2]).enumerate() {
+            assert_eq!(*c, (a + b) * 0.5, "j {j}");
         }
         // Reads only: the sum of every element, 16-bit ones widened.
         let specs = [(n, DType::BF16), (n, DType::F16)];

@@ -308,7 +308,11 @@ fn storage_overrides_run_bf16_buffers() {
     .unwrap();
     let want = want.get(ir.tensor("y").unwrap()).unwrap();
     // Within one bf16 ulp of the f64 reference's bf16 result.
-    let far = yb.iter().zip(want).filter(|(&g, &w)| (i32::from(g) - normjit_ir::DType::BF16.encode(w as f32) as i32).abs() > 1).count();
+    let far = yb
+        .iter()
+        .zip(want)
+        .filter(|(&g, &w)| (i32::from(g) - normjit_ir::DType::BF16.encode(w as f32) as i32).abs() > 1)
+        .count();
     assert_eq!(far, 0);
 
     // A bf16 buffer given to the f32 kernel, and bad specs.

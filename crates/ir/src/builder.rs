@@ -215,7 +215,13 @@ impl KernelBuilder {
                 ok_dims.push(d);
             }
         }
-        let id = self.k.tensors.push(Tensor { name: name.to_string(), role, dtype, rounding: Rounding::NearestEven, dims: ok_dims });
+        let id = self.k.tensors.push(Tensor {
+            name: name.to_string(),
+            role,
+            dtype,
+            rounding: Rounding::NearestEven,
+            dims: ok_dims,
+        });
         self.k.spans.tensors.push(self.span);
         self.stored.push(false);
         self.declare(name, Symbol::Tensor(id));

@@ -10,8 +10,8 @@
 
 use crate::builder::{KernelBuilder, Symbol};
 use crate::diag::{line_of, Diagnostic, Diagnostics};
-use crate::hints::{spelling, ALL_FNS};
 use crate::dtype::DType;
+use crate::hints::{spelling, ALL_FNS};
 use crate::kernel::*;
 use crate::parser::{BinOp, Expr, ExprKind, File, Ident, Item};
 use crate::span::Span;
@@ -61,7 +61,8 @@ pub fn resolve(file: &File, src: &str) -> Result<(Kernel, Vec<Diagnostic>), Diag
             }
             Some(other) => {
                 let k = other.kind();
-                r.b.at(seed.span).error(format!("the seed of `stochastic` must be a u32 param, but `{}` is {k}", seed.name));
+                r.b.at(seed.span)
+                    .error(format!("the seed of `stochastic` must be a u32 param, but `{}` is {k}", seed.name));
             }
             None => {
                 r.b.at(seed.span).error(format!("unknown name `{}`", seed.name));

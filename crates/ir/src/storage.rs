@@ -83,7 +83,12 @@ impl Kernel {
                     ));
                 }
                 let names: Vec<&str> = k.tensors.iter().map(|(_, t)| t.name.as_str()).collect();
-                return Err(format!("kernel `{}` has no tensor `{}` (its tensors: {})", k.name, o.tensor, names.join(", ")));
+                return Err(format!(
+                    "kernel `{}` has no tensor `{}` (its tensors: {})",
+                    k.name,
+                    o.tensor,
+                    names.join(", ")
+                ));
             };
             let Some(tensor) = k.tensors.get_mut(t) else { unreachable!("id from this kernel") };
             tensor.dtype = o.dtype;

@@ -38,7 +38,9 @@ pub fn verify(k: &Kernel) -> Result<(), String> {
         if let Rounding::Stochastic(p) = t.rounding {
             let seed_ok = k.params.get(p).is_some_and(|p| p.ty == ParamType::U32);
             if !seed_ok || t.dtype != DType::BF16 || !t.role.is_written() {
-                return Err(format!("tensor {id:?} rounds stochastically but is not a written bf16 tensor with a u32 seed"));
+                return Err(format!(
+                    "tensor {id:?} rounds stochastically but is not a written bf16 tensor with a u32 seed"
+                ));
             }
         }
     }

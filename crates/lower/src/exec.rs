@@ -384,9 +384,7 @@ impl<'a> Machine<'a> {
                 let seed = if *stream == 0 { seed } else { rng::rounding_seed(seed, stream - 1) };
                 rng::uniform(seed, i)
             }
-            LOp::StochasticRound(x, u) => {
-                normjit_ir::dtype::stochastic_bf16_f32(val(*x), (val(*u) * 65536.0) as u32)
-            }
+            LOp::StochasticRound(x, u) => normjit_ir::dtype::stochastic_bf16_f32(val(*x), (val(*u) * 65536.0) as u32),
         };
         self.vals[v.0 as usize] = r;
     }

@@ -372,7 +372,12 @@ impl Plan {
             LOp::Count(ax) => format!("count({})", k.axis_names(*ax)),
             LOp::Uniform(p, ax, 0) => format!("uniform({}, {})", k.params[*p].name, k.axis_names(*ax)),
             LOp::Uniform(p, ax, s) => {
-                format!("uniform({}, {}) of the rounding stream of {}", k.params[*p].name, k.axis_names(*ax), k.tensors[normjit_ir::TensorId::from_raw(s - 1)].name)
+                format!(
+                    "uniform({}, {}) of the rounding stream of {}",
+                    k.params[*p].name,
+                    k.axis_names(*ax),
+                    k.tensors[normjit_ir::TensorId::from_raw(s - 1)].name
+                )
             }
             LOp::StochasticRound(x, u) => format!("stochastic_bf16({}, {})", r(x), r(u)),
         }

@@ -249,7 +249,9 @@ impl From<normjit_lower::LowerError> for Error {
 /// For a buffer of another storage type: how to compile the kernel for it.
 fn storage_hint(tensor: &str, found: &str) -> String {
     match normjit_ir::DType::from_name(found) {
-        Some(_) => format!(" (to store it as {found}, compile the kernel with the storage override `{tensor}={found}`)"),
+        Some(_) => {
+            format!(" (to store it as {found}, compile the kernel with the storage override `{tensor}={found}`)")
+        }
         None => String::new(),
     }
 }

@@ -40,8 +40,8 @@ mod signature;
 mod source;
 
 pub use bind::{resolve_dims, resolve_params, Bindings, Element, Tensor};
-pub use half;
 pub use error::{Error, ErrorKind};
+pub use half;
 pub use kernel::{Compiler, CompilerOptions, Kernel, RunInfo, Threads};
 pub use normjit_codegen::IsaChoice;
 pub use normjit_ir as ir;

@@ -242,6 +242,23 @@ pub fn param_words(k: &Kernel, params: &[f64]) -> Vec<u64> {
         .collect()
 }
 
+/// `values` (each a value of `dtype`) as the bytes a buffer of `dtype`
+/// holds, for the JIT.
+pub fn encode(dtype: normjit_ir::DType, values: &[f32]) -> Vec<u8> {
+    match dtype.size_bytes() {
+        2 => values.iter().flat_map(|&x| (dtype.encode(x) as u16).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|&x| dtype.encode(x).to_le_bytes()).collect(),
+    }
+}
+
+/// The values in a buffer of `dtype` (the inverse of [`encode`]).
+pub fn decode(dtype: normjit_ir::DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype.size_bytes() {
+        2 => bytes.chunks_exact(2).map(|b| dtype.decode(u32::from(u16::from_le_bytes([b[0], b[1]])))).collect(),
+        _ => bytes.chunks_exact(4).map(|b| dtype.decode(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,22 +328,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-/// `values` (each a value of `dtype`) as the bytes a buffer of `dtype`
-/// holds, for the JIT.
-pub fn encode(dtype: normjit_ir::DType, values: &[f32]) -> Vec<u8> {
-    match dtype.size_bytes() {
-        2 => values.iter().flat_map(|&x| (dtype.encode(x) as u16).to_le_bytes()).collect(),
-        _ => values.iter().flat_map(|&x| dtype.encode(x).to_le_bytes()).collect(),
-    }
-}
-
-/// The values in a buffer of `dtype` (the inverse of [`encode`]).
-pub fn decode(dtype: normjit_ir::DType, bytes: &[u8]) -> Vec<f32> {
-    match dtype.size_bytes() {
-        2 => bytes.chunks_exact(2).map(|b| dtype.decode(u32::from(u16::from_le_bytes([b[0], b[1]])))).collect(),
-        _ => bytes.chunks_exact(4).map(|b| dtype.decode(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect(),
     }
 }
