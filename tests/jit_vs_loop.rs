@@ -196,7 +196,7 @@ fn run(modes: &[Storing], salt: u64) {
     let mut pick = Pick(0xC0DE_6E11_0000_0001 ^ salt);
     let mut failures = Vec::new();
     let mut runs = 0;
-    for (_, k) in library() {
+    for (_, k) in library_with_backward() {
         for &how in modes {
             for case in 0..cases {
                 let kk = stored(&k, how, &mut pick);

@@ -85,11 +85,11 @@ mod _native {
         if let Some((_, src)) = LIBRARY.iter().find(|(n, _)| *n == name) {
             return Ok(src);
         }
-        let close: Vec<&str> = LIBRARY
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| n.rsplit('/').next() == name.rsplit('/').next() || n.contains(name))
-            .collect();
+        // Same file name first (`layer_norm` -> `norm/layer_norm`), then
+        // names containing it.
+        let same = |n: &str| n.rsplit('/').next() == name.rsplit('/').next();
+        let mut close: Vec<&str> = LIBRARY.iter().map(|(n, _)| *n).filter(|n| same(n) || n.contains(name)).collect();
+        close.sort_by_key(|n| !same(n));
         let hint = if close.is_empty() { String::new() } else { format!("; did you mean {}?", close.join(" or ")) };
         Err(PyValueError::new_err(format!(
             "no library pipeline `{name}`{hint} (normjit.library_names() lists them: {})",
