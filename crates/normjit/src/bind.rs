@@ -155,6 +155,12 @@ pub(crate) struct Bound {
     pub words: Small<u64, 32>,
 }
 
+// SAFETY: a `Bound`'s pointers come from `Tensor`s (which are `Send`: each
+// is a borrow of its buffer) and are only dereferenced by the generated
+// code during the call those borrows outlive, so moving one to another
+// thread is like moving the borrows.
+unsafe impl Send for Bound {}
+
 /// "it has: a, b" or "it has none".
 fn known<'k>(it: impl Iterator<Item = &'k str>) -> String {
     let v: Vec<&str> = it.collect();

@@ -355,6 +355,16 @@ impl Kernel {
         on: Threads<'_>,
     ) -> Result<(f64, Small<usize, 16>), Error> {
         let b = validate(&self.ir, &self.sig, tensors, params, given)?;
+        // SAFETY: `b` was just validated from `tensors`, which borrow their
+        // buffers for this call.
+        unsafe { self.call_bound(b, on) }
+    }
+
+    /// Runs a validated call.
+    ///
+    /// # Safety
+    /// `b` comes from `validate` on tensors whose borrows are still live.
+    unsafe fn call_bound(&self, b: crate::bind::Bound, on: Threads<'_>) -> Result<(f64, Small<usize, 16>), Error> {
         let (shape, us) = self.shape(&b.dims)?;
         let pool = self.compiler.pool(on).filter(|_| shape.work >= self.compiler.0.opts.parallel_min_work);
         // SAFETY: `validate` checked that there is one pointer per tensor,
@@ -385,8 +395,10 @@ impl Kernel {
     /// validated, and outputs checked for overlap across groups, before
     /// any runs.
     pub fn call_foreach(&self, groups: &[&[Tensor<'_>]], params: &[f64], on: Threads<'_>) -> Result<(), Error> {
+        // Every group validated (once) before any runs.
+        let mut bound = Vec::with_capacity(groups.len());
         for g in groups {
-            validate(&self.ir, &self.sig, g, params, &[])?;
+            bound.push(validate(&self.ir, &self.sig, g, params, &[])?);
         }
         check_disjoint(&self.sig, groups.iter().map(|g| &g[..]))?;
         // Groups too small to split are spread over the pool, one group per
@@ -395,21 +407,24 @@ impl Kernel {
         // result is what a call on it alone gives: chunks depend on sizes.)
         let min = self.compiler.0.opts.parallel_min_work;
         let big = |g: &[Tensor<'_>]| g.iter().map(|t| t.len as u64).max().unwrap_or(0) >= min;
+        // SAFETY (every `call_bound` below): each `Bound` was validated
+        // above from its group, whose tensors borrow their buffers until
+        // this call returns, and the groups' outputs are disjoint.
         if let Some(pool) = self.compiler.pool(on).filter(|_| groups.len() > 1) {
+            let (small, large): (Vec<_>, Vec<_>) = groups.iter().zip(bound).partition(|(g, _)| !big(g));
             pool.install(|| {
                 use rayon::prelude::*;
-                groups
-                    .par_iter()
-                    .filter(|g| !big(g))
-                    .try_for_each(|g| self.call_given(g, params, &[], Threads::CallingThread).map(|_| ()))
+                small
+                    .into_par_iter()
+                    .try_for_each(|(_, b)| unsafe { self.call_bound(b, Threads::CallingThread) }.map(|_| ()))
             })?;
-            for g in groups.iter().filter(|g| big(g)) {
-                self.call_given(g, params, &[], on)?;
+            for (_, b) in large {
+                unsafe { self.call_bound(b, on) }?;
             }
             return Ok(());
         }
-        for g in groups {
-            self.call_given(g, params, &[], on)?;
+        for b in bound {
+            unsafe { self.call_bound(b, on) }?;
         }
         Ok(())
     }
