@@ -5,6 +5,9 @@
 //! f16 files in and out), and every user mistake exiting 1 with a message
 //! that names it and writing nothing.
 
+mod common;
+
+use common::python;
 use normjit::ir::DType;
 use normjit_cli::npy::{self, read_as, read_f32, write_f32, Bf16Format};
 use normjit_cli::storage::{ulp_distance, Elements};
@@ -819,12 +822,11 @@ fn a_failing_run_leaves_existing_outputs_alone() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
 
-/// Interoperability with NumPy itself, when it is installed (it is not
-/// required: the test prints a note and passes without it).
+/// Interoperability with NumPy itself (from the test environment).
 #[test]
 fn numpy_reads_and_writes_our_files() {
-    let has_numpy = Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
-    assert!(has_numpy, "numpy is needed for this test (CI installs it): python3 -m pip install numpy");
+    let has_numpy = Command::new(python()).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    assert!(has_numpy, "numpy is needed for this test: run scripts/python-env (the test command does)");
     let dir = tmpdir("numpy");
     let ours = dir.join("ours.npy");
     let data: Vec<f32> = (0..6).map(|i| i as f32 * 0.5 - 1.0).collect();
@@ -848,7 +850,7 @@ np.save({fort:?}, np.asfortranarray(np.ones((2, 3), dtype=np.float32)))
         f8 = s(&dir.join("f8.npy")),
         fort = s(&dir.join("fort.npy")),
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let out = Command::new(python()).args(["-c", &script]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let theirs = read_f32(&dir.join("theirs.npy")).unwrap();
     assert_eq!(theirs.shape, vec![3, 4]);

@@ -6,6 +6,9 @@
 //! when a file's type is not the tensor's; and interoperability with NumPy
 //! (f16) and ml_dtypes (bf16) themselves.
 
+mod common;
+
+use common::python;
 use normjit::ir::DType;
 use normjit_cli::npy::{self, decode_as, decode_f32, encode_f32, read_f32, write_f32, Bf16Format, NpyError};
 use normjit_cli::storage::Elements;
@@ -537,18 +540,6 @@ fn a_file_of_another_storage_type_names_both_and_the_fix() {
     assert!(e.to_string().contains("'<f2' (float16), but normjit reads float32 ('<f4') only"), "{e}");
 }
 
-/// The Python that runs the interoperability checks: `NORMJIT_PYTHON`, or
-/// the checkout's `.venv` (which has NumPy and ml_dtypes), or `python3`.
-fn python() -> String {
-    if let Ok(p) = std::env::var("NORMJIT_PYTHON") {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".to_string()
-}
 
 /// Runs `script` with [`python`]; panics with its stderr if it fails.
 fn run_python(script: &str) {

@@ -33,6 +33,24 @@ pub fn library_with_backward() -> Vec<(PathBuf, Kernel)> {
         .collect()
 }
 
+/// The Python the tests run (`.npy` interoperability, pytest):
+/// `NORMJIT_PYTHON`, or the environment `scripts/python-env` makes
+/// (`NORMJIT_VENV`, default the checkout's `.venv`: NumPy, ml_dtypes, torch
+/// and the package), or `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("NORMJIT_PYTHON") {
+        return p;
+    }
+    let venv = std::env::var_os("NORMJIT_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let py = venv.join("bin/python");
+    if py.exists() {
+        return py.display().to_string();
+    }
+    "python3".to_string()
+}
+
 /// Param values: defaults, with example values for required ones.
 pub fn params(k: &Kernel) -> Vec<f64> {
     normjit_cli::bind::resolve_params(k, &normjit_cli::bind::example_params(k)).unwrap()
