@@ -39,21 +39,7 @@ fn jit(c: &Compiler, k: &Kernel, dims: &[usize], params: &[f64], entry: &[Vec<f3
 /// Distance in representable values of `d` between two values of `d`
 /// (0: equal; NaN only equals NaN).
 fn ulps(d: DType, a: f32, b: f32) -> u32 {
-    if a.is_nan() || b.is_nan() {
-        return if a.is_nan() && b.is_nan() { 0 } else { u32::MAX };
-    }
-    // Bit patterns as a monotone integer scale (sign-magnitude to ordinal).
-    let ord = |x: f32| {
-        let h = d.encode(x) as i64;
-        let (sign, mag) =
-            if d.is_narrow() { (h & 0x8000 != 0, h & 0x7FFF) } else { (h & (1 << 31) != 0, h & 0x7FFF_FFFF) };
-        if sign {
-            -mag
-        } else {
-            mag
-        }
-    };
-    (ord(a) - ord(b)).unsigned_abs() as u32
+    normjit_cli::storage::ulp_distance(d, a, b).map_or(u32::MAX, |u| u as u32)
 }
 
 /// Every library pipeline with all its tensors stored as `d`, at a few

@@ -540,7 +540,6 @@ fn a_file_of_another_storage_type_names_both_and_the_fix() {
     assert!(e.to_string().contains("'<f2' (float16), but normjit reads float32 ('<f4') only"), "{e}");
 }
 
-
 /// Runs `script` with [`python`]; panics with its stderr if it fails.
 fn run_python(script: &str) {
     let out = Command::new(python()).args(["-c", script]).output().unwrap();

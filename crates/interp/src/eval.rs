@@ -380,12 +380,15 @@ impl<'a, T: Float> Eval<'_, 'a, T> {
             }
             Rounding::NearestEven => {}
             Rounding::Stochastic(seed) => {
-                let seed = self.params[seed.index()] as u32;
+                let seed = rng::rounding_seed(self.params[seed.index()] as u32, tensor.index() as u32);
                 let axes = t.axes();
-                let n = out.len() as u64;
-                // The noise in declaration order, then laid out like the
-                // tensor (the transposition a store does).
-                let noise: Vec<u32> = (0..n).map(|i| rng::rounding_bits(seed, tensor.index() as u32, i)).collect();
+                // The noise in declaration order (`rng::rounding_bits`: the
+                // top 16 bits of the stream's uniform, exactly `u * 2^16`),
+                // then laid out like the tensor (the transposition a store
+                // does).
+                let mut u: Vec<f64> = Vec::with_capacity(out.len());
+                uniform_range(seed, 0, out.len() as u64, &mut u);
+                let noise: Vec<u32> = u.iter().map(|&u| (u * 65536.0) as u32).collect();
                 let by_dim = dim_strides(axes, self.sizes);
                 let strides: Vec<usize> = t.dims.iter().map(|d| by_dim[d.index()]).collect();
                 let tshape: Vec<usize> = t.dims.iter().map(|d| self.sizes[d.index()]).collect();

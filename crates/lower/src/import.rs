@@ -88,10 +88,6 @@ pub fn import(k: &Kernel) -> Imported {
             }
             op => op,
         };
-        let key = match &op {
-            LOp::Const(c) => Key::Const(c.to_bits()),
-            other => Key::Op(format!("{other:?}")),
-        };
         let per_call = node.axes.is_empty()
             && match &op {
                 LOp::Const(_) | LOp::Param(_) | LOp::Count(_) => true,
@@ -100,10 +96,7 @@ pub fn import(k: &Kernel) -> Imported {
                 }
                 LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => false,
             };
-        let v = *memo.entry(key).or_insert_with(|| {
-            out.nodes.push(LNode { op, ty: node.ty, axes: node.axes, per_call });
-            LValue(out.nodes.len() as u32 - 1)
-        });
+        let v = intern(&mut out, &mut memo, op, node.ty, node.axes, per_call);
         map[id.index()] = Some(v);
     }
     out.names = vec![None; out.nodes.len()];
@@ -147,7 +140,10 @@ fn intern(
     axes: AxisSet,
     per_call: bool,
 ) -> LValue {
-    let key = Key::Op(format!("{op:?}"));
+    let key = match &op {
+        LOp::Const(c) => Key::Const(c.to_bits()),
+        other => Key::Op(format!("{other:?}")),
+    };
     *memo.entry(key).or_insert_with(|| {
         out.nodes.push(LNode { op, ty, axes, per_call });
         LValue(out.nodes.len() as u32 - 1)
