@@ -40,6 +40,11 @@ fn fused_kernels_move_their_minimum_bytes() {
         ("ir/optim/prox_l1.nj", "P=33554432"),
         ("ir/optim/elastic_net.nj", "P=33554432"),
         ("ir/reg/dropout.nj", "N=33554432"),
+        // Cross-group reductions: dgamma/dbeta over the rows, the ridge
+        // gradient over the samples, accumulated while the row is in cache.
+        ("ir/grad/layer_norm_grad.nj", "N=16384,D=4096"),
+        ("ir/grad/rms_norm_grad.nj", "N=16384,D=4096"),
+        ("ir/optim/ridge_step.nj", "M=1048576,K=64"),
     ];
     for (file, dims) in cases {
         let v = explain(file, dims);
@@ -47,6 +52,43 @@ fn fused_kernels_move_their_minimum_bytes() {
         assert!(min > 0, "{file}");
         assert_eq!(moved, min, "{file} at {dims} moves {moved} bytes, minimum {min}:\n{v:#}");
     }
+}
+
+#[test]
+fn layer_norm_backward_runs_in_one_group_pass_with_cross_group_partials() {
+    let v = explain("ir/grad/layer_norm_grad.nj", "N=16384,D=4096");
+    assert_eq!(v["group"], serde_json::json!(["N"]));
+    // dgamma and dbeta: one partial array per chunk of rows.
+    assert_eq!(v["group_partials"], 2);
+    let phases = v["phases"].as_array().unwrap();
+    let cross: Vec<&Value> = phases
+        .iter()
+        .flat_map(|p| p["accumulators"].as_array().unwrap())
+        .filter(|a| a["cross_group"] == true)
+        .collect();
+    assert_eq!(cross.len(), 2, "{v:#}");
+    assert!(cross.iter().all(|a| a["over"] == "N" && a["kind"] == "array"));
+    // Their stores run once, after the group loop.
+    let after: Vec<&Value> = phases.iter().filter(|p| p["after_group"] == true).collect();
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|p| p["reads"].as_object().unwrap().is_empty()));
+    // x and dy are read from memory once.
+    assert_eq!(v["tensors"]["x"]["reads"], 1);
+    assert_eq!(v["tensors"]["dy"]["reads"], 1);
+}
+
+#[test]
+fn ridge_step_reads_x_once() {
+    let v = explain("ir/optim/ridge_step.nj", "M=1048576,K=64");
+    assert_eq!(v["group"], serde_json::json!(["M"]));
+    // The residual pass and the gradient pass both read X, from cache.
+    let phases = v["phases"].as_array().unwrap();
+    assert_eq!(phases.iter().filter(|p| p["reads"].get("X").is_some()).count(), 2);
+    assert_eq!(v["tensors"]["X"]["reads"], 1);
+    // theta is written once, after every row has been accumulated.
+    let writes: Vec<&Value> = phases.iter().filter(|p| p["writes"].get("theta").is_some()).collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0]["after_group"], true);
 }
 
 #[test]

@@ -830,6 +830,44 @@ fn elastic_net_step_minimizes_its_proximal_objective() {
 }
 
 #[test]
+fn ridge_step_is_a_gradient_step_on_the_ridge_objective() {
+    let k = load("ir/optim/ridge_step.nj");
+    let (m, kk, lr, lambda) = (203, 7, 0.05, 0.3);
+    let mut r = Rng(37);
+    let x = r.normals(m * kk);
+    let y = r.normals(m);
+    let theta = r.normals(kk);
+    let out = run::<f64>(
+        &k,
+        &[("M", m), ("K", kk)],
+        &[("lr", lr), ("lambda", lambda)],
+        &[("X", &x), ("y", &y), ("theta", &theta)],
+    );
+    // Independently: the gradient of J(t) = |X t - y|^2 / (2M) + lambda/2 |t|^2.
+    let j = |t: &[f64]| -> f64 {
+        let mut s = 0.0;
+        for i in 0..m {
+            let ri: f64 = (0..kk).map(|c| x[i * kk + c] * t[c]).sum::<f64>() - y[i];
+            s += ri * ri;
+        }
+        s / (2.0 * m as f64) + lambda / 2.0 * t.iter().map(|v| v * v).sum::<f64>()
+    };
+    let mut want = theta.clone();
+    for c in 0..kk {
+        // Central difference of J along c (J is quadratic: exact up to rounding).
+        let h = 1e-3;
+        let (mut a, mut b) = (theta.clone(), theta.clone());
+        a[c] += h;
+        b[c] -= h;
+        let g = (j(&a) - j(&b)) / (2.0 * h);
+        want[c] = theta[c] - lr * g;
+    }
+    assert_close("theta", &out["theta"], &want, 1e-8, 1e-12);
+    // A small enough step decreases the objective.
+    assert!(j(&out["theta"]) < j(&theta));
+}
+
+#[test]
 fn adamw_clip_clips_the_gradient_to_max_norm() {
     let clip = load("ir/optim/adamw_clip.nj");
     let plain = load("ir/optim/adamw.nj");

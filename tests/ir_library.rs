@@ -192,6 +192,11 @@ fn library_contract() {
             &[("p", InOut, &["P"]), ("g", In, &["P"])],
             &[("lr", None), ("l1", None), ("l2", None)],
         ),
+        (
+            "ir/optim/ridge_step.nj",
+            &[("X", In, &["M", "K"]), ("y", In, &["M"]), ("theta", InOut, &["K"])],
+            &[("lr", None), ("lambda", Some(0.0))],
+        ),
         ("ir/reg/dropout.nj", &[("x", In, &["N"]), ("y", Out, &["N"])], &[("p", Some(0.1))]),
         (
             "ir/reg/spectral_norm.nj",

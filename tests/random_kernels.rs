@@ -410,6 +410,17 @@ fn generator_coverage() {
         if case.dims.iter().zip(&case.dims2).any(|(&a, &b)| (a == 0) != (b == 0)) {
             hit("second size: a zero dim where the first is not, or the reverse".into());
         }
+        // The plan shapes the kernel lowers to.
+        let opts = normjit_lower::Options { chunk_elems: case.chunk, ..Default::default() };
+        if let Ok(plan) = normjit_lower::lower(k, &case.dims, &opts) {
+            if plan.has_cross() {
+                hit("plan: cross-group reductions".into());
+            } else if !plan.group.is_empty() {
+                hit("plan: a group".into());
+            } else {
+                hit("plan: no group".into());
+            }
+        }
         hit(format!("chunk: {}", case.chunk));
         hit(format!("threads: {}", case.threads));
         hit(format!("specials: 1 in {}", case.specials));
@@ -542,6 +553,9 @@ fn generator_coverage() {
         "full reduction",
         "reduction over several axes",
         "reduced value broadcast into a bigger expression",
+        "plan: a group",
+        "plan: no group",
+        "plan: cross-group reductions",
     ] {
         expected.push(s.to_string());
     }

@@ -560,11 +560,7 @@ impl Kernel {
             .map_err(|e| PyRuntimeError::new_err(format!("{}: code generation failed: {}", self.name(), e.0)))?;
         let mut s = format!("; kernel {} for {} ({})\n", self.name(), isa.triple(), isa.flags);
         for l in code.listings() {
-            let what = match &l.unit {
-                Unit::Group => "the group body (all phases, per group iteration)".to_string(),
-                Unit::Phase(p) => format!("phase {p} \"{}\"", plan.phases[*p].name),
-                Unit::Stores(st) => format!("group-level stores (steps {st:?})"),
-            };
+            let what = l.unit.describe(&plan);
             let _ = writeln!(s, "\n; ===== {what} =====");
             if clif {
                 let _ = writeln!(s, "{}", l.clif);

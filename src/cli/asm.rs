@@ -3,7 +3,7 @@
 //! kernel as declared or with `--dtype` storage overrides.
 
 use crate::cli::fail;
-use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
+use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,11 +46,7 @@ pub fn main(a: Args) -> ExitCode {
     };
     println!("; kernel {} for {} ({})", kernel.name, isa.triple(), isa.flags);
     for l in code.listings() {
-        let what = match &l.unit {
-            Unit::Group => "the group body (all phases, per group iteration)".to_string(),
-            Unit::Phase(p) => format!("phase {p} \"{}\"", plan.phases[*p].name),
-            Unit::Stores(s) => format!("group-level stores (steps {s:?})"),
-        };
+        let what = l.unit.describe(&plan);
         println!("\n; ===== {what} =====");
         if a.clif {
             println!("{}", l.clif);

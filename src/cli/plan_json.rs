@@ -15,7 +15,8 @@ pub fn plan_json(p: &Plan) -> Value {
     let mut phases = Vec::new();
     let mut group_reads = Map::new();
     let mut group_writes = Map::new();
-    for s in &p.steps {
+    let steps = p.steps.iter().map(|s| (s, false)).chain(p.after.iter().map(|s| (s, true)));
+    for (s, after) in steps {
         match s {
             Step::Compute(v) => {
                 if let LOp::Load(t) = p.node(*v).op {
@@ -37,8 +38,9 @@ pub fn plan_json(p: &Plan) -> Value {
                 for (t, _) in &ph.stores {
                     writes.insert(k.tensors[*t].name.clone(), json!(1));
                 }
-                let loops: Vec<Value> = p
-                    .group
+                // Phases after the group loop run outside it.
+                let group: &[normjit_ir::DimId] = if after { &[] } else { &p.group };
+                let loops: Vec<Value> = group
                     .iter()
                     .chain(&ph.loops)
                     .map(
@@ -50,6 +52,7 @@ pub fn plan_json(p: &Plan) -> Value {
                 }).collect();
                 phases.push(json!({
                     "name": ph.name,
+                    "after_group": after,
                     "loops": loops,
                     "reads": reads,
                     "writes": writes,
@@ -59,6 +62,7 @@ pub fn plan_json(p: &Plan) -> Value {
                         let acc = &p.accums[a.0 as usize];
                         json!({"op": acc.op.name(), "of": p.expr(acc.operand), "over": k.axis_names(acc.reduced),
                                "kind": if acc.flush_depth == ph.loops.len() { "array" } else { "registers" },
+                               "cross_group": acc.cross,
                                "scratch_dims": acc.scratch_dims.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>()})
                     }).collect::<Vec<_>>(),
                     "hoisted": hoisted,
@@ -106,6 +110,7 @@ pub fn plan_json(p: &Plan) -> Value {
         "loop_order": p.order.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
         "group": p.group.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
         "group_values": per_call,
+        "group_partials": p.group_split.as_ref().map_or(0, |s| s.partials.len()),
         "group_reads": group_reads,
         "group_writes": group_writes,
         "phases": phases,

@@ -32,9 +32,27 @@ pub enum Unit {
     Group,
     /// Phase `p`, for iterations `lo..hi` of its split loop.
     Phase(usize),
-    /// The group-level store steps (0-dim tensors when there is no group),
-    /// which the plan puts last: every value is computed before any store.
-    Stores(Vec<usize>),
+    /// Group-level stores (0-dim tensors when there is no group, or after
+    /// the group loop), which the plan puts last: every value is computed
+    /// before any store.
+    Stores(Vec<(TensorId, LValue)>),
+}
+
+impl Unit {
+    /// What the unit runs, for listings.
+    pub fn describe(&self, plan: &Plan) -> String {
+        match self {
+            Unit::Group => "the group body (all phases, per group iteration)".to_string(),
+            Unit::Phase(p) if plan.after.contains(&Step::Phase(*p)) => {
+                format!("phase {p} \"{}\", after the group loop", plan.phases[*p].name)
+            }
+            Unit::Phase(p) => format!("phase {p} \"{}\"", plan.phases[*p].name),
+            Unit::Stores(list) => {
+                let names: Vec<&str> = list.iter().map(|(t, _)| plan.kernel.tensors[*t].name.as_str()).collect();
+                format!("group-level stores of {}", names.join(", "))
+            }
+        }
+    }
 }
 
 pub(crate) struct Args {
@@ -70,6 +88,8 @@ pub(crate) struct Fx<'a, 'b> {
     base: HashMap<TensorId, Value>,
     /// Phase being emitted (for partial accumulators).
     phase: Option<usize>,
+    /// Emitting the group body (cross-group accumulators are partials).
+    in_group: bool,
     /// Frame fields, loaded in the entry block.
     tensors: Option<Value>,
     params: Option<Value>,
@@ -87,6 +107,9 @@ pub(crate) struct Fx<'a, 'b> {
     /// their push count and the innermost-loop instances since the last
     /// push.
     arrays: Vec<(AccId, Variable, Variable)>,
+    /// The same for the cascaded cross-group accumulators, whose rows are
+    /// group iterations (the group body only).
+    cross: Vec<(AccId, Variable, Variable)>,
     /// Bake the planned sizes in as constants.
     specialize: bool,
     /// Per-call scalars, computed in f64 in the entry block, and rounded
@@ -126,6 +149,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             sc_bits: HashMap::new(),
             base: HashMap::new(),
             phase: None,
+            in_group: false,
             tensors: None,
             params: None,
             dims: Vec::new(),
@@ -133,6 +157,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             acc_bases: Vec::new(),
             levels_off: Vec::new(),
             arrays: Vec::new(),
+            cross: Vec::new(),
             specialize,
             per_call: HashMap::new(),
             consts: None,
@@ -344,9 +369,14 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// when the current phase keeps a partial of it.
     fn acc_base(&mut self, a: AccId) -> Value {
         let ai = a.0 as usize;
-        let partial = self.phase.is_some_and(|ph| {
-            self.p.phases[ph].split.as_ref().is_some_and(|s| s.partials.contains(&a)) && self.p.group.is_empty()
-        });
+        // Cross-group accumulators live in the group chunk's partial area
+        // (inside the group body; after it, the runtime has combined them
+        // into the scratch).
+        let cross = self.p.accums[ai].cross && self.in_group;
+        let partial = cross
+            || self.phase.is_some_and(|ph| {
+                self.p.phases[ph].split.as_ref().is_some_and(|s| s.partials.contains(&a)) && self.p.group.is_empty()
+            });
         if partial {
             self.acc_bases[ai].1
         } else {
@@ -412,17 +442,13 @@ impl<'a, 'b> Fx<'a, 'b> {
         x
     }
 
-    /// Emits the group-level stores at step indices `steps`: all values
-    /// first, then all stores (so stores reading each other see entry values).
-    pub fn stores(&mut self, steps: &[usize]) {
-        let list: Vec<(TensorId, LValue)> = steps
-            .iter()
-            .filter_map(|&i| if let Step::Store(t, v) = self.p.steps[i] { Some((t, v)) } else { None })
-            .collect();
-        for &(_, v) in &list {
+    /// Emits the group-level stores `list`: all values first, then all
+    /// stores (so stores reading each other see entry values).
+    pub fn stores(&mut self, list: &[(TensorId, LValue)]) {
+        for &(_, v) in list {
             self.scalar(v);
         }
-        for (t, v) in list {
+        for &(t, v) in list {
             self.store_scalar(t, v);
         }
     }
@@ -461,9 +487,24 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.b.switch_to_block(exit);
     }
 
-    /// The group body: group loops around every step.
+    /// The group body: group loops around every step. The cascades of
+    /// cross-group accumulators run across the chunk's group iterations.
     pub fn group(&mut self) {
+        self.in_group = true;
+        for a in 0..self.p.accums.len() {
+            let acc = &self.p.accums[a];
+            if acc.cross && cascades(acc.op) {
+                let (count, rows) = (self.b.declare_var(types::I64), self.b.declare_var(types::I64));
+                let zero = self.iconst(0);
+                self.b.def_var(count, zero);
+                self.b.def_var(rows, zero);
+                self.cross.push((AccId(a as u32), count, rows));
+            }
+        }
         self.group_level(0);
+        let cross = std::mem::take(&mut self.cross);
+        self.finish_list(cross);
+        self.in_group = false;
     }
 
     fn group_level(&mut self, level: usize) {
@@ -523,6 +564,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let accs = self.p.phases[ph].accums.clone();
         if own_scratch {
             for &a in &accs {
+                if self.p.accums[a.0 as usize].cross {
+                    // Set to the identity per chunk, by the runtime.
+                    continue;
+                }
                 let op = self.p.accums[a.0 as usize].op;
                 let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
                 let n = self.extent(&dims);
@@ -537,10 +582,13 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.arrays = self.begin_arrays(ph);
         self.level(ph, 0, outer, &regs);
         self.finish_arrays();
+        // A run of the phase is one row of its cross-group accumulators.
+        let rows: Vec<_> = self.cross.iter().filter(|c| accs.contains(&c.0)).copied().collect();
+        self.rows_done(&rows);
         if own_scratch {
             for &a in &accs {
                 let acc = &self.p.accums[a.0 as usize];
-                if acc.op != Reduce::Mean {
+                if acc.op != Reduce::Mean || acc.cross {
                     continue;
                 }
                 let (reduced, dims) = (acc.reduced, acc.scratch_dims.clone());
@@ -811,8 +859,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         let n = self.extent(&dims);
         let n = self.sv(n);
         // The stacks' offset is from the start of the area the array lives
-        // in: a chunk's partial area (group-less plans) or the scratch.
-        let area = if self.p.group.is_empty() { self.a.partial } else { self.a.scratch };
+        // in: a chunk's partial area (group-less plans, cross-group
+        // accumulators) or the scratch.
+        let in_partial = self.p.group.is_empty() || self.p.accums[a.0 as usize].cross;
+        let area = if in_partial { self.a.partial } else { self.a.scratch };
         let levels = self.b.ins().iadd(area, self.levels_off[a.0 as usize]);
         (base, n, levels)
     }
@@ -846,7 +896,13 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// The end of an instance of the innermost loop: each cascaded array
     /// counts it, and pushes after `ARRAY_BLOCK_ROWS` of them.
     fn array_row_done(&mut self) {
-        for (a, count, rows) in self.arrays.clone() {
+        let arrays = self.arrays.clone();
+        self.rows_done(&arrays);
+    }
+
+    /// Counts a row of each array in `list`; pushes after `ARRAY_BLOCK_ROWS`.
+    fn rows_done(&mut self, list: &[(AccId, Variable, Variable)]) {
+        for &(a, count, rows) in list {
             let r = self.b.use_var(rows);
             let r1 = self.b.ins().iadd_imm_s(r, 1);
             self.b.def_var(rows, r1);
@@ -863,7 +919,13 @@ impl<'a, 'b> Fx<'a, 'b> {
     /// The end of a run of the phase: each cascaded array that pushed
     /// pushes a non-empty last block and takes its stacks' values.
     fn finish_arrays(&mut self) {
-        for (a, count, rows) in std::mem::take(&mut self.arrays) {
+        let arrays = std::mem::take(&mut self.arrays);
+        self.finish_list(arrays);
+    }
+
+    /// Finishes each cascaded array of `list` (see `finish_arrays`).
+    fn finish_list(&mut self, list: Vec<(AccId, Variable, Variable)>) {
+        for (a, count, rows) in list {
             // A run that never pushed keeps its scratch as it is.
             let (finish, end) = (self.b.create_block(), self.b.create_block());
             let c = self.b.use_var(count);
@@ -897,6 +959,22 @@ impl<'a, 'b> Fx<'a, 'b> {
     fn level(&mut self, ph: usize, depth: usize, range: Option<(Value, Value)>, regs: &Regs) {
         let phase = self.p.phases[ph].clone();
         let k = phase.loops.len();
+        if k == 0 {
+            // A phase without loops (a cross-group reduction of a value that
+            // varies only with the group): one element per group iteration,
+            // into the scratch element of its kept indices.
+            for &a in &phase.accums {
+                let acc = self.p.accums[a.0 as usize].clone();
+                let x = self.scalar(acc.operand);
+                let base = self.acc_base(a);
+                let off = self.offset(&acc.scratch_dims, None);
+                let ad = self.addr(base, off);
+                let s = self.b.ins().load(types::F32, flags(), ad, 0);
+                let r = ops::combine(self.b, acc.op, W::S, s, x);
+                self.b.ins().store(flags(), r, ad, 0);
+            }
+            return;
+        }
         if depth >= 1 {
             for &(v, d) in &phase.nodes {
                 if d == depth {

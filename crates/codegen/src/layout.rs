@@ -2,7 +2,7 @@
 //! every generated function, and the scratch layout the runtime computes
 //! for each shape it calls the code with.
 
-use normjit_lower::exec::ARRAY_BLOCK_ROWS;
+use normjit_lower::exec::{cascades, ARRAY_BLOCK_ROWS};
 use normjit_lower::{AccId, Plan};
 
 /// What every generated function reads its data through. The runtime fills
@@ -52,9 +52,13 @@ pub struct Layout {
     pub partial_offset: Vec<usize>,
     /// Per phase: elements of one chunk's partial area.
     pub partial_len: Vec<usize>,
+    /// Elements of one group chunk's partial area: the cross-group
+    /// accumulators and their cascade stacks (0 without them).
+    pub group_partial_len: usize,
     /// Offset of each cascaded array accumulator's stacks, in the scratch
-    /// area (group plans) or its chunk's partial area (`usize::MAX` if
-    /// none; see `Plan::array_cascade`).
+    /// area (group plans) or its chunk's partial area (group-less plans, and
+    /// cross-group accumulators) (`usize::MAX` if none; see
+    /// `Plan::array_cascade`).
     pub levels_offset: Vec<usize>,
     /// [`Frame::offsets`]: `scratch_offset`, `partial_offset`,
     /// `levels_offset` (0 where none), as i64.
@@ -79,8 +83,12 @@ impl Layout {
         let levels = |a: usize| -> usize {
             let ph = &plan.phases[plan.accums[a].phase];
             let k = ph.loops.len();
-            let rows: usize = match &ph.split {
-                Some(sp) if plan.group.is_empty() && k >= 2 => {
+            let rows: usize = match (&ph.split, &plan.group_split) {
+                // A cross-group accumulator counts a row per group iteration.
+                (_, Some(gs)) if plan.accums[a].cross => {
+                    plan.group[1..].iter().map(|d| dims[d.index()]).product::<usize>() * gs.chunk(dims)
+                }
+                (Some(sp), _) if plan.group.is_empty() && k >= 2 => {
                     ph.loops[1..k - 1].iter().map(|d| dims[d.index()]).product::<usize>() * sp.chunk(dims)
                 }
                 _ => ph.loops[..k.saturating_sub(1)].iter().map(|d| dims[d.index()]).product(),
@@ -118,6 +126,19 @@ impl Layout {
             }
             partial_len.push(len);
         }
+        let mut group_partial_len = 0;
+        if let Some(gs) = &plan.group_split {
+            for &AccId(a) in &gs.partials {
+                partial_offset[a as usize] = group_partial_len;
+                group_partial_len += scratch_len[a as usize];
+            }
+            for &AccId(a) in &gs.partials {
+                if cascades(plan.accums[a as usize].op) {
+                    levels_offset[a as usize] = group_partial_len;
+                    group_partial_len += scratch_len[a as usize] * levels(a as usize);
+                }
+            }
+        }
         let z = |o: &usize| if *o == usize::MAX { 0 } else { *o as i64 };
         let mut offsets: Vec<i64> = scratch_offset.iter().map(|&o| o as i64).collect();
         offsets.extend(partial_offset.iter().map(z));
@@ -128,6 +149,7 @@ impl Layout {
             scratch_total: total,
             partial_offset,
             partial_len,
+            group_partial_len,
             levels_offset,
             offsets,
         }

@@ -104,6 +104,13 @@ extern "C" fn nj_log(a: f64) -> f64 {
     a.ln()
 }
 
+/// One unit for the group-level stores among `steps`, if any.
+fn stores_unit(steps: &[Step]) -> Option<Unit> {
+    let list: Vec<_> =
+        steps.iter().filter_map(|s| if let Step::Store(t, v) = s { Some((*t, *v)) } else { None }).collect();
+    (!list.is_empty()).then_some(Unit::Stores(list))
+}
+
 impl Compiled {
     /// Compiles `plan` for `isa`.
     pub fn new(plan: &Plan, isa: &Isa, opts: &CodegenOptions) -> Result<Compiled, CodegenError> {
@@ -146,14 +153,20 @@ impl Compiled {
                 .iter()
                 .filter_map(|s| if let Step::Phase(p) = s { Some(Unit::Phase(*p)) } else { None })
                 .collect();
-            let stores: Vec<usize> =
-                plan.steps.iter().enumerate().filter(|(_, s)| matches!(s, Step::Store(..))).map(|(i, _)| i).collect();
-            if !stores.is_empty() {
-                units.push(Unit::Stores(stores));
-            }
+            units.extend(stores_unit(&plan.steps));
             units
         } else {
-            vec![Unit::Group]
+            // The group body, then the steps after the group loop.
+            let mut units = vec![Unit::Group];
+            units.extend(plan.after.iter().filter_map(|s| {
+                if let Step::Phase(p) = s {
+                    Some(Unit::Phase(*p))
+                } else {
+                    None
+                }
+            }));
+            units.extend(stores_unit(&plan.after));
+            units
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx: Context = module.make_context();
@@ -187,7 +200,7 @@ impl Compiled {
                         let (lo, hi) = (fx.a.lo, fx.a.hi);
                         fx.phase(*p, Some((lo, hi)), false)
                     }
-                    Unit::Stores(steps) => fx.stores(steps),
+                    Unit::Stores(list) => fx.stores(list),
                 }
                 b.ins().return_(&[]);
                 b.seal_all_blocks();

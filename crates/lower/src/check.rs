@@ -6,9 +6,43 @@
 use crate::loopir::*;
 
 pub fn check(p: &Plan) -> Result<(), String> {
-    let mut group_ready = vec![false; p.nodes.len()];
     let mut acc_done = vec![false; p.accums.len()];
-    for (si, s) in p.steps.iter().enumerate() {
+    // Inside the group loop, cross-group accumulators are never complete.
+    let cross_pending: Vec<bool> = p.accums.iter().map(|a| a.cross).collect();
+    check_steps(p, &p.steps, &mut acc_done, &cross_pending)?;
+    if p.group.is_empty() && !p.after.is_empty() {
+        return Err("steps after the group loop without a group".into());
+    }
+    for (a, acc) in p.accums.iter().enumerate() {
+        if acc.cross
+            && (p.group.is_empty() || !p.group_split.as_ref().is_some_and(|s| s.partials.contains(&AccId(a as u32))))
+        {
+            return Err(format!("cross-group acc{a} has no per-chunk partial"));
+        }
+    }
+    check_steps(p, &p.after, &mut acc_done, &vec![false; p.accums.len()])?;
+    // Every write happens exactly once.
+    let mut written = vec![0; p.kernel.tensors.len()];
+    for s in p.steps.iter().chain(&p.after) {
+        match s {
+            Step::Store(t, _) => written[t.index()] += 1,
+            Step::Phase(pi) => p.phases[*pi].stores.iter().for_each(|(t, _)| written[t.index()] += 1),
+            _ => {}
+        }
+    }
+    for (id, t) in p.kernel.tensors.iter() {
+        if written[id.index()] != usize::from(t.role.is_written()) {
+            return Err(format!("tensor `{}` is written {} times", t.name, written[id.index()]));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one list of steps (the group body, or the steps after it).
+fn check_steps(p: &Plan, steps: &[Step], acc_done: &mut [bool], pending: &[bool]) -> Result<(), String> {
+    let mut group_ready = vec![false; p.nodes.len()];
+    let done = |acc_done: &[bool], a: AccId| acc_done[a.0 as usize] && !pending[a.0 as usize];
+    for (si, s) in steps.iter().enumerate() {
         match s {
             Step::Compute(v) => {
                 for o in p.node(*v).op.operands() {
@@ -17,7 +51,7 @@ pub fn check(p: &Plan) -> Result<(), String> {
                     }
                 }
                 if let LOp::Reduced(a) = p.node(*v).op {
-                    if !acc_done[a.0 as usize] {
+                    if !done(acc_done, a) {
                         return Err(format!("step {si}: acc{} read before its phase ran", a.0));
                     }
                 }
@@ -43,7 +77,7 @@ pub fn check(p: &Plan) -> Result<(), String> {
                         }
                     }
                     if let LOp::Reduced(a) = n.op {
-                        if !acc_done[a.0 as usize] {
+                        if !done(acc_done, a) {
                             return Err(format!("phase {pi}: reads acc{} before it is complete", a.0));
                         }
                     }
@@ -66,20 +100,6 @@ pub fn check(p: &Plan) -> Result<(), String> {
                     acc_done[a.0 as usize] = true;
                 }
             }
-        }
-    }
-    // Every write happens exactly once.
-    let mut written = vec![0; p.kernel.tensors.len()];
-    for s in &p.steps {
-        match s {
-            Step::Store(t, _) => written[t.index()] += 1,
-            Step::Phase(pi) => p.phases[*pi].stores.iter().for_each(|(t, _)| written[t.index()] += 1),
-            _ => {}
-        }
-    }
-    for (id, t) in p.kernel.tensors.iter() {
-        if written[id.index()] != usize::from(t.role.is_written()) {
-            return Err(format!("tensor `{}` is written {} times", t.name, written[id.index()]));
         }
     }
     Ok(())

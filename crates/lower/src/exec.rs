@@ -86,7 +86,12 @@ pub fn exec(plan: &Plan, dims: &[usize], params: &[f64], tensors: &mut [Vec<f32>
     let mut m = Machine::new(plan, dims, &pv);
     // Group loops: iterate every index tuple, outermost first.
     let mut idx = vec![0usize; dims.len()];
-    m.group(tensors, &mut idx, 0);
+    if plan.has_cross() {
+        m.cross_group(tensors, &mut idx);
+    } else {
+        m.group(tensors, &mut idx, 0);
+    }
+    m.steps(&plan.after, tensors, &mut idx);
     Ok(())
 }
 
@@ -245,8 +250,53 @@ impl<'a> Machine<'a> {
             }
             return;
         }
-        for s in 0..self.p.steps.len() {
-            match self.p.steps[s] {
+        self.steps(&self.p.steps, t, idx);
+    }
+
+    /// The group loops, in chunks of the group split, for a plan with
+    /// cross-group accumulators: each chunk accumulates them into its own
+    /// scratch (cascading one row per run of their phase); the chunks'
+    /// scratches are then combined in the pairwise tree over chunks, and
+    /// means finished.
+    fn cross_group(&mut self, t: &mut [Vec<f32>], idx: &mut [usize]) {
+        let split = self.p.group_split.as_ref().expect("a group plan has a group split");
+        let cross: Vec<usize> = (0..self.p.accums.len()).filter(|&a| self.p.accums[a].cross).collect();
+        let (n, chunk) = (self.extent(split.axis), split.chunk(self.dims));
+        let mut parts: Vec<Vec<Vec<f32>>> = vec![Vec::new(); cross.len()];
+        let mut lo = 0;
+        while lo < n {
+            let hi = (lo + chunk).min(n);
+            for &a in &cross {
+                self.scratch[a].fill(identity(self.p.accums[a].op));
+                (self.arrays[a].1, self.arrays[a].2) = (0, 0);
+            }
+            for i in lo..hi {
+                idx[split.axis.index()] = i;
+                self.group(t, idx, 1);
+            }
+            for (j, &a) in cross.iter().enumerate() {
+                self.finish_array(a);
+                parts[j].push(self.scratch[a].clone());
+            }
+            lo = hi;
+        }
+        for (j, &a) in cross.iter().enumerate() {
+            let acc = &self.p.accums[a];
+            let chunks = &parts[j];
+            for (e, s) in self.scratch[a].iter_mut().enumerate() {
+                *s = combine(acc.op, identity(acc.op), combine_chunks(acc.op, chunks.len(), &|c| chunks[c][e]));
+            }
+            if acc.op == Reduce::Mean {
+                let count = count(self.dims, acc.reduced);
+                self.scratch[a].iter_mut().for_each(|s| *s /= count);
+            }
+        }
+    }
+
+    /// Runs `steps` (the group body, or the steps after it) at `idx`.
+    fn steps(&mut self, steps: &'a [Step], t: &mut [Vec<f32>], idx: &mut [usize]) {
+        for s in steps {
+            match *s {
                 Step::Compute(v) => self.eval(v, t, idx),
                 Step::Store(tensor, v) => {
                     let tn = &self.p.kernel.tensors[tensor];
@@ -393,7 +443,9 @@ impl<'a> Machine<'a> {
         let ph = &self.p.phases[pi];
         for a in &ph.accums {
             let acc = &self.p.accums[a.0 as usize];
-            self.scratch[a.0 as usize].fill(identity(acc.op));
+            if !acc.cross {
+                self.scratch[a.0 as usize].fill(identity(acc.op));
+            }
         }
         match &ph.split {
             Some(split) if !ph.loops.is_empty() => {
@@ -432,7 +484,17 @@ impl<'a> Machine<'a> {
         }
         for a in &ph.accums {
             let acc = &self.p.accums[a.0 as usize];
-            if acc.op == Reduce::Mean {
+            if acc.cross {
+                if !cascades(acc.op) {
+                    continue;
+                }
+                // One more row of a cross-group sum.
+                let st = &mut self.arrays[a.0 as usize];
+                st.2 += 1;
+                if st.2 == ARRAY_BLOCK_ROWS {
+                    self.push_array(a.0 as usize);
+                }
+            } else if acc.op == Reduce::Mean {
                 let count = count(self.dims, acc.reduced);
                 for s in &mut self.scratch[a.0 as usize] {
                     *s /= count;
@@ -560,30 +622,33 @@ impl<'a> Machine<'a> {
     /// stacks' values; one that never pushed keeps its scratch as it is.
     fn finish_arrays(&mut self, pi: usize) {
         for a in &self.p.phases[pi].accums {
-            if !self.p.array_cascade(*a) {
-                continue;
+            if self.p.array_cascade(*a) {
+                self.finish_array(a.0 as usize);
             }
-            let a = a.0 as usize;
-            if self.arrays[a].1 == 0 {
-                // Not a block's worth of rows: the scratch is the sum.
-                continue;
+        }
+    }
+
+    /// Finishes cascaded array `a` (see `finish_arrays`).
+    fn finish_array(&mut self, a: usize) {
+        if self.arrays[a].1 == 0 {
+            // Not a block's worth of rows: the scratch is the sum.
+            return;
+        }
+        if self.arrays[a].2 > 0 {
+            self.push_array(a);
+        }
+        let op = self.p.accums[a].op;
+        let n = self.scratch[a].len();
+        let (levels, count, _) = &self.arrays[a];
+        for (e, s) in self.scratch[a].iter_mut().enumerate() {
+            let mut r = identity(op);
+            let mut c = *count;
+            while c != 0 {
+                let j = 63 - c.leading_zeros() as usize;
+                r = combine(op, r, levels[j * n + e]);
+                c &= !(1u64 << j);
             }
-            if self.arrays[a].2 > 0 {
-                self.push_array(a);
-            }
-            let op = self.p.accums[a].op;
-            let n = self.scratch[a].len();
-            let (levels, count, _) = &self.arrays[a];
-            for (e, s) in self.scratch[a].iter_mut().enumerate() {
-                let mut r = identity(op);
-                let mut c = *count;
-                while c != 0 {
-                    let j = 63 - c.leading_zeros() as usize;
-                    r = combine(op, r, levels[j * n + e]);
-                    c &= !(1u64 << j);
-                }
-                *s = r;
-            }
+            *s = r;
         }
     }
 

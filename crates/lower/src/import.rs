@@ -69,6 +69,7 @@ pub fn import(k: &Kernel) -> Imported {
                         scratch_dims: Vec::new(),
                         phase: usize::MAX,
                         flush_depth: 0,
+                        cross: false,
                     });
                     AccId(out.accums.len() as u32 - 1)
                 });

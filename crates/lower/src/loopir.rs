@@ -59,6 +59,18 @@
 //!   the chunks (`exec::combine_chunks`), then into the identity.
 //! - After the phase, a mean divides each scratch element by the count of
 //!   reduced elements ([`count`]).
+//! - *Cross-group* accumulators ([`Accum::cross`]: they reduce over the
+//!   group axes, such as LayerNorm backward's `dgamma = sum(dy * xhat, N)`
+//!   in a plan grouped by rows) keep one scratch per chunk of the group
+//!   split ([`Plan::group_split`]), set to the identity when the chunk
+//!   starts and not reset by runs of their phase: each run combines into
+//!   it by the rules above (array or register flush). Each run then counts
+//!   one row; after every `ARRAY_BLOCK_ROWS` rows the whole scratch is
+//!   pushed elementwise onto pairwise stacks, and at the end of the chunk
+//!   it is finished as a cascaded array is at the end of a run. The chunks'
+//!   scratches are combined in the pairwise tree over chunks, then into the
+//!   identity; a mean is divided by its count after that. Only the steps
+//!   of [`Plan::after`] read them.
 
 use normjit_ir::{AxisSet, Binary, Cmp, DimId, Kernel, ParamId, Reduce, TensorId, Unary, ValueType};
 use std::fmt;
@@ -157,6 +169,10 @@ pub struct Accum {
     /// Loop depth whose iterations each own one scratch element (the depth
     /// of the innermost kept loop; 0 if no kept axis is a phase loop).
     pub flush_depth: usize,
+    /// It reduces over the group axes: accumulated across group
+    /// iterations into per-chunk partials, complete only after the group
+    /// loop (see the reduction order).
+    pub cross: bool,
 }
 
 /// How a phase's (or the group's) outer loop is split into chunks for
@@ -175,16 +191,26 @@ pub struct Split {
     /// Accumulators that need a private scratch per chunk (they reduce over
     /// `axis`), combined in chunk order.
     pub partials: Vec<AccId>,
+    /// The scratch dims of each of `partials`: chunks grow so that their
+    /// work is at least [`WORK_PER_PARTIAL`] times their partials' size.
+    pub partial_dims: Vec<Vec<DimId>>,
 }
+
+/// Elements of work a chunk does per element of its partials, at least, so
+/// that combining partials stays a small fraction of a call (LayerNorm
+/// backward's `dgamma`/`dbeta` partials are two rows per chunk).
+pub const WORK_PER_PARTIAL: usize = 64;
 
 impl Split {
     /// Iterations of `axis` per chunk at sizes `dims`: a function of the
     /// sizes alone (never the thread count), so that code compiled once
     /// splits every shape the same way the loop-IR interpreter does.
     pub fn chunk(&self, dims: &[usize]) -> usize {
-        let per_iter: usize =
-            self.inner.iter().map(|d| dims[d.index()]).fold(1usize, |a, b| a.saturating_mul(b)).max(1);
-        let mut chunk = self.target.div_ceil(per_iter).max(1);
+        let size = |ds: &[DimId]| ds.iter().map(|d| dims[d.index()]).fold(1usize, |a, b| a.saturating_mul(b));
+        let per_iter = size(&self.inner).max(1);
+        let partials = self.partial_dims.iter().map(|ds| size(ds)).fold(0usize, |a, b| a.saturating_add(b));
+        let target = self.target.max(partials.saturating_mul(WORK_PER_PARTIAL));
+        let mut chunk = target.div_ceil(per_iter).max(1);
         // A split innermost loop keeps whole vectors per chunk.
         if per_iter == 1 && self.width > 1 {
             chunk = chunk.next_multiple_of(64);
@@ -302,6 +328,10 @@ pub struct Plan {
     pub phases: Vec<Phase>,
     /// The body of one group iteration.
     pub steps: Vec<Step>,
+    /// Steps run once per call after every group iteration: the stores of
+    /// tensors without group axes (results of cross-group reductions, such
+    /// as `dgamma`). Empty unless the plan has cross-group accumulators.
+    pub after: Vec<Step>,
     /// Memory traffic.
     pub traffic: Traffic,
     /// Software prefetch of the next group iteration, if any.
@@ -321,8 +351,16 @@ impl Plan {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.order, self.group, self.group_split, self.nodes, self.accums, self.phases, self.steps, self.prefetch
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.order,
+            self.group,
+            self.group_split,
+            self.nodes,
+            self.accums,
+            self.phases,
+            self.steps,
+            self.after,
+            self.prefetch
         );
         text.hash(&mut h);
         h.finish()
@@ -383,6 +421,11 @@ impl Plan {
         }
     }
 
+    /// Whether the plan has cross-group accumulators.
+    pub fn has_cross(&self) -> bool {
+        self.accums.iter().any(|a| a.cross)
+    }
+
     /// Whether accumulator `a` is an array accumulator (its innermost loop
     /// is a kept axis) whose sum cascades: every
     /// [`ARRAY_BLOCK_ROWS`](crate::exec::ARRAY_BLOCK_ROWS) instances of the
@@ -393,6 +436,7 @@ impl Plan {
         let acc = &self.accums[a.0 as usize];
         let ph = &self.phases[acc.phase];
         crate::exec::cascades(acc.op)
+            && !acc.cross
             && !ph.loops.is_empty()
             && acc.flush_depth == ph.loops.len()
             && (!self.group.is_empty() || ph.split.as_ref().is_some_and(|s| s.partials.contains(&a)))
@@ -490,7 +534,13 @@ impl fmt::Display for Plan {
         writeln!(f, "plan {} [{}]", k.name, sizes.join(", "))?;
         writeln!(f, "  loop order: {}", self.dim_list(&self.order))?;
         for (i, a) in self.accums.iter().enumerate() {
-            let per = if self.group.is_empty() { "per call" } else { "per group iteration" };
+            let per = if a.cross {
+                "per call, accumulated across the group in per-chunk partials"
+            } else if self.group.is_empty() {
+                "per call"
+            } else {
+                "per group iteration"
+            };
             let dims = if a.scratch_dims.is_empty() {
                 format!("one value {per}")
             } else {
@@ -510,6 +560,10 @@ impl fmt::Display for Plan {
             write!(f, "  for {} {{", self.dim_list(&self.group))?;
             if let Some(s) = &self.group_split {
                 write!(f, "  # parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk(&self.dims))?;
+                if !s.partials.is_empty() {
+                    let ps: Vec<String> = s.partials.iter().map(|a| format!("acc{}", a.0)).collect();
+                    write!(f, " with per-chunk partials of {}", ps.join(", "))?;
+                }
             }
             writeln!(f)?;
             indent.push_str("  ");
@@ -523,6 +577,16 @@ impl fmt::Display for Plan {
         }
         if !self.group.is_empty() {
             writeln!(f, "  }}")?;
+        }
+        if !self.after.is_empty() {
+            writeln!(f, "  after the group loop (partials combined in chunk order):")?;
+            for step in &self.after {
+                match step {
+                    Step::Compute(v) => writeln!(f, "    v{} = {}{}", v.0, self.def(*v), self.name_note(*v))?,
+                    Step::Store(t, v) => writeln!(f, "    store {} = v{}", k.tensors[*t].name, v.0)?,
+                    Step::Phase(p) => self.fmt_phase(f, *p, "    ")?,
+                }
+            }
         }
         if let Some(pf) = &self.prefetch {
             let names: Vec<&str> = pf.tensors.iter().map(|t| k.tensors[*t].name.as_str()).collect();
@@ -586,7 +650,12 @@ impl Plan {
             if depth == ph.loops.len() {
                 for &a in &ph.accums {
                     let acc = &self.accums[a.0 as usize];
-                    let how = if acc.flush_depth == ph.loops.len() { "array" } else { "registers" };
+                    let how = match (acc.flush_depth == ph.loops.len(), acc.cross) {
+                        (true, false) => "array",
+                        (false, false) => "registers",
+                        (true, true) => "array, across the group",
+                        (false, true) => "registers, then across the group",
+                    };
                     writeln!(f, "{pad}acc{} {}= v{}  # {how}", a.0, acc_sym(acc.op), acc.operand.0)?;
                 }
                 for &(t, v) in &ph.stores {

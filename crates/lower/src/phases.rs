@@ -7,7 +7,10 @@
 //! domain accumulate in the same pass (sum and sum of squares together),
 //! and a level-`L` pass runs after every level-`L-1` pass. Stores join the
 //! pass of their level and domain; stores of group-only tensors (running
-//! statistics, scalars) become group-level steps.
+//! statistics, scalars) become group-level steps. Reductions over the group
+//! axes are cross-group ([`Accum::cross`]); the stores of tensors without
+//! group axes (their results) go to passes after the group loop
+//! ([`Plan::after`]), by the same rules.
 
 use crate::loopir::*;
 use normjit_ir::{AxisSet, DimId, Kernel, TensorId};
@@ -33,6 +36,7 @@ pub fn loops_for(order: &[DimId], domain: AxisSet) -> Vec<DimId> {
 pub struct Phased {
     pub phases: Vec<Phase>,
     pub steps: Vec<Step>,
+    pub after: Vec<Step>,
 }
 
 pub fn build(
@@ -48,8 +52,11 @@ pub fn build(
     let mut phases: Vec<Phase> = Vec::new();
     let mut phase_level: Vec<u32> = Vec::new();
     let mut phase_domain: Vec<AxisSet> = Vec::new();
-    let mut find_or_add = |phases: &mut Vec<Phase>, lvl: u32, domain: AxisSet| -> usize {
-        if let Some(i) = (0..phases.len()).find(|&i| phase_level[i] == lvl && phase_domain[i] == domain) {
+    let mut phase_after: Vec<bool> = Vec::new();
+    let mut find_or_add = |phases: &mut Vec<Phase>, lvl: u32, domain: AxisSet, after: bool| -> usize {
+        if let Some(i) =
+            (0..phases.len()).find(|&i| phase_level[i] == lvl && phase_domain[i] == domain && phase_after[i] == after)
+        {
             return i;
         }
         phases.push(Phase {
@@ -64,41 +71,46 @@ pub fn build(
         });
         phase_level.push(lvl);
         phase_domain.push(domain);
+        phase_after.push(after);
         phases.len() - 1
     };
     for (i, a) in accums.iter_mut().enumerate() {
         let axes = nodes[a.operand.0 as usize].axes;
-        let p = find_or_add(&mut phases, level[a.operand.0 as usize], axes.minus(g));
+        a.cross = !g.is_empty() && g.is_subset(a.reduced);
+        let p = find_or_add(&mut phases, level[a.operand.0 as usize], axes.minus(g), false);
         a.phase = p;
         phases[p].accums.push(AccId(i as u32));
     }
-    let mut group_stores: Vec<(u32, TensorId, LValue)> = Vec::new();
+    let mut group_stores: Vec<(u32, TensorId, LValue, bool)> = Vec::new();
     for &(t, v) in stores {
-        let domain = k.tensors[t].axes().minus(g);
+        let axes = k.tensors[t].axes();
+        // A tensor without group axes is written once, after the group loop.
+        let after = !g.is_empty() && axes.intersect(g).is_empty();
+        let domain = axes.minus(g);
         if domain.is_empty() {
-            group_stores.push((level[v.0 as usize], t, v));
+            group_stores.push((level[v.0 as usize], t, v, after));
         } else {
-            let p = find_or_add(&mut phases, level[v.0 as usize], domain);
+            let p = find_or_add(&mut phases, level[v.0 as usize], domain, after);
             phases[p].stores.push((t, v));
         }
     }
     // Phases were created in sink order; run them by level, keeping that
     // order within a level.
     let max_level = phase_level.iter().chain(group_stores.iter().map(|s| &s.0)).copied().max().unwrap_or(0);
-    let mut steps = Vec::new();
+    let (mut steps, mut after) = (Vec::new(), Vec::new());
     for lvl in 0..=max_level {
-        for &(l, t, v) in &group_stores {
+        for &(l, t, v, a) in &group_stores {
             if l == lvl {
-                steps.push(Step::Store(t, v));
+                if a { &mut after } else { &mut steps }.push(Step::Store(t, v));
             }
         }
         for (p, &l) in phase_level.iter().enumerate() {
             if l == lvl {
-                steps.push(Step::Phase(p));
+                if phase_after[p] { &mut after } else { &mut steps }.push(Step::Phase(p));
             }
         }
     }
-    Phased { phases, steps }
+    Phased { phases, steps, after }
 }
 
 /// Sets each accumulator's scratch dims and flush depth from its phase's
@@ -125,10 +137,10 @@ pub fn finish_accums(k: &Kernel, nodes: &[LNode], accums: &mut [Accum], phases: 
 }
 
 /// Renumbers phases in execution order, dropping unreferenced ones.
-pub fn compact(phases: &mut Vec<Phase>, steps: &mut [Step], accums: &mut [Accum]) {
+pub fn compact(phases: &mut Vec<Phase>, steps: &mut [Step], after: &mut [Step], accums: &mut [Accum]) {
     let mut map = vec![usize::MAX; phases.len()];
     let mut out = Vec::new();
-    for s in steps.iter_mut() {
+    for s in steps.iter_mut().chain(after.iter_mut()) {
         if let Step::Phase(p) = s {
             map[*p] = out.len();
             out.push(phases[*p].clone());

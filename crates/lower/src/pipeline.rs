@@ -37,6 +37,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
         accums: Vec::new(),
         phases: Vec::new(),
         steps: Vec::new(),
+        after: Vec::new(),
         traffic: Traffic::default(),
         prefetch: None,
         names: Vec::new(),
@@ -52,29 +53,35 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     let stores = imported.stores;
     // Loop in the memory order of the largest tensor.
     p.order = order::reference_order(kernel, dims);
-    // Hoist the axes every reduction keeps outermost, when that keeps the inner loop contiguous.
+    // Hoist the axes every reduction keeps outermost (or that cross-group reductions reduce over),
+    // when that keeps the inner loop contiguous.
     p.group = group::choose_group(kernel, dims, &p.order, &p.nodes, &p.accums, &stores);
     let g = p.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
     // Reductions split the group body into passes; fuse those of one level and domain.
     let phased = phases::build(kernel, &p.order, &p.group, &p.nodes, &mut p.accums, &stores);
-    (p.phases, p.steps) = (phased.phases, phased.steps);
+    (p.phases, p.steps, p.after) = (phased.phases, phased.steps, phased.after);
     dump("phases", &p);
     // Stores to inout tensors wait until the last pass that reads them.
-    stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps)
-        .map_err(LowerError::Unsupported)?;
-    phases::compact(&mut p.phases, &mut p.steps, &mut p.accums);
+    for steps in [&mut p.steps, &mut p.after] {
+        stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, steps)
+            .map_err(LowerError::Unsupported)?;
+    }
+    phases::compact(&mut p.phases, &mut p.steps, &mut p.after, &mut p.accums);
     phases::finish_accums(kernel, &p.nodes, &mut p.accums, &mut p.phases);
     dump("stores", &p);
     // Each value at the depth of its innermost axis; group values once per group iteration.
-    place::place(g, &p.nodes, &p.accums, &mut p.phases, &mut p.steps);
+    for steps in [&mut p.steps, &mut p.after] {
+        place::place(g, &p.nodes, &p.accums, &mut p.phases, steps);
+    }
     dump("place", &p);
     // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
     vectorize::vectorize(kernel, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.
-    p.group_split = split::split(opts.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases);
+    p.group_split = split::split(opts.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
     dump("vectorize and split", &p);
     // What each pass costs in memory traffic.
-    p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &p.steps, opts.cache_bytes);
+    let all_steps: Vec<Step> = p.steps.iter().chain(&p.after).cloned().collect();
+    p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &all_steps, opts.cache_bytes);
     dump("traffic", &p);
     // The last pass touches the next group iteration's input (no effect on results).
     p.prefetch = prefetch::plan(&p);

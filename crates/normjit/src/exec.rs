@@ -92,33 +92,87 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64],
     if let Some(split) = &plan.group_split {
         let (_, f) = code.units()[0];
         let (n, chunk) = (dims[split.axis.index()], split.chunk(dims));
-        let total = lay.scratch_total;
-        let body = |c: usize| {
-            let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
-            // SAFETY: per the contract of `execute`; each chunk runs distinct
-            // group iterations, which touch disjoint output elements, and has
-            // its own scratch (group code initializes it itself).
-            with_buf(&SCRATCH, total, |s| unsafe { fp.call(f, s.as_mut_ptr(), std::ptr::null_mut(), lo, hi) });
-        };
         let chunks = split.chunks(dims);
-        match pool {
-            Some(p) if chunks > 1 => p.install(|| (0..chunks).into_par_iter().for_each(body)),
-            _ => (0..chunks).for_each(body),
-        }
+        let total = lay.scratch_total;
+        let glen = lay.group_partial_len;
+        // Cross-group accumulators: one partial area per chunk, each set
+        // to the identity, combined in chunk order after the group loop.
+        with_buf(&PARTIAL, glen * chunks, |partial| {
+            for c in 0..chunks {
+                for &AccId(a) in &split.partials {
+                    let a = a as usize;
+                    let off = c * glen + lay.partial_offset[a];
+                    partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
+                }
+            }
+            let pp = partial.as_mut_ptr() as usize;
+            let body = |c: usize| {
+                let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
+                let part = (pp as *mut f32).wrapping_add(c * glen);
+                // SAFETY: per the contract of `execute`; each chunk runs
+                // distinct group iterations, which touch disjoint output
+                // elements, and has its own scratch (group code initializes
+                // it itself) and its own partial area.
+                with_buf(&SCRATCH, total, |s| unsafe { fp.call(f, s.as_mut_ptr(), part, lo, hi) });
+            };
+            match pool {
+                Some(p) if chunks > 1 => p.install(|| (0..chunks).into_par_iter().for_each(body)),
+                _ => (0..chunks).for_each(body),
+            }
+            if split.partials.is_empty() {
+                return;
+            }
+            with_buf(&SCRATCH, total, |scratch| {
+                for &AccId(a) in &split.partials {
+                    let a = a as usize;
+                    let acc = &plan.accums[a];
+                    let (off, len) = (lay.partial_offset[a], lay.scratch_len[a]);
+                    tree_in_place(acc.op, partial, glen, off, len, 0, chunks);
+                    let out = &mut scratch[lay.scratch_offset[a]..][..len];
+                    out.fill(identity(acc.op));
+                    if chunks > 0 {
+                        for (t, s) in out.iter_mut().zip(&partial[off..][..len]) {
+                            *t = combine(acc.op, *t, *s);
+                        }
+                    }
+                    if acc.op == Reduce::Mean {
+                        let c = count(dims, acc.reduced);
+                        out.iter_mut().for_each(|s| *s /= c);
+                    }
+                }
+                // The steps after the group loop.
+                for &(ref unit, f) in &code.units()[1..] {
+                    run_unit(shape, dims, unit, f, fp, scratch, pool);
+                }
+            });
+        });
         return;
     }
     with_buf(&SCRATCH, lay.scratch_total, |scratch| {
         for &(ref unit, f) in code.units() {
-            match *unit {
-                Unit::Phase(p) => phase(shape, dims, p, f, fp, scratch, pool),
-                Unit::Stores(_) | Unit::Group => {
-                    // SAFETY: per the contract of `execute`; a store unit
-                    // writes one element of each 0-dim tensor it stores.
-                    unsafe { fp.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), 0, 0) }
-                }
-            }
+            run_unit(shape, dims, unit, f, fp, scratch, pool);
         }
     });
+}
+
+/// Runs one unit of a group-less plan, or one after the group loop.
+fn run_unit(
+    shape: &Shape,
+    dims: &[usize],
+    unit: &Unit,
+    f: EntryFn,
+    fp: FramePtr,
+    scratch: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+) {
+    match *unit {
+        Unit::Phase(p) => phase(shape, dims, p, f, fp, scratch, pool),
+        Unit::Stores(_) | Unit::Group => {
+            // SAFETY: per the contract of `execute`; a store unit
+            // writes one element of each 0-dim tensor it stores.
+            unsafe { fp.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), 0, 0) }
+        }
+    }
 }
 
 /// Combines chunks `lo..hi` of an accumulator's partials (chunk `c` at
