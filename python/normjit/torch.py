@@ -31,6 +31,10 @@ floats. What differs is rounding: torch updates ``exp_avg`` with ``lerp``
 a small MLP the parameters agree with torch.optim to ~1e-6 relative
 (python/tests/test_optim.py states the tolerances).
 
+``Function`` makes any kernel a differentiable PyTorch function: its
+forward runs the kernel, its backward the kernel ``normjit grad`` generates
+from it (fused, recomputing the forward statistics rather than saving them).
+
 Not supported (they raise ValueError): ``amsgrad``, ``maximize``,
 ``capturable``, ``differentiable`` — the library has no pipeline for them.
 ``foreach`` and ``fused`` are accepted and ignored: normjit always runs its
@@ -48,7 +52,7 @@ import normjit
 
 from . import _native
 
-__all__ = ["AdamW", "Adam", "SGD", "ProxL1"]
+__all__ = ["AdamW", "Adam", "SGD", "ProxL1", "Function"]
 
 _KERNELS: dict = {}
 
@@ -334,3 +338,98 @@ class ProxL1(_FusedStep, torch.optim.Optimizer):
                 grads.append(p.grad)
         if params:
             _kernel("optim/prox_l1").foreach(p=params, g=grads, lr=float(group["lr"]), lam=float(group["l1"]))
+
+
+class Function:
+    """A kernel as a differentiable function of PyTorch tensors.
+
+    ``f = normjit.torch.Function(normjit.library("norm/layer_norm"))`` is
+    called like the kernel, with keyword arguments (``f(x=x, gamma=g,
+    beta=b, eps=1e-5)``), and returns its ``out`` tensors (one tensor, or a
+    tuple in signature order). Autograd records the call: ``backward``
+    runs the kernel's generated backward (``kernel.grad(wrt)``, the same
+    kernel ``normjit grad`` prints), which recomputes the forward's
+    statistics instead of saving them, so the forward saves only its
+    inputs. ``wrt`` (default: every ``in`` tensor) names the tensors that
+    get gradients; the others get None. Params are hyper-parameters, not
+    differentiated.
+
+    Inputs that are not contiguous are made contiguous (a copy) first, as
+    PyTorch's own functions accept them. A kernel with ``inout`` tensors
+    (an optimizer step) is not differentiable and raises ValueError.
+    """
+
+    def __init__(self, kernel: normjit.Kernel, wrt=None):
+        sig = kernel.signature
+        inout = [t.name for t in sig.tensors if t.role == "inout"]
+        if inout:
+            raise ValueError(
+                f"{sig.name}: inout tensors ({', '.join(inout)}) make it a state update, not a "
+                "differentiable function"
+            )
+        self._ins = [t.name for t in sig.tensors if t.role == "in"]
+        self._outs = [t.name for t in sig.tensors if t.role == "out"]
+        self._params = {p.name for p in sig.params}
+        self._wrt = list(self._ins if wrt is None else wrt)
+        self.forward_kernel = kernel
+        # Raises ValueError naming the problem (unknown or non-`in` wrt).
+        self.backward_kernel = kernel.grad(self._wrt)
+        bsig = self.backward_kernel.signature
+        bins = [t.name for t in bsig.tensors if t.role == "in"]
+        # The backward takes the forward's inputs, then one cotangent per
+        # output (in output order), and returns the gradients in wrt order.
+        self._cotangents = bins[len(self._ins) :]
+        self._grads = [t.name for t in bsig.tensors if t.role == "out"]
+        if bins[: len(self._ins)] != self._ins or len(self._cotangents) != len(self._outs):
+            raise RuntimeError(f"internal error (a normjit bug): unexpected backward signature of {sig.name}")
+
+    def __repr__(self) -> str:
+        return f"normjit.torch.Function({self.forward_kernel.name}, wrt={self._wrt})"
+
+    def __call__(self, **kwargs):
+        name = self.forward_kernel.name
+        missing = [n for n in self._ins if n not in kwargs]
+        if missing:
+            raise TypeError(f"{name}: missing tensor argument(s): {', '.join(missing)}")
+        unknown = [k for k in kwargs if k not in self._ins and k not in self._params]
+        if unknown:
+            raise TypeError(
+                f"{name}: unknown argument(s): {', '.join(unknown)} (a Function takes the kernel's in "
+                "tensors and params; its outputs are returned)"
+            )
+        inputs = []
+        for n in self._ins:
+            t = kwargs[n]
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: `{n}` must be a torch.Tensor, got {type(t).__name__}")
+            inputs.append(t)
+        params = {k: v for k, v in kwargs.items() if k in self._params}
+        outs = _KernelFunction.apply(self, params, *inputs)
+        return outs[0] if len(outs) == 1 else outs
+
+
+class _KernelFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, fn: Function, params: dict, *inputs):
+        args = {n: t.contiguous() for n, t in zip(fn._ins, inputs)}
+        out = fn.forward_kernel(**args, **params)
+        outs = out if isinstance(out, tuple) else (out,)
+        ctx.fn, ctx.params = fn, params
+        ctx.save_for_backward(*args.values())
+        ctx.out_meta = [(o.shape, o.dtype) for o in outs]
+        return outs
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        fn = ctx.fn
+        inputs = ctx.saved_tensors
+        args = dict(zip(fn._ins, inputs))
+        for name, g, (shape, dtype) in zip(fn._cotangents, cotangents, ctx.out_meta):
+            # An output that did not reach the loss has a zero cotangent.
+            args[name] = torch.zeros(shape, dtype=dtype) if g is None else g.contiguous()
+        out = fn.backward_kernel(**args, **ctx.params)
+        grads = dict(zip(fn._wrt, out if isinstance(out, tuple) else (out,)))
+        result = [None, None]
+        for i, n in enumerate(fn._ins):
+            result.append(grads.get(n) if ctx.needs_input_grad[2 + i] else None)
+        return tuple(result)

@@ -537,6 +537,24 @@ impl Kernel {
         Kernel::wrap(py, derived, format!("{} with storage {storage}", self.origin), source)
     }
 
+    /// The backward of this kernel, as `normjit grad` makes it:
+    /// `k.grad(["x", "gamma"])` takes this kernel's `in` tensors and a
+    /// cotangent `dy` per `out` tensor `y`, and returns a gradient `dx` per
+    /// tensor of `wrt`. `saved` names `let` values the backward takes as
+    /// inputs instead of recomputing them. A kernel with `inout` tensors,
+    /// an unknown name, or a `wrt` tensor that is not `in` raises
+    /// ValueError.
+    #[pyo3(signature = (wrt, saved = None))]
+    fn grad(&self, py: Python<'_>, wrt: Vec<String>, saved: Option<Vec<String>>) -> PyResult<Kernel> {
+        let opts = normjit::ir::grad::GradOptions { saved: saved.unwrap_or_default(), ..Default::default() };
+        let names: Vec<&str> = wrt.iter().map(String::as_str).collect();
+        let ir = normjit::ir::grad::grad_with(self.inner.ir(), &names, &opts)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{}: grad: {e}", self.name())))?;
+        let source = ir.to_string();
+        let derived = crate::host::compiler()?.kernel(ir);
+        Kernel::wrap(py, derived, format!("grad of {} with respect to {}", self.origin, wrt.join(", ")), source)
+    }
+
     /// The fused plan at the given sizes (`explain(N=64, D=1000)`): passes
     /// over memory, loops, hoisting, accumulators, thread split, traffic —
     /// what `normjit explain` prints.
