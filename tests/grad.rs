@@ -517,6 +517,63 @@ fn gradient_check_of_every_differentiable_library_kernel_at_odd_shapes() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// The library kernels with `inout` tensors that differentiate when told
+/// what the tensors are: state (running statistics) or a result updated in
+/// place (the residual stream).
+fn stateful_library() -> Vec<(&'static str, Vec<&'static str>, GradOptions)> {
+    let state = || GradOptions { state: vec!["running_mean".into(), "running_var".into()], ..Default::default() };
+    vec![
+        (
+            "add_rms_norm",
+            vec!["x", "gamma", "residual"],
+            GradOptions { inplace: vec!["residual".into()], ..Default::default() },
+        ),
+        ("batch_norm_train", vec!["x", "gamma", "beta"], state()),
+        ("batch_norm_train_nhwc", vec!["x", "gamma", "beta"], state()),
+    ]
+}
+
+#[test]
+fn gradient_check_of_library_kernels_with_state_or_updates_in_place() {
+    let mut pick = Pick(0x6AD1_E27C_0000_0031);
+    for (name, wrt, opts) in stateful_library() {
+        let k = lib(name);
+        let f = normjit::ir::grad::functional(&k, &opts).unwrap();
+        assert!(f.tensors.iter().all(|(_, t)| t.role != Role::InOut), "{name}");
+        let bwd = grad_with(&k, &wrt, &opts).unwrap();
+        assert_eq!(bwd, grad(&f, &wrt).unwrap(), "{name}: the backward is that of its functional form");
+        let mut total = Fd::default();
+        for (s, dims) in odd_shapes(k.dims.len()).iter().enumerate() {
+            let p = Problem::library(&f, dims, 41 + s as u64);
+            let grads = p.backward(&bwd, &HashMap::new());
+            let fd = fd_check(&p, &grads, &wrt, None, &mut pick, Mode::Strict(1e-6)).unwrap_or_else(|e| panic!("{e}"));
+            total.add(&fd);
+        }
+        assert!(total.checked > 0, "{name}");
+        eprintln!("{name}: {} elements, max relative error {:.2e}", total.checked, total.max_all);
+    }
+    // The residual's update is an output with its own cotangent, which
+    // flows into the entry value's gradient; running statistics do not.
+    let add = grad_with(&lib("add_rms_norm"), &["x", "residual"], &stateful_library()[0].2).unwrap();
+    assert!(add.tensor("dresidual_out").is_some() && add.tensor("dresidual").is_some());
+    let bn = grad_with(&lib("batch_norm_train"), &["x"], &stateful_library()[1].2).unwrap();
+    assert!(bn.tensor("drunning_mean").is_none() && bn.tensor("running_mean").is_some());
+    // Misuse is an error that says what to do.
+    let err = |k: &str, wrt: &[&str], opts: GradOptions| grad_with(&lib(k), wrt, &opts).unwrap_err();
+    let e = err("add_rms_norm", &["x"], GradOptions::default());
+    assert!(e.contains("--inplace residual") && e.contains("--state residual"), "{e}");
+    let e = err("batch_norm_train", &["running_mean"], stateful_library()[1].2.clone());
+    assert!(e.contains("`running_mean` is state"), "{e}");
+    let e = err("layer_norm", &["x"], GradOptions { state: vec!["gamma".into()], ..Default::default() });
+    assert!(e.contains("not an inout tensor"), "{e}");
+    let e = err(
+        "add_rms_norm",
+        &["x"],
+        GradOptions { state: vec!["residual".into()], inplace: vec!["residual".into()], ..Default::default() },
+    );
+    assert!(e.contains("both"), "{e}");
+}
+
 /// Kernels beyond the library, as users write them (the `custom_ops`
 /// example's, a power iteration unrolled by `repeat`, spectral norm with
 /// its vectors as inputs, `var` sugar): the same strict gradient check.
@@ -1118,7 +1175,7 @@ fn grad_never_panics_on_random_kernels() {
             })
             .collect();
         let saved: Vec<String> = if pick.below(3) == 0 { vec!["t0".into()] } else { vec![] };
-        match grad_with(&k, &wrt, &GradOptions { saved, prune_unused: pick.below(2) == 0 }) {
+        match grad_with(&k, &wrt, &GradOptions { saved, prune_unused: pick.below(2) == 0, ..Default::default() }) {
             Ok(g) => {
                 normjit::ir::verify(&g).unwrap();
                 assert_eq!(parse(&g.to_string()).as_ref(), Ok(&g));

@@ -6,12 +6,27 @@
 use std::path::Path;
 use std::process::Command;
 
-/// (forward file, the `in` tensors differentiated, generated file).
-const GENERATED: &[(&str, &str, &str)] = &[
-    ("ir/norm/layer_norm.nj", "x,gamma,beta", "ir/grad/layer_norm_grad.nj"),
-    ("ir/norm/rms_norm.nj", "x,gamma", "ir/grad/rms_norm_grad.nj"),
-    ("ir/norm/group_norm.nj", "x,gamma,beta", "ir/grad/group_norm_grad.nj"),
-    ("ir/norm/instance_norm.nj", "x,gamma,beta", "ir/grad/instance_norm_grad.nj"),
+/// (forward file, the `grad` arguments after it, generated file).
+const GENERATED: &[(&str, &[&str], &str)] = &[
+    ("ir/norm/layer_norm.nj", &["--wrt", "x,gamma,beta"], "ir/grad/layer_norm_grad.nj"),
+    ("ir/norm/rms_norm.nj", &["--wrt", "x,gamma"], "ir/grad/rms_norm_grad.nj"),
+    (
+        "ir/norm/add_rms_norm.nj",
+        &["--wrt", "x,gamma,residual", "--inplace", "residual"],
+        "ir/grad/add_rms_norm_grad.nj",
+    ),
+    (
+        "ir/norm/batch_norm_train.nj",
+        &["--wrt", "x,gamma,beta", "--state", "running_mean,running_var"],
+        "ir/grad/batch_norm_train_grad.nj",
+    ),
+    (
+        "ir/norm/batch_norm_train_nhwc.nj",
+        &["--wrt", "x,gamma,beta", "--state", "running_mean,running_var"],
+        "ir/grad/batch_norm_train_nhwc_grad.nj",
+    ),
+    ("ir/norm/group_norm.nj", &["--wrt", "x,gamma,beta"], "ir/grad/group_norm_grad.nj"),
+    ("ir/norm/instance_norm.nj", &["--wrt", "x,gamma,beta"], "ir/grad/instance_norm_grad.nj"),
 ];
 
 #[test]
@@ -19,10 +34,12 @@ fn generated_backward_kernels_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bless = std::env::var_os("NORMJIT_BLESS").is_some();
     let mut stale = Vec::new();
-    for (forward, wrt, generated) in GENERATED {
+    for (forward, args, generated) in GENERATED {
         let out = Command::new(env!("CARGO_BIN_EXE_normjit"))
             .current_dir(root)
-            .args(["grad", forward, "--wrt", wrt, "--prune"])
+            .args(["grad", forward])
+            .args(*args)
+            .arg("--prune")
             .output()
             .unwrap();
         assert!(out.status.success(), "{forward}: {}", String::from_utf8_lossy(&out.stderr));
@@ -34,7 +51,7 @@ fn generated_backward_kernels_are_current() {
         }
         match std::fs::read_to_string(&path) {
             Ok(have) if have == want => {}
-            Ok(_) => stale.push(format!("{generated} differs from `normjit grad {forward} --wrt {wrt} --prune`")),
+            Ok(_) => stale.push(format!("{generated} differs from `normjit grad {forward} {} --prune`", args.join(" "))),
             Err(e) => stale.push(format!("{generated}: {e}")),
         }
     }

@@ -541,12 +541,27 @@ impl Kernel {
     /// `k.grad(["x", "gamma"])` takes this kernel's `in` tensors and a
     /// cotangent `dy` per `out` tensor `y`, and returns a gradient `dx` per
     /// tensor of `wrt`. `saved` names `let` values the backward takes as
-    /// inputs instead of recomputing them. A kernel with `inout` tensors,
+    /// inputs instead of recomputing them. `inout` tensors must be named
+    /// as `state` (running statistics: entry values read, updates ignored)
+    /// or `inplace` (a result updated in place: the update becomes the
+    /// output `NAME_out`, with cotangent `dNAME_out`); an optimizer step,
     /// an unknown name, or a `wrt` tensor that is not `in` raises
     /// ValueError.
-    #[pyo3(signature = (wrt, saved = None))]
-    fn grad(&self, py: Python<'_>, wrt: Vec<String>, saved: Option<Vec<String>>) -> PyResult<Kernel> {
-        let opts = normjit::ir::grad::GradOptions { saved: saved.unwrap_or_default(), ..Default::default() };
+    #[pyo3(signature = (wrt, saved = None, state = None, inplace = None))]
+    fn grad(
+        &self,
+        py: Python<'_>,
+        wrt: Vec<String>,
+        saved: Option<Vec<String>>,
+        state: Option<Vec<String>>,
+        inplace: Option<Vec<String>>,
+    ) -> PyResult<Kernel> {
+        let opts = normjit::ir::grad::GradOptions {
+            saved: saved.unwrap_or_default(),
+            state: state.unwrap_or_default(),
+            inplace: inplace.unwrap_or_default(),
+            prune_unused: false,
+        };
         let names: Vec<&str> = wrt.iter().map(String::as_str).collect();
         let ir = normjit::ir::grad::grad_with(self.inner.ir(), &names, &opts)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{}: grad: {e}", self.name())))?;

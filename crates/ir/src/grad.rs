@@ -123,7 +123,14 @@
 //! # Refused kernels
 //!
 //! A kernel with an `inout` tensor (an optimizer step) is refused: its
-//! state update is not a function from inputs to outputs. `wrt` must name
+//! state update is not a function from inputs to outputs. Two kinds of
+//! `inout` tensors are differentiable when named: state
+//! ([`GradOptions::state`]: BatchNorm's running statistics, whose updates
+//! the backward ignores, as PyTorch ignores its buffers) and results
+//! computed in place ([`GradOptions::inplace`]: a residual stream `r`
+//! updated to `r + x`, whose update becomes the output `r_out`, with
+//! cotangent `dr_out`, while its entry value is an input with gradient
+//! `dr`). `wrt` must name
 //! distinct `in` tensors; unknown names, `out` tensors, params and dims are
 //! errors that say so. Errors are `String`s; nothing here panics.
 
@@ -145,6 +152,15 @@ pub struct GradOptions {
     /// so that the signature depends only on the forward's and `wrt`; on,
     /// the backward passes `normjit check --deny-warnings`.
     pub prune_unused: bool,
+    /// `inout` tensors whose update is state, not a result (BatchNorm's
+    /// running statistics, as PyTorch's buffers): the backward reads their
+    /// entry values like `in` tensors and ignores their updates.
+    pub state: Vec<String>,
+    /// `inout` tensors updated in place with a differentiable result (the
+    /// residual stream of a fused residual add): the update is an output
+    /// named `NAME_out`, with a cotangent `dNAME_out`, and the entry value an
+    /// input like an `in` tensor (its gradient is `dNAME`).
+    pub inplace: Vec<String>,
 }
 
 /// The backward of `kernel` with respect to the `in` tensors named in
@@ -175,11 +191,100 @@ pub fn grad_with(kernel: &Kernel, wrt: &[&str], opts: &GradOptions) -> Result<Ke
             d.render(&format!("{}.nj", kernel.name), &text)
         ));
     }
+    let pure = functional(kernel, opts)?;
+    for w in wrt {
+        if opts.state.iter().any(|s| s == w) {
+            return Err(format!("`{w}` is state (`state`): its update is not differentiated, nor is it"));
+        }
+    }
+    let kernel = &pure;
     let plan = Plan::new(kernel, wrt, &opts.saved)?;
     let mut ad = Ad::new(kernel, &plan);
     ad.reverse();
     let built = ad.emit(&plan, opts.prune_unused)?;
     canonical(built)
+}
+
+/// `k` as the function from inputs to outputs that [`grad_with`]
+/// differentiates: each `inout` tensor named in [`GradOptions::state`]
+/// becomes `in` (its update dropped), each named in
+/// [`GradOptions::inplace`] becomes `in` with its update stored to a new
+/// `out` tensor `NAME_out`. Any other `inout` tensor is refused: an
+/// optimizer step is not a differentiable kernel. (`grad_with(k, ..)`
+/// equals `grad(functional(k, ..), ..)`; tests check one against finite
+/// differences of the other.)
+pub fn functional(k: &Kernel, opts: &GradOptions) -> Result<Kernel, String> {
+    for (list, what) in [(&opts.state, "state"), (&opts.inplace, "in place")] {
+        for (i, n) in list.iter().enumerate() {
+            match k.tensor(n) {
+                Some(t) if k.tensors[t].role == Role::InOut => {}
+                _ => return Err(format!("`{n}` is listed as {what} but is not an inout tensor of `{}`", k.name)),
+            }
+            if list[..i].contains(n) {
+                return Err(format!("`{n}` is listed twice as {what}"));
+            }
+        }
+    }
+    if let Some(n) = opts.state.iter().find(|n| opts.inplace.contains(n)) {
+        return Err(format!("`{n}` is listed both as state and as updated in place"));
+    }
+    let mut out = k.clone();
+    // The tensors again (an arena is append-only): inout ones named become
+    // `in`; updates in place get their `out` tensors after all the others.
+    let mut tensors = crate::entity::Arena::new();
+    let mut added: Vec<(TensorId, Tensor)> = Vec::new();
+    for (t, tensor) in k.tensors.iter() {
+        let mut tensor = tensor.clone();
+        if tensor.role == Role::InOut {
+            let name = tensor.name.clone();
+            if opts.state.contains(&name) {
+                // Drop its store, and the store's span (spans stay by index).
+                let keep: Vec<bool> =
+                    out.stmts.iter().map(|s| !matches!(s, Stmt::Store { tensor, .. } if *tensor == t)).collect();
+                if out.spans.stmts.len() == keep.len() {
+                    let mut i = 0;
+                    out.spans.stmts.retain(|_| (keep[i], i += 1).0);
+                }
+                let mut i = 0;
+                out.stmts.retain(|_| (keep[i], i += 1).0);
+            } else if opts.inplace.contains(&name) {
+                let new = format!("{name}_out");
+                if k.tensor(&new).is_some() || k.param(&new).is_some() || k.dim(&new).is_some() {
+                    return Err(format!(
+                        "the update of `{name}` would be named `{new}`, but that name is taken in `{}`",
+                        k.name
+                    ));
+                }
+                added.push((t, Tensor { name: new, role: Role::Out, ..tensor.clone() }));
+            } else {
+                return Err(format!(
+                    "`{name}` is inout: optimizer steps are not differentiable kernels (`grad` takes kernels \
+                     whose tensors are all `in` or `out`; `{}` updates state in place). If `{name}`'s update is \
+                     state, such as running statistics, name it as state (`--state {name}`); if it is a result \
+                     computed in place, such as a residual stream, name it as updated in place \
+                     (`--inplace {name}`)",
+                    k.name
+                ));
+            }
+            tensor.role = Role::In;
+        }
+        tensors.push(tensor);
+    }
+    for (t, tensor) in added {
+        let id = tensors.push(tensor);
+        for s in &mut out.stmts {
+            if let Stmt::Store { tensor, .. } = s {
+                if *tensor == t {
+                    *tensor = id;
+                }
+            }
+        }
+        if out.spans.tensors.len() + 1 == tensors.len() {
+            out.spans.tensors.push(Default::default());
+        }
+    }
+    out.tensors = tensors;
+    Ok(out)
 }
 
 /// The parse of `k`'s printed text, checked to be a fixed point. A
@@ -232,13 +337,6 @@ struct Plan {
 
 impl Plan {
     fn new(k: &Kernel, wrt: &[&str], saved: &[String]) -> Result<Plan, String> {
-        if let Some((_, t)) = k.tensors.iter().find(|(_, t)| t.role == Role::InOut) {
-            return Err(format!(
-                "`{}` is inout: optimizer steps are not differentiable kernels (`grad` takes kernels whose \
-                 tensors are all `in` or `out`; `{}` updates state in place)",
-                t.name, k.name
-            ));
-        }
         let ins: Vec<&str> =
             k.tensors.iter().filter(|(_, t)| t.role == Role::In).map(|(_, t)| t.name.as_str()).collect();
         let in_list =
