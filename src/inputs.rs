@@ -81,6 +81,9 @@ fn const_values(k: &Kernel, dims: &[usize], params: &[f64]) -> Vec<Option<f64>> 
                 Unary::Exp => x.exp(),
                 Unary::Log => x.ln(),
                 Unary::Recip => 1.0 / x,
+                Unary::Tanh => x.tanh(),
+                Unary::Sigmoid => normjit_ir::math::sigmoid(x),
+                Unary::Erf => normjit_ir::math::erf(x),
             }),
             Op::Binary(b, x, y) => match (g(x), g(y)) {
                 (Some(x), Some(y)) => Some(match b {
@@ -145,8 +148,8 @@ fn nonneg_values(k: &Kernel, consts: &[Option<f64>], tensors: &[bool]) -> Vec<bo
             match n.op {
                 Op::Load(t) => tensors[t.index()],
                 Op::Count(_) | Op::Uniform(..) => true,
-                Op::Unary(Unary::Abs | Unary::Sqrt | Unary::Rsqrt | Unary::Exp, _) => true,
-                Op::Unary(Unary::Recip | Unary::Sign, a) => g(a),
+                Op::Unary(Unary::Abs | Unary::Sqrt | Unary::Rsqrt | Unary::Exp | Unary::Sigmoid, _) => true,
+                Op::Unary(Unary::Recip | Unary::Sign | Unary::Tanh | Unary::Erf, a) => g(a),
                 Op::Binary(Binary::Mul, ..) => odd_factors(k, id).iter().all(|&f| g(f)),
                 Op::Binary(Binary::Add | Binary::Div | Binary::Min, a, b) => g(a) && g(b),
                 Op::Binary(Binary::Max, a, b) => g(a) || g(b),

@@ -577,7 +577,11 @@ fn gradient_check_of_library_kernels_with_state_or_updates_in_place() {
 /// Kernels beyond the library, as users write them (the `custom_ops`
 /// example's, a power iteration unrolled by `repeat`, spectral norm with
 /// its vectors as inputs, `var` sugar): the same strict gradient check.
-const CUSTOM: [&str; 7] = [
+const CUSTOM: [&str; 9] = [
+    "kernel gelu_silu { dims N, D\n in x: f32[N, D]\n out g: f32[N, D]\n out s: f32[N, D]
+       g = 0.5 * x * (1 + erf(x * 0.7071067811865476))\n s = x * sigmoid(x) }",
+    "kernel dyt_tanh { dims N, D\n in x: f32[N, D]\n in gamma: f32[D]\n in beta: f32[D]\n out y: f32[N, D]
+       param alpha = 0.5\n y = gamma * tanh(alpha * x) + beta }",
     "kernel softmax { dims N, D\n in x: f32[N, D]\n out y: f32[N, D]\n e = exp(x - max(x, D))\n y = e / sum(e, D) }",
     "kernel log_softmax { dims N, D\n in x: f32[N, D]\n out y: f32[N, D]\n xm = x - max(x, D)\n y = xm - log(sum(exp(xm), D)) }",
     "kernel dyt { dims N, D\n in x: f32[N, D]\n in gamma: f32[D]\n in beta: f32[D]\n out y: f32[N, D]\n param alpha = 0.5

@@ -435,7 +435,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             LOp::Count(axes) => self.count(*axes),
             op => {
                 let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
-                ops::compute(self.b, &self.libm, op, W::S, &args)
+                ops::compute(self.b, &self.libm, self.consts(), op, W::S, &args)
             }
         };
         self.sc.insert(v, x);
@@ -1294,7 +1294,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 }
                 op => {
                     let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
-                    ops::compute(self.b, &self.libm, op, w, &args)
+                    ops::compute(self.b, &self.libm, self.consts(), op, w, &args)
                 }
             };
             vals.insert(v, x);

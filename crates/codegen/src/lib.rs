@@ -82,17 +82,12 @@ pub struct Compiled {
     module: Mutex<Option<JITModule>>,
 }
 
-// Imported math for `exp`, `log` and `pow` (f32 per element, f64 for
-// per-call scalars): the same Rust functions (and so the same libm) the
-// loop-IR interpreter uses.
+// Imported math: `pow` per element (f32), and the functions of per-call
+// scalars (f64): the same Rust functions (and so the same libm) the loop-IR
+// interpreter uses. (`exp`, `log`, `tanh`, `sigmoid` and `erf` per element
+// are inline vector sequences: `normjit_lower::vmath`.)
 extern "C" fn nj_powf(a: f32, b: f32) -> f32 {
     a.powf(b)
-}
-extern "C" fn nj_expf(a: f32) -> f32 {
-    a.exp()
-}
-extern "C" fn nj_logf(a: f32) -> f32 {
-    a.ln()
 }
 extern "C" fn nj_pow(a: f64, b: f64) -> f64 {
     a.powf(b)
@@ -102,6 +97,15 @@ extern "C" fn nj_exp(a: f64) -> f64 {
 }
 extern "C" fn nj_log(a: f64) -> f64 {
     a.ln()
+}
+extern "C" fn nj_tanh(a: f64) -> f64 {
+    a.tanh()
+}
+extern "C" fn nj_sigmoid(a: f64) -> f64 {
+    normjit_ir::math::sigmoid(a)
+}
+extern "C" fn nj_erf(a: f64) -> f64 {
+    normjit_ir::math::erf(a)
 }
 
 /// One unit for the group-level stores among `steps`, if any.
@@ -117,11 +121,12 @@ impl Compiled {
         let err = |e: &dyn std::fmt::Display| CodegenError(e.to_string());
         let mut jb = JITBuilder::with_isa(isa.target.clone(), default_libcall_names());
         jb.symbol("nj_powf", nj_powf as *const u8);
-        jb.symbol("nj_expf", nj_expf as *const u8);
-        jb.symbol("nj_logf", nj_logf as *const u8);
         jb.symbol("nj_pow", nj_pow as *const u8);
         jb.symbol("nj_exp", nj_exp as *const u8);
         jb.symbol("nj_log", nj_log as *const u8);
+        jb.symbol("nj_tanh", nj_tanh as *const u8);
+        jb.symbol("nj_sigmoid", nj_sigmoid as *const u8);
+        jb.symbol("nj_erf", nj_erf as *const u8);
         jb.symbol(ops::TABLE_SYMBOL, ops::table_address());
         let mut module = JITModule::new(jb);
         let ptr = types::I64;
@@ -135,8 +140,6 @@ impl Compiled {
         let mut f2 = f1.clone();
         f2.params.push(AbiParam::new(types::F32));
         let powf = module.declare_function("nj_powf", Linkage::Import, &f2).map_err(|e| err(&e))?;
-        let expf = module.declare_function("nj_expf", Linkage::Import, &f1).map_err(|e| err(&e))?;
-        let logf = module.declare_function("nj_logf", Linkage::Import, &f1).map_err(|e| err(&e))?;
         let mut d1 = Signature::new(module.isa().default_call_conv());
         d1.params.push(AbiParam::new(types::F64));
         d1.returns.push(AbiParam::new(types::F64));
@@ -145,6 +148,9 @@ impl Compiled {
         let pow = module.declare_function("nj_pow", Linkage::Import, &d2).map_err(|e| err(&e))?;
         let exp = module.declare_function("nj_exp", Linkage::Import, &d1).map_err(|e| err(&e))?;
         let log = module.declare_function("nj_log", Linkage::Import, &d1).map_err(|e| err(&e))?;
+        let tanh = module.declare_function("nj_tanh", Linkage::Import, &d1).map_err(|e| err(&e))?;
+        let sigmoid = module.declare_function("nj_sigmoid", Linkage::Import, &d1).map_err(|e| err(&e))?;
+        let erf = module.declare_function("nj_erf", Linkage::Import, &d1).map_err(|e| err(&e))?;
         let table = module.declare_data(ops::TABLE_SYMBOL, Linkage::Import, false, false).map_err(|e| err(&e))?;
 
         let units: Vec<Unit> = if plan.group.is_empty() {
@@ -180,11 +186,12 @@ impl Compiled {
                 let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
                 let libm = ops::Libm {
                     powf: module.declare_func_in_func(powf, b.func),
-                    expf: module.declare_func_in_func(expf, b.func),
-                    logf: module.declare_func_in_func(logf, b.func),
                     pow: module.declare_func_in_func(pow, b.func),
                     exp: module.declare_func_in_func(exp, b.func),
                     log: module.declare_func_in_func(log, b.func),
+                    tanh: module.declare_func_in_func(tanh, b.func),
+                    sigmoid: module.declare_func_in_func(sigmoid, b.func),
+                    erf: module.declare_func_in_func(erf, b.func),
                 };
                 let entry = b.create_block();
                 b.append_block_params_for_function_params(entry);

@@ -18,6 +18,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, Endianness, FuncRef, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 use normjit_ir::{Binary, Cmp, DType, Reduce, Unary, ValueType};
+use normjit_lower::vmath;
 use normjit_lower::LOp;
 
 /// Lane width of an emitted operation.
@@ -52,16 +53,18 @@ impl W {
 pub struct Libm {
     /// `powf`
     pub powf: FuncRef,
-    /// `expf`
-    pub expf: FuncRef,
-    /// `logf`
-    pub logf: FuncRef,
     /// f64 `pow`, for per-call scalars.
     pub pow: FuncRef,
     /// f64 `exp`.
     pub exp: FuncRef,
     /// f64 `log`.
     pub log: FuncRef,
+    /// f64 `tanh`.
+    pub tanh: FuncRef,
+    /// f64 `sigmoid` (`normjit_ir::math`).
+    pub sigmoid: FuncRef,
+    /// f64 `erf` (`normjit_ir::math`).
+    pub erf: FuncRef,
 }
 
 /// A per-call scalar in f64 (masks as i8), from its operands' f64 values:
@@ -116,6 +119,9 @@ pub fn compute64(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, a: &[Value], pa
                 }
                 Unary::Exp => call(b, libm.exp, &[x]),
                 Unary::Log => call(b, libm.log, &[x]),
+                Unary::Tanh => call(b, libm.tanh, &[x]),
+                Unary::Sigmoid => call(b, libm.sigmoid, &[x]),
+                Unary::Erf => call(b, libm.erf, &[x]),
             }
         }
         LOp::Binary(op, ..) => {
@@ -242,7 +248,7 @@ fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
 
 /// Computes an elementwise operation (not loads, reductions or random
 /// values, which need addresses) on already-computed operands.
-pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value]) -> Value {
+pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, a: &[Value]) -> Value {
     match *op {
         LOp::Const(c) => fconst(b, w, c as f32),
         LOp::Param(_) => unreachable!("params are per-call scalars, emitted by the caller"),
@@ -273,8 +279,11 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, w: W, a: &[Value]
                     let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
                     pick(b, w, nan, x, r)
                 }
-                Unary::Exp => libcall(b, w, libm.expf, &[x]),
-                Unary::Log => libcall(b, w, libm.logf, &[x]),
+                Unary::Exp => vector_math(b, w, k, u, x),
+                Unary::Log => vector_math(b, w, k, u, x),
+                Unary::Tanh => vector_math(b, w, k, u, x),
+                Unary::Sigmoid => vector_math(b, w, k, u, x),
+                Unary::Erf => vector_math(b, w, k, u, x),
             }
         }
         LOp::Binary(op, ..) => {
@@ -414,13 +423,17 @@ const TABLE_BITS: [u32; 17] = [
 const PACK_ROWS: [[u32; 4]; 2] =
     [[0x0504_0100, 0x0D0C_0908, 0x0504_0100, 0x0D0C_0908], [0x0706_0302, 0x0F0E_0B0A, 0x0706_0302, 0x0F0E_0B0A]];
 
-/// [`TABLE_BITS`] splatted to 16-byte rows, then [`PACK_ROWS`]; aligned so
-/// that SSE too can use a row as a memory operand.
+/// Where the vector math constants start in the table.
+const VMATH_ROW: usize = TABLE_BITS.len() + PACK_ROWS.len();
+
+/// [`TABLE_BITS`] splatted to 16-byte rows, then [`PACK_ROWS`], then the
+/// vector math constants (`vmath::CONSTANT_BITS`) splatted; aligned so that
+/// SSE too can use a row as a memory operand.
 #[repr(C, align(16))]
-struct Table([[u32; 4]; TABLE_BITS.len() + PACK_ROWS.len()]);
+struct Table([[u32; 4]; VMATH_ROW + vmath::CONSTANT_BITS.len()]);
 
 static TABLE: Table = {
-    let mut rows = [[0u32; 4]; TABLE_BITS.len() + PACK_ROWS.len()];
+    let mut rows = [[0u32; 4]; VMATH_ROW + vmath::CONSTANT_BITS.len()];
     let mut i = 0;
     while i < TABLE_BITS.len() {
         rows[i] = [TABLE_BITS[i]; 4];
@@ -428,6 +441,11 @@ static TABLE: Table = {
     }
     rows[i] = PACK_ROWS[0];
     rows[i + 1] = PACK_ROWS[1];
+    let mut j = 0;
+    while j < vmath::CONSTANT_BITS.len() {
+        rows[VMATH_ROW + j] = [vmath::CONSTANT_BITS[j]; 4];
+        j += 1;
+    }
     Table(rows)
 };
 
@@ -489,7 +507,11 @@ fn kf32(b: &mut FunctionBuilder, w: W, k: Consts, x: f32) -> Value {
 /// `bits` in every lane of a vector of type `ty`: a load from the table
 /// (a `vconst` for a pattern it lacks, which is correct, only slower).
 fn vconst32(b: &mut FunctionBuilder, k: Consts, ty: Type, bits: u32) -> Value {
-    match TABLE_BITS.iter().position(|&t| t == bits) {
+    let row = TABLE_BITS
+        .iter()
+        .position(|&t| t == bits)
+        .or_else(|| vmath::CONSTANT_BITS.iter().position(|&t| t == bits).map(|j| VMATH_ROW + j));
+    match row {
         Some(row) => {
             // The table is immutable, 16-byte aligned and always mapped.
             let flags = MemFlagsData::trusted().with_readonly();
@@ -499,6 +521,107 @@ fn vconst32(b: &mut FunctionBuilder, k: Consts, ty: Type, bits: u32) -> Value {
             let data: Vec<u8> = bits.to_le_bytes().repeat(4);
             let c = b.func.dfg.constants.insert(data.into());
             b.ins().vconst(ty, c)
+        }
+    }
+}
+
+/// F32X4 / I32X4 lanes for the vector math sequences: each `Lanes`
+/// operation is one instruction, so generated code computes exactly what
+/// the loop-IR interpreter computes with `vmath::Scalar`.
+struct Vec4<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    /// The constant table: each constant is a load folded into its user.
+    k: Consts,
+}
+
+impl vmath::Lanes for Vec4<'_, '_> {
+    type F = Value;
+    type I = Value;
+    fn splat(&mut self, c: f32) -> Value {
+        kf32(self.b, W::V, self.k, c)
+    }
+    fn isplat(&mut self, c: i32) -> Value {
+        kint(self.b, W::V, self.k, c as u32)
+    }
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+    fn sub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fsub(a, b)
+    }
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+    fn to_float(&mut self, a: Value) -> Value {
+        self.b.ins().fcvt_from_sint(types::F32X4, a)
+    }
+    fn iadd(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().iadd(a, b)
+    }
+    fn isub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().isub(a, b)
+    }
+    fn shl(&mut self, a: Value, n: u32) -> Value {
+        let n = self.b.ins().iconst(types::I32, n as i64);
+        self.b.ins().ishl(a, n)
+    }
+    fn sar(&mut self, a: Value, n: u32) -> Value {
+        let n = self.b.ins().iconst(types::I32, n as i64);
+        self.b.ins().sshr(a, n)
+    }
+    fn shr(&mut self, a: Value, n: u32) -> Value {
+        let n = self.b.ins().iconst(types::I32, n as i64);
+        self.b.ins().ushr(a, n)
+    }
+    fn and(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().band(a, b)
+    }
+    fn or(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().bor(a, b)
+    }
+    fn xor(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().bxor(a, b)
+    }
+    fn bits(&mut self, a: Value) -> Value {
+        to_int(self.b, W::V, a)
+    }
+    fn from_bits(&mut self, a: Value) -> Value {
+        to_float(self.b, W::V, a)
+    }
+    fn lt(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fcmp(FloatCC::LessThan, a, b)
+    }
+    fn eq(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fcmp(FloatCC::Equal, a, b)
+    }
+    fn is_nan(&mut self, a: Value) -> Value {
+        self.b.ins().fcmp(FloatCC::Unordered, a, a)
+    }
+    fn select(&mut self, m: Value, a: Value, b: Value) -> Value {
+        pick(self.b, W::V, m, a, b)
+    }
+}
+
+/// The vector math function `u` (`normjit_lower::vmath`) of `x`: on
+/// F32X4 lanes, or for a scalar in lane 0 of a vector (the same bits).
+fn vector_math(b: &mut FunctionBuilder, w: W, k: Consts, u: Unary, x: Value) -> Value {
+    let f = |l: &mut Vec4<'_, '_>, x: Value| match u {
+        Unary::Exp => vmath::exp(l, x),
+        Unary::Log => vmath::log(l, x),
+        Unary::Tanh => vmath::tanh(l, x),
+        Unary::Sigmoid => vmath::sigmoid(l, x),
+        Unary::Erf => vmath::erf(l, x),
+        _ => unreachable!("{u:?} is not a vector math function"),
+    };
+    match w {
+        W::V => f(&mut Vec4 { b, k }, x),
+        W::S => {
+            let v = b.ins().splat(types::F32X4, x);
+            let r = f(&mut Vec4 { b, k }, v);
+            b.ins().extractlane(r, 0)
         }
     }
 }

@@ -104,6 +104,9 @@ fn per_call_scalars(k: &Kernel, sizes: &[usize], params: &[f64]) -> Vec<Option<S
                     Unary::Exp => x.exp(),
                     Unary::Log => x.ln(),
                     Unary::Recip => 1.0 / x,
+                    Unary::Tanh => x.tanh(),
+                    Unary::Sigmoid => normjit_ir::math::sigmoid(x),
+                    Unary::Erf => normjit_ir::math::erf(x),
                 })
             }
             Op::Binary(op, a, b) => {
@@ -243,6 +246,9 @@ impl<'a, T: Float> Eval<'_, 'a, T> {
                     Unary::Exp => map!(T::exp),
                     Unary::Log => map!(T::ln),
                     Unary::Recip => map!(|v: T| T::ONE / v),
+                    Unary::Tanh => map!(T::tanh),
+                    Unary::Sigmoid => map!(T::sigmoid),
+                    Unary::Erf => map!(T::erf),
                 }
                 Val::Real(Cow::Owned(out))
             }

@@ -50,6 +50,12 @@ mod sealed {
         fn exp(self) -> Self;
         /// Natural logarithm.
         fn ln(self) -> Self;
+        /// Hyperbolic tangent.
+        fn tanh(self) -> Self;
+        /// The logistic function, as `normjit_ir::math` defines it.
+        fn sigmoid(self) -> Self;
+        /// The error function, as `normjit_ir::math` defines it.
+        fn erf(self) -> Self;
         /// `self^e`, as C `pow`/`powf`.
         fn powf(self, e: Self) -> Self;
         /// `|x|`.
@@ -65,7 +71,7 @@ mod sealed {
     }
 
     macro_rules! float_impl {
-        ($t:ty, $round:ident, $sr:path) => {
+        ($t:ty, $round:ident, $sr:path, $sigmoid:path, $erf:path) => {
             impl Float for $t {
                 const ZERO: Self = 0.0;
                 const ONE: Self = 1.0;
@@ -96,6 +102,18 @@ mod sealed {
                     <$t>::ln(self)
                 }
                 #[inline]
+                fn tanh(self) -> Self {
+                    <$t>::tanh(self)
+                }
+                #[inline]
+                fn sigmoid(self) -> Self {
+                    $sigmoid(self)
+                }
+                #[inline]
+                fn erf(self) -> Self {
+                    $erf(self)
+                }
+                #[inline]
                 fn powf(self, e: Self) -> Self {
                     <$t>::powf(self, e)
                 }
@@ -118,8 +136,20 @@ mod sealed {
             }
         };
     }
-    float_impl!(f32, round_f32, normjit_ir::dtype::stochastic_bf16_f32);
-    float_impl!(f64, round_f64, normjit_ir::dtype::stochastic_bf16_f64);
+    float_impl!(
+        f32,
+        round_f32,
+        normjit_ir::dtype::stochastic_bf16_f32,
+        normjit_ir::math::sigmoid_f32,
+        normjit_ir::math::erf_f32
+    );
+    float_impl!(
+        f64,
+        round_f64,
+        normjit_ir::dtype::stochastic_bf16_f64,
+        normjit_ir::math::sigmoid,
+        normjit_ir::math::erf
+    );
 }
 
 /// `sign(x)`: 1 for x > 0, -1 for x < 0, `+0.0` for `±0`, NaN for NaN.

@@ -593,6 +593,12 @@ shortcuts! {
     log => unary(Unary::Log, a);
     /// `recip(a)`
     recip => unary(Unary::Recip, a);
+    /// `tanh(a)`
+    tanh => unary(Unary::Tanh, a);
+    /// `sigmoid(a)`
+    sigmoid => unary(Unary::Sigmoid, a);
+    /// `erf(a)`
+    erf => unary(Unary::Erf, a);
 }
 
 /// True for `[A-Za-z_][A-Za-z0-9_]*`.

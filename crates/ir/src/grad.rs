@@ -61,6 +61,9 @@
 //! | `exp(a)` | `a += g * r` |
 //! | `log(a)` | `a += g / a` |
 //! | `recip(a)` | `a += -(g * (r * r))` |
+//! | `tanh(a)` | `a += g * (1 - r * r)` |
+//! | `sigmoid(a)` | `a += g * (r * (1 - r))` |
+//! | `erf(a)` | `a += g * (1.1283791670955126 * exp(-(a * a)))` (`2 / sqrt(pi)`) |
 //! | `a + b` | `a += g`, `b += g` (`a + a`: `a += 2 * g`) |
 //! | `a - b` | `a += g`, `b -= g` (`a - a`: none) |
 //! | `a * b` | `a += g * b`, `b += g * a` (`a * a`: `a += 2 * (g * a)`) |
@@ -638,6 +641,9 @@ impl Graph {
                 Unary::Exp => c.exp(),
                 Unary::Log => c.ln(),
                 Unary::Recip => 1.0 / c,
+                Unary::Tanh => c.tanh(),
+                Unary::Sigmoid => crate::math::sigmoid(c),
+                Unary::Erf => crate::math::erf(c),
             };
             if literal(r) {
                 return self.konst(r);
@@ -1089,6 +1095,32 @@ impl<'k> Ad<'k> {
                     Unary::Log => {
                         let pa = self.p(a);
                         self.g.div(g, pa)
+                    }
+                    Unary::Tanh => {
+                        // 1 - r^2
+                        let r = self.p(v);
+                        let r2 = self.g.mul(r, r);
+                        let one = self.g.konst(1.0);
+                        let d = self.g.sub(one, r2);
+                        self.g.mul(g, d)
+                    }
+                    Unary::Sigmoid => {
+                        // r (1 - r)
+                        let r = self.p(v);
+                        let one = self.g.konst(1.0);
+                        let c = self.g.sub(one, r);
+                        let d = self.g.mul(r, c);
+                        self.g.mul(g, d)
+                    }
+                    Unary::Erf => {
+                        // 2 / sqrt(pi) e^{-a^2}
+                        let pa = self.p(a);
+                        let a2 = self.g.mul(pa, pa);
+                        let na2 = self.g.neg(a2);
+                        let e = self.g.unary(Unary::Exp, na2);
+                        let c = self.g.konst(std::f64::consts::FRAC_2_SQRT_PI);
+                        let d = self.g.mul(c, e);
+                        self.g.mul(g, d)
                     }
                     Unary::Recip => {
                         let r = self.p(v);

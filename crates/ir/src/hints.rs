@@ -6,7 +6,8 @@
 //! worse than none.
 
 /// Every function of the text format, as listed in messages.
-pub const ALL_FNS: &str = "sqrt rsqrt abs sign exp log neg recip pow min max select sum mean var std count uniform";
+pub const ALL_FNS: &str =
+    "sqrt rsqrt abs sign exp log neg recip tanh sigmoid erf pow min max select sum mean var std count uniform";
 
 /// True for a function name the text format knows.
 pub fn is_function(name: &str) -> bool {
@@ -47,9 +48,9 @@ pub fn spelling(name: &str) -> Option<&'static str> {
         "log10" => "normjit writes `log10(x)` as `log(x) / log(10)`",
         "average" => "normjit writes it as `mean(x, AXES)`",
         "relu" => "normjit writes `relu(x)` as `max(x, 0)`",
-        "sigmoid" => "normjit writes `sigmoid(x)` as `1 / (1 + exp(-x))`",
-        "tanh" => "normjit writes `tanh(x)` as `1 - 2 / (exp(2 * x) + 1)` (no overflow to NaN at large |x|)",
-        "silu" | "swish" => "normjit writes `silu(x)` as `x / (1 + exp(-x))`",
+        "silu" | "swish" => "normjit writes `silu(x)` as `x * sigmoid(x)`",
+        "gelu" => "normjit writes `gelu(x)` as `0.5 * x * (1 + erf(x * 0.7071067811865476))` (or the tanh form)",
+        "logistic" | "expit" => "normjit writes it as `sigmoid(x)`",
         "softmax" => "normjit spells softmax out: `e = exp(x - max(x, D))`, then `e / sum(e, D)`",
         "log_softmax" => "normjit spells log-softmax out: `z = x - max(x, D)`, then `z - log(sum(exp(z), D))`",
         "layer_norm" => "normjit spells LayerNorm out; see ir/norm/layer_norm.nj",

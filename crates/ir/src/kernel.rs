@@ -213,12 +213,29 @@ pub enum Unary {
     Log,
     /// `recip(x) = 1 / x`.
     Recip,
+    /// `tanh(x)`, the hyperbolic tangent.
+    Tanh,
+    /// `sigmoid(x) = 1 / (1 + exp(-x))`, the logistic function.
+    Sigmoid,
+    /// `erf(x)`, the error function (`gelu(x) = 0.5 * x * (1 + erf(x / sqrt(2)))`).
+    Erf,
 }
 
 impl Unary {
     /// All unary functions.
-    pub const ALL: [Unary; 8] =
-        [Unary::Neg, Unary::Abs, Unary::Sign, Unary::Sqrt, Unary::Rsqrt, Unary::Exp, Unary::Log, Unary::Recip];
+    pub const ALL: [Unary; 11] = [
+        Unary::Neg,
+        Unary::Abs,
+        Unary::Sign,
+        Unary::Sqrt,
+        Unary::Rsqrt,
+        Unary::Exp,
+        Unary::Log,
+        Unary::Recip,
+        Unary::Tanh,
+        Unary::Sigmoid,
+        Unary::Erf,
+    ];
     /// Function name in the text format.
     pub fn name(self) -> &'static str {
         match self {
@@ -230,6 +247,9 @@ impl Unary {
             Unary::Exp => "exp",
             Unary::Log => "log",
             Unary::Recip => "recip",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Erf => "erf",
         }
     }
 }

@@ -94,7 +94,12 @@
 //! chainable); `+ -`; `* /`; unary `-`; `^` (power, right-associative, so
 //! `-x^2 = -(x^2)` and `2^-1` is allowed); then literals (Rust syntax:
 //! `1e-5`, `0.999`, `3`), names and calls:
-//! - `sqrt rsqrt abs sign exp log neg recip` (one argument);
+//! - `sqrt rsqrt abs sign exp log neg recip tanh sigmoid erf` (one
+//!   argument). Generated code computes `exp log tanh sigmoid erf` with
+//!   inline vector polynomials whose error bounds, measured over every f32,
+//!   are stated in `normjit_lower::vmath` (at most 1 ulp for `exp` and
+//!   `log`, 2 for `tanh`, 3 for `sigmoid` and `erf`); `x ^ n` with a literal
+//!   integer `2 <= |n| <= 4` becomes multiplications;
 //! - `pow(a, b)`, `min(a, b)`, `max(a, b)` (elementwise, NaN-propagating);
 //! - `select(cond, a, b)` with `cond` a comparison;
 //! - `sum|mean|max|min(EXPR, AXIS, ...)`: reduction over the named dims;
@@ -183,6 +188,7 @@ pub mod grad;
 mod hints;
 mod kernel;
 mod lexer;
+pub mod math;
 mod parser;
 mod printer;
 mod resolve;

@@ -185,7 +185,7 @@ struct Resolver<'a> {
     stochastic: Vec<(TensorId, Ident, bool)>,
 }
 
-const UNARY_FNS: [(&str, Unary); 8] = [
+const UNARY_FNS: [(&str, Unary); 11] = [
     ("neg", Unary::Neg),
     ("abs", Unary::Abs),
     ("sign", Unary::Sign),
@@ -194,6 +194,9 @@ const UNARY_FNS: [(&str, Unary); 8] = [
     ("exp", Unary::Exp),
     ("log", Unary::Log),
     ("recip", Unary::Recip),
+    ("tanh", Unary::Tanh),
+    ("sigmoid", Unary::Sigmoid),
+    ("erf", Unary::Erf),
 ];
 
 /// Longest source text quoted in a suggestion.

@@ -6,6 +6,7 @@
 //! It shares no code with the reference interpreter.
 
 use crate::loopir::*;
+use crate::vmath;
 use normjit_ir::{rng, Binary, Cmp, DimId, ParamType, Reduce, Unary};
 
 /// Why a plan could not run.
@@ -327,6 +328,9 @@ impl<'a> Machine<'a> {
                     Unary::Exp => x.exp(),
                     Unary::Log => x.ln(),
                     Unary::Recip => 1.0 / x,
+                    Unary::Tanh => x.tanh(),
+                    Unary::Sigmoid => normjit_ir::math::sigmoid(x),
+                    Unary::Erf => normjit_ir::math::erf(x),
                 }
             }
             LOp::Binary(b, x, y) => {
@@ -386,8 +390,12 @@ impl<'a> Machine<'a> {
                     Unary::Sign => sign(x),
                     Unary::Sqrt => x.sqrt(),
                     Unary::Rsqrt => 1.0 / x.sqrt(),
-                    Unary::Exp => x.exp(),
-                    Unary::Log => x.ln(),
+                    // The vector math sequences, as generated code runs them.
+                    Unary::Exp => vmath::exp(&mut vmath::Scalar, x),
+                    Unary::Log => vmath::log(&mut vmath::Scalar, x),
+                    Unary::Tanh => vmath::tanh(&mut vmath::Scalar, x),
+                    Unary::Sigmoid => vmath::sigmoid(&mut vmath::Scalar, x),
+                    Unary::Erf => vmath::erf(&mut vmath::Scalar, x),
                     Unary::Recip => 1.0 / x,
                 }
             }

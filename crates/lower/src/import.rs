@@ -89,6 +89,54 @@ pub fn import(k: &Kernel) -> Imported {
             }
             op => op,
         };
+        // `x ^ n` for a literal integer 2 <= |n| <= 4 and a per-element `x`:
+        // multiplications (and a reciprocal for n < 0), where `pow` is a
+        // library call per lane. Correctly rounded for n = 2, within 2 ulp
+        // of `powf` otherwise; `x ^ -n` is `1 / x^n`, so it is 0 (not a tiny
+        // subnormal) once `x^n` overflows.
+        let op = match op {
+            LOp::Binary(Binary::Pow, x, y) if !out.nodes[x.0 as usize].per_call => {
+                match out.nodes[y.0 as usize].op {
+                    LOp::Const(c) if c.fract() == 0.0 && (1.0..=4.0).contains(&c.abs()) && c != 1.0 => {
+                        let axes = out.nodes[x.0 as usize].axes;
+                        let mut mul = |a: LValue, b: LValue, out: &mut Imported| {
+                            intern(out, &mut memo, LOp::Binary(Binary::Mul, a, b), ValueType::F32, axes, false)
+                        };
+                        let (n, neg) = (c.abs() as u32, c < 0.0);
+                        let prod = |mul: &mut dyn FnMut(LValue, LValue, &mut Imported) -> LValue,
+                                    out: &mut Imported| {
+                            match n {
+                                1 => x,
+                                2 => mul(x, x, out),
+                                3 => {
+                                    let s = mul(x, x, out);
+                                    mul(s, x, out)
+                                }
+                                _ => {
+                                    let s = mul(x, x, out);
+                                    mul(s, s, out)
+                                }
+                            }
+                        };
+                        if neg {
+                            LOp::Unary(Unary::Recip, prod(&mut mul, &mut out))
+                        } else {
+                            // The last multiplication is the value itself.
+                            match n {
+                                2 => LOp::Binary(Binary::Mul, x, x),
+                                3 => LOp::Binary(Binary::Mul, mul(x, x, &mut out), x),
+                                _ => {
+                                    let s = mul(x, x, &mut out);
+                                    LOp::Binary(Binary::Mul, s, s)
+                                }
+                            }
+                        }
+                    }
+                    _ => op,
+                }
+            }
+            op => op,
+        };
         let per_call = node.axes.is_empty()
             && match &op {
                 LOp::Const(_) | LOp::Param(_) | LOp::Count(_) => true,

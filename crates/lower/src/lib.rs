@@ -25,6 +25,7 @@ mod split;
 mod stores;
 mod traffic;
 mod vectorize;
+pub mod vmath;
 
 pub use exec::{exec, ExecError};
 

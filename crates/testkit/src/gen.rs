@@ -412,7 +412,7 @@ impl<'c> Gen<'c> {
             0..=2 => self.leaf(depth),
             3..=4 => {
                 let a = self.expr(d, max);
-                match self.ch.below(12) {
+                match self.ch.below(15) {
                     0 => self.un(Unary::Neg, a),
                     1 => self.un(Unary::Abs, a),
                     2 => {
@@ -439,7 +439,10 @@ impl<'c> Gen<'c> {
                         self.un(Unary::Log, a)
                     }
                     10 => self.un(Unary::Exp, a),
-                    _ => self.un(Unary::Log, a),
+                    11 => self.un(Unary::Log, a),
+                    12 => self.un(Unary::Tanh, a),
+                    13 => self.un(Unary::Sigmoid, a),
+                    _ => self.un(Unary::Erf, a),
                 }
             }
             5..=8 => {

@@ -489,6 +489,9 @@ fn unary(op: Unary, a: Av) -> Av {
         Unary::Recip => arith(Binary::Div, Av::point(1.0), a),
         Unary::Exp => monotone(a, f64::exp, f32::exp, None, 4),
         Unary::Log => monotone(a, f64::ln, f32::ln, Some(0.0), 4),
+        Unary::Tanh => monotone(a, f64::tanh, f32::tanh, None, 4),
+        Unary::Sigmoid => monotone(a, normjit_ir::math::sigmoid, normjit_ir::math::sigmoid_f32, None, 4),
+        Unary::Erf => monotone(a, normjit_ir::math::erf, normjit_ir::math::erf_f32, None, 4),
     }
 }
 
@@ -538,6 +541,9 @@ fn per_call_values(k: &Kernel, sizes: &[usize], params: &[f64]) -> Vec<Option<Pe
                     Unary::Exp => x.exp(),
                     Unary::Log => x.ln(),
                     Unary::Recip => 1.0 / x,
+                    Unary::Tanh => x.tanh(),
+                    Unary::Sigmoid => normjit_ir::math::sigmoid(x),
+                    Unary::Erf => normjit_ir::math::erf(x),
                 })
             }
             Op::Binary(b, a, c) => {
