@@ -43,6 +43,25 @@ fn shapes(p: Pipeline) -> Vec<Vec<(&'static str, usize)>> {
         Pipeline::LayerNorm | Pipeline::RmsNorm => {
             nd(&[(0, 5), (3, 0), (1, 1), (2, 15), (1, 17), (3, 33), (2, 63), (3, 129), (5, 300), (2, 1023), (1, 4097)])
         }
+        // Also several of the blocks of rows dgamma and dbeta are summed by
+        // (about 2^15 elements, at least a row): three, the last one short
+        // (70 x 1023); two (301 x 129); a row each (5 x 40000).
+        Pipeline::LayerNormGrad => nd(&[
+            (0, 5),
+            (3, 0),
+            (1, 1),
+            (2, 15),
+            (1, 17),
+            (3, 33),
+            (2, 63),
+            (3, 129),
+            (5, 300),
+            (2, 1023),
+            (1, 4097),
+            (70, 1023),
+            (301, 129),
+            (5, 40000),
+        ]),
         Pipeline::BatchNormTrain => [
             (2, 3, 5, 7),
             (3, 4, 1, 17),
@@ -67,7 +86,7 @@ fn shapes(p: Pipeline) -> Vec<Vec<(&'static str, usize)>> {
 /// values that exercise every term.
 fn param_sets(p: Pipeline) -> Vec<Vec<(String, String)>> {
     let sets: &[&[(&str, &str)]] = match p {
-        Pipeline::LayerNorm => &[&[], &[("eps", "0.1")]],
+        Pipeline::LayerNorm | Pipeline::LayerNormGrad => &[&[], &[("eps", "0.1")]],
         Pipeline::RmsNorm => &[&[], &[("eps", "0.5")]],
         Pipeline::BatchNormTrain => &[&[], &[("eps", "0.01"), ("momentum", "0.3")]],
         Pipeline::AdamW => &[&[("t", "1")], &[("lr", "0.01"), ("t", "7"), ("wd", "0.1"), ("eps", "1e-3")]],
@@ -381,8 +400,8 @@ fn best_time(reps: usize, mut f: impl FnMut()) -> f64 {
 /// Informal figures, not assertions (timings on shared machines are noise
 /// for tests): at DRAM size (2^25 elements), the roofline copy next to
 /// libc's memcpy, an in-place roofline and the reference AdamW, staggered
-/// and page-aligned; in cache, the reference LayerNorm at 256 x 1024 next
-/// to the roofline copy of the same bytes, on every ISA.
+/// and page-aligned; in cache, the reference LayerNorm and its backward at
+/// 256 x 1024 next to the roofline copy of the same bytes, on every ISA.
 #[test]
 #[ignore = "prints bandwidth figures; run in release with --nocapture"]
 fn speed() {
@@ -448,6 +467,17 @@ fn speed() {
                 roofline::stream(&[&*r[0]], &mut [], w);
             })
         });
-        println!("{} 256x1024: layer_norm {:.1}, stream copy {:.1}", isa.name(), gbs(bytes, t), gbs(8 * rows * d, tc));
+        let k = load("grad/layer_norm_grad.nj");
+        let r = Reference::for_kernel(&k).unwrap();
+        let mut b = Buffers::for_kernel(&k, &[rows, d], &[1e-5], 1, Placement::Staggered);
+        let tg = with_isa(isa, || best_time(200, || r.run(&[rows, d], &[1e-5], &mut b, None)));
+        let grad_bytes = 4 * (3 * rows * d + 3 * d);
+        println!(
+            "{} 256x1024: layer_norm {:.1}, layer_norm_grad {:.1}, stream copy {:.1}",
+            isa.name(),
+            gbs(bytes, t),
+            gbs(grad_bytes, tg),
+            gbs(8 * rows * d, tc)
+        );
     }
 }

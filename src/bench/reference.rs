@@ -5,12 +5,15 @@
 //! differ, e.g. by FMA), written the way a good engineer writes it by hand:
 //! two-pass statistics a row (or channel) at a time, so that the later
 //! passes find it in cache; eight vector registers of independent
-//! accumulators in every reduction; scalars hoisted out of the loops; FMA
-//! where the ISA has it; plain loops that LLVM vectorizes for AVX-512, AVX2
-//! or the baseline target, picked at run time. Each also has a `_par`
-//! variant that splits rows, channels or elements across a rayon pool, on
-//! the calling thread's [`Isa`]; the split never changes a bit
-//! of the result.
+//! accumulators in every reduction (fewer each when one sweep makes
+//! several); scalars hoisted out of the loops; FMA where the ISA has it;
+//! plain loops that LLVM vectorizes for AVX-512, AVX2 or the baseline
+//! target, picked at run time. Each also has a `_par` variant that splits
+//! rows, channels or elements across a rayon pool, on the calling thread's
+//! [`Isa`]; the split never changes a bit of the result. (The sums over
+//! rows of [`layer_norm_grad`], `dgamma` and `dbeta`, go by blocks of rows
+//! fixed by the shape alone, in parallel or not, and the blocks' sums are
+//! added up in block order.)
 //!
 //! Shapes come from the slice lengths (`D` is `gamma.len()`, and so on). A
 //! length that does not fit is a bug in the caller: the functions panic,
@@ -461,6 +464,255 @@ pub fn prox_l1_par(pool: &ThreadPool, p: &mut [f32], g: &[f32], q: ProxL1Params)
     });
 }
 
+// ------------------------------------------------------- layer_norm_grad
+
+/// `ir/grad/layer_norm_grad.nj`, the backward of [`layer_norm`] (its
+/// vector-Jacobian product for a cotangent `dy` of `y`). For each row of
+/// `x` and `dy` (`N x D`, `D = gamma.len()`), with the forward's `mu`,
+/// `xc = x - mu`, `rstd = rsqrt(var + eps)` (the biased variance
+/// `mean(xc^2)`, from `mu` in a second pass, as in [`layer_norm`]) and `g =
+/// dy * gamma`: `dx = rstd * (g - mean(g) - xc * rstd^2 * mean(g * xc))`.
+/// Over all rows: `dgamma = sum(dy * xc * rstd)`, `dbeta = sum(dy)`.
+/// `dgamma` and `dbeta` are overwritten (all zeros when there are no
+/// rows).
+///
+/// The file computes `dxc = g * rstd - sum(g * xc) * rstd^3 / D * xc`,
+/// then `dx = dxc - sum(dxc) / D`. This uses `sum(dxc) = rstd * sum(g) -
+/// sum(g * xc) * rstd^3 / D * sum(xc)` with `sum(xc) = 0`, which holds
+/// exactly in real arithmetic and up to rounding in f32 (the f32
+/// `sum(xc)` is a few ulps of `D * |x|`), so no pass sums `dxc`: the
+/// results agree with the file's to within f32 rounding, not bit for bit.
+///
+/// Fused a row at a time, so that the row of `x`, `dy` and `dx` stays in
+/// cache across three sweeps (and `gamma` and the sums over rows across
+/// all rows): the mean of `x`; `sum(xc^2)`, `sum(g * xc)` and `sum(g)`
+/// together (none of them needs `rstd`); and `dx`, while adding the row's
+/// terms into the sums over rows. The three sums of the second sweep get
+/// four vector registers of accumulators each (two on the baseline).
+///
+/// The sums over rows go by blocks of rows whose size depends only on `N`
+/// and `D` (about 2^15 elements, at least a row; more when that would make
+/// over 128 blocks): each block sums its rows in order into its own
+/// zeroed partial, and the partials are added up in block order. That is
+/// how [`layer_norm_grad_par`] splits the work, so the two agree bit for
+/// bit.
+///
+/// # Panics
+/// If `x.len()` is not a multiple of `D` (or not 0 when `D` is), or `dy`,
+/// `dx`, `dgamma` or `dbeta` does not fit.
+pub fn layer_norm_grad(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    eps: f32,
+) {
+    let d = gamma.len();
+    let n = layer_norm_grad_check(x, gamma, dy, dx, dgamma, dbeta);
+    dgamma.fill(0.0);
+    dbeta.fill(0.0);
+    if n == 0 {
+        return;
+    }
+    let chunk = layer_norm_grad_block_rows(n, d) * d;
+    // One block's partial at a time, added into the totals as it is done:
+    // the same additions in the same order as `layer_norm_grad_par` makes.
+    let mut buf = Vec::new();
+    let (partial, stride) = layer_norm_grad_partials(&mut buf, 1, d);
+    let (pg, pb) = partial.split_at_mut(stride);
+    let (pg, pb) = (&mut pg[..d], &mut pb[..d]);
+    for ((x, dy), dx) in x.chunks(chunk).zip(dy.chunks(chunk)).zip(dx.chunks_mut(chunk)) {
+        layer_norm_grad_block(x, gamma, dy, dx, pg, pb, eps);
+        add_into(dgamma, pg);
+        add_into(dbeta, pb);
+    }
+}
+
+/// [`layer_norm_grad`] with its blocks of rows spread over the threads of
+/// `pool`, each into its own partial sums over rows, which are then added
+/// up in block order (by columns, across the pool). Results do not depend
+/// on the pool: they are [`layer_norm_grad`]'s bit for bit. With fewer
+/// blocks than threads (`N * D` under about `2^15` times the thread
+/// count), some threads idle.
+#[allow(clippy::too_many_arguments)] // one slice per tensor of the pipeline
+pub fn layer_norm_grad_par(
+    pool: &ThreadPool,
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    eps: f32,
+) {
+    let d = gamma.len();
+    let n = layer_norm_grad_check(x, gamma, dy, dx, dgamma, dbeta);
+    if n == 0 {
+        return layer_norm_grad(x, gamma, dy, dx, dgamma, dbeta, eps);
+    }
+    let chunk = layer_norm_grad_block_rows(n, d) * d;
+    let mut buf = Vec::new();
+    let (partials, stride) = layer_norm_grad_partials(&mut buf, x.len().div_ceil(chunk), d);
+    let isa = Isa::current();
+    pool.install(|| {
+        x.par_chunks(chunk)
+            .zip(dy.par_chunks(chunk))
+            .zip(dx.par_chunks_mut(chunk))
+            .zip(partials.par_chunks_mut(2 * stride))
+            .for_each(|(((x, dy), dx), p)| {
+                let (pg, pb) = p.split_at_mut(stride);
+                with_isa(isa, || layer_norm_grad_block(x, gamma, dy, dx, &mut pg[..d], &mut pb[..d], eps))
+            });
+        // Each column from 0 through the blocks in order, as the serial
+        // function adds them; the columns split across the pool.
+        let cols = piece(d, pool.current_num_threads(), 16);
+        dgamma.par_chunks_mut(cols).zip(dbeta.par_chunks_mut(cols)).enumerate().for_each(|(i, (g, b))| {
+            g.fill(0.0);
+            b.fill(0.0);
+            let lo = i * cols;
+            for p in partials.chunks_exact(2 * stride) {
+                add_into(g, &p[lo..][..g.len()]);
+                add_into(b, &p[stride + lo..][..b.len()]);
+            }
+        });
+    });
+}
+
+/// Checks the lengths of a [`layer_norm_grad`] call; returns `N`.
+fn layer_norm_grad_check(x: &[f32], gamma: &[f32], dy: &[f32], dx: &[f32], dgamma: &[f32], dbeta: &[f32]) -> usize {
+    let n = rows(x, gamma.len(), "x", "gamma");
+    same_len(dy, x, "dy", "x");
+    same_len(dx, x, "dx", "x");
+    same_len(dgamma, gamma, "dgamma", "gamma");
+    same_len(dbeta, gamma, "dbeta", "gamma");
+    n
+}
+
+/// Rows per block of [`layer_norm_grad`] for `n` rows of `d > 0`: enough
+/// for `2^15` elements, so that a block's partial sums (`2 * d` to zero and
+/// to add up) are small next to its rows, and for at most 128 blocks, so
+/// that all the partials are small next to `x`.
+fn layer_norm_grad_block_rows(n: usize, d: usize) -> usize {
+    const ELEMS: usize = 1 << 15;
+    const MAX_BLOCKS: usize = 128;
+    ELEMS.div_ceil(d).max(n.div_ceil(MAX_BLOCKS))
+}
+
+/// `blocks` zeroed partials of [`layer_norm_grad`] for rows of `d`, in
+/// `buf`, and their `stride`: partial `i`'s `dgamma` is the first `d` of
+/// the `stride` f32s from `2 * i * stride`, its `dbeta` the first `d` of the
+/// next `stride`. Each starts a cache line, so that vector accesses do not
+/// straddle two and blocks on different threads do not share one.
+fn layer_norm_grad_partials(buf: &mut Vec<f32>, blocks: usize, d: usize) -> (&mut [f32], usize) {
+    let stride = d.next_multiple_of(16);
+    let len = blocks * 2 * stride;
+    *buf = vec![0.0; len + 15];
+    let skip = buf.as_ptr().align_offset(64).min(15);
+    (&mut buf[skip..][..len], stride)
+}
+
+/// `acc += v`, elementwise.
+fn add_into(acc: &mut [f32], v: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a += b;
+    }
+}
+
+multiversion! {
+    /// One block of rows of [`layer_norm_grad`] (`D = gamma.len() > 0`):
+    /// writes its `dx` and overwrites `dgamma` and `dbeta` with its rows'
+    /// sums, added row after row.
+    fn layer_norm_grad_block(
+        x: &[f32],
+        gamma: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        dgamma: &mut [f32],
+        dbeta: &mut [f32],
+        eps: f32,
+    ) => layer_norm_grad_body
+}
+
+#[inline(always)]
+fn layer_norm_grad_body<const FMA: bool, const L: usize>(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    eps: f32,
+) {
+    dgamma.fill(0.0);
+    dbeta.fill(0.0);
+    let d = gamma.len();
+    let count = d as f32;
+    for ((xr, dyr), dxr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+        let mut acc = Lanes::<L>::new();
+        acc.feed(xr, |a, v| a + v);
+        let mu = acc.total() / count;
+        // Four vector registers a sum with FMA (twelve in all); two on the
+        // baseline, whose sixteen registers (and two-operand instructions,
+        // without FMA) leave too few for temporaries otherwise. Spelled out:
+        // stable Rust cannot compute a const generic from `L`.
+        let (sum_xc2, sum_gxc, sum_g) = match (FMA, L) {
+            (true, 128) => layer_norm_grad_sums::<FMA, 64>(xr, gamma, dyr, mu),
+            (true, 64) => layer_norm_grad_sums::<FMA, 32>(xr, gamma, dyr, mu),
+            (false, 32) => layer_norm_grad_sums::<FMA, 8>(xr, gamma, dyr, mu),
+            _ => unreachable!("multiversion! gives 128 or 64 lanes with FMA, 32 without"),
+        };
+        let rstd = 1.0 / (sum_xc2 / count + eps).sqrt();
+        // dx = rstd * (g - mean(g) - xc * s), `mean(dxc)` by the identity
+        // above (the file's `sum(dxc)` is not recomputed). `g` is rounded
+        // as in `sum(g)`, not fused into `g - mean(g)`, so that where all
+        // of a row's `g` are equal (`D = 1`, say) that is exactly 0.
+        let mean_g = sum_g / count;
+        let s = rstd * rstd * sum_gxc / count;
+        let sweep = dxr.iter_mut().zip(xr).zip(dyr).zip(gamma).zip(dgamma.iter_mut()).zip(dbeta.iter_mut());
+        for (((((o, &xv), &dyv), &gv), dg), db) in sweep {
+            let xc = xv - mu;
+            *o = rstd * fmadd::<FMA>(-xc, s, dyv * gv - mean_g);
+            *dg = fmadd::<FMA>(dyv, xc * rstd, *dg);
+            *db += dyv;
+        }
+    }
+}
+
+/// The second sweep of [`layer_norm_grad`] over a row: `(sum(xc^2), sum(g
+/// * xc), sum(g))`, with `xc = x - mu` and `g = dy * gamma`. Each sum gets
+/// `W` lanes, element `i` into lane `i % W`, as [`Lanes::feed`] does.
+#[inline(always)]
+fn layer_norm_grad_sums<const FMA: bool, const W: usize>(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    mu: f32,
+) -> (f32, f32, f32) {
+    let (mut v, mut p, mut q) = (Lanes::<W>::new(), Lanes::<W>::new(), Lanes::<W>::new());
+    let step = |v: &mut f32, p: &mut f32, q: &mut f32, xv: f32, gv: f32, dyv: f32| {
+        let xc = xv - mu;
+        let g = dyv * gv;
+        *v = fmadd::<FMA>(xc, xc, *v);
+        *p = fmadd::<FMA>(g, xc, *p);
+        *q += g;
+    };
+    let (xs, gs, dys) = (x.chunks_exact(W), gamma.chunks_exact(W), dy.chunks_exact(W));
+    let (xt, gt, dyt) = (xs.remainder(), gs.remainder(), dys.remainder());
+    for ((xc, gc), dyc) in xs.zip(gs).zip(dys) {
+        let lanes = v.0.iter_mut().zip(&mut p.0).zip(&mut q.0).zip(xc).zip(gc).zip(dyc);
+        for (((((v, p), q), &xv), &gv), &dyv) in lanes {
+            step(v, p, q, xv, gv, dyv);
+        }
+    }
+    let lanes = v.0.iter_mut().zip(&mut p.0).zip(&mut q.0).zip(xt).zip(gt).zip(dyt);
+    for (((((v, p), q), &xv), &gv), &dyv) in lanes {
+        step(v, p, q, xv, gv, dyv);
+    }
+    (v.total(), p.total(), q.total())
+}
+
 // --------------------------------------------------------------- binding
 
 /// A library pipeline that has a reference kernel here.
@@ -478,17 +730,20 @@ pub enum Pipeline {
     Sgd,
     /// [`prox_l1`].
     ProxL1,
+    /// [`layer_norm_grad`].
+    LayerNormGrad,
 }
 
 impl Pipeline {
     /// Every pipeline with a reference kernel.
-    pub const ALL: [Pipeline; 6] = [
+    pub const ALL: [Pipeline; 7] = [
         Pipeline::LayerNorm,
         Pipeline::RmsNorm,
         Pipeline::BatchNormTrain,
         Pipeline::AdamW,
         Pipeline::Sgd,
         Pipeline::ProxL1,
+        Pipeline::LayerNormGrad,
     ];
 
     /// Its file, relative to the library root `ir/`.
@@ -500,6 +755,7 @@ impl Pipeline {
             Pipeline::AdamW => "optim/adamw.nj",
             Pipeline::Sgd => "optim/sgd.nj",
             Pipeline::ProxL1 => "optim/prox_l1.nj",
+            Pipeline::LayerNormGrad => "grad/layer_norm_grad.nj",
         }
     }
 
@@ -512,6 +768,7 @@ impl Pipeline {
             Pipeline::AdamW => include_str!("../../ir/optim/adamw.nj"),
             Pipeline::Sgd => include_str!("../../ir/optim/sgd.nj"),
             Pipeline::ProxL1 => include_str!("../../ir/optim/prox_l1.nj"),
+            Pipeline::LayerNormGrad => include_str!("../../ir/grad/layer_norm_grad.nj"),
         }
     }
 
@@ -524,6 +781,7 @@ impl Pipeline {
             Pipeline::AdamW => &["p", "m", "v", "g"],
             Pipeline::Sgd => &["p", "buf", "g"],
             Pipeline::ProxL1 => &["p", "g"],
+            Pipeline::LayerNormGrad => &["x", "gamma", "dy", "dx", "dgamma", "dbeta"],
         }
     }
 
@@ -531,7 +789,7 @@ impl Pipeline {
     /// struct) takes them.
     fn params(self) -> &'static [&'static str] {
         match self {
-            Pipeline::LayerNorm | Pipeline::RmsNorm => &["eps"],
+            Pipeline::LayerNorm | Pipeline::RmsNorm | Pipeline::LayerNormGrad => &["eps"],
             Pipeline::BatchNormTrain => &["eps", "momentum"],
             Pipeline::AdamW => &["lr", "beta1", "beta2", "eps", "wd", "t"],
             Pipeline::Sgd => &["lr", "momentum", "dampening", "wd"],
@@ -631,6 +889,10 @@ impl Reference {
                     None => prox_l1(p, g, q),
                 }
             }
+            (Pipeline::LayerNormGrad, [x, gamma, dy, dx, dgamma, dbeta]) => match pool {
+                Some(pool) => layer_norm_grad_par(pool, x, gamma, dy, dx, dgamma, dbeta, q[0]),
+                None => layer_norm_grad(x, gamma, dy, dx, dgamma, dbeta, q[0]),
+            },
             _ => unreachable!("one argument per tensor of Pipeline::tensors"),
         }
     }
@@ -652,4 +914,171 @@ fn rows(x: &[f32], d: usize, x_name: &str, d_name: &str) -> usize {
 /// Checks that `a` is as long as `b`.
 fn same_len(a: &[f32], b: &[f32], a_name: &str, b_name: &str) {
     assert_eq!(a.len(), b.len(), "{a_name} and {b_name} differ in length");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{with_isa, Isa};
+
+    /// `ir/grad/layer_norm_grad.nj` in f64, statement by statement as the
+    /// file writes it (`dxc`, then `dx = dxc - sum(dxc) / D`): `(dx, dgamma,
+    /// dbeta)`.
+    fn layer_norm_grad_f64(x: &[f32], gamma: &[f32], dy: &[f32], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let d = gamma.len();
+        let count = d as f64;
+        let (mut dx, mut dgamma, mut dbeta) = (Vec::with_capacity(x.len()), vec![0.0; d], vec![0.0; d]);
+        for (xr, dyr) in x.chunks(d).zip(dy.chunks(d)) {
+            let mu = xr.iter().map(|&v| v as f64).sum::<f64>() / count;
+            let xc: Vec<f64> = xr.iter().map(|&v| v as f64 - mu).collect();
+            let var = xc.iter().map(|c| c * c).sum::<f64>() / count;
+            let rsqrt1 = 1.0 / (var + eps).sqrt();
+            let dmul1: Vec<f64> = dyr.iter().zip(gamma).map(|(&a, &g)| a as f64 * g as f64).collect();
+            let a: f64 = dmul1.iter().zip(&xc).map(|(g, c)| g * c).sum();
+            let dxc: Vec<f64> =
+                dmul1.iter().zip(&xc).map(|(g, c)| g * rsqrt1 - a * rsqrt1.powi(3) / count * c).collect();
+            let mean = dxc.iter().sum::<f64>() / count;
+            dx.extend(dxc.iter().map(|v| v - mean));
+            for (i, (&dyv, c)) in dyr.iter().zip(&xc).enumerate() {
+                dgamma[i] += dyv as f64 * (c * rsqrt1);
+                dbeta[i] += dyv as f64;
+            }
+        }
+        (dx, dgamma, dbeta)
+    }
+
+    /// Asserts every element of `got` within `1e-4` of the largest
+    /// magnitude of `want`.
+    fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs())).max(f64::MIN_POSITIVE);
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let g = g as f64;
+            assert!((g - w).abs() <= 1e-4 * scale, "{what}[{i}]: got {g}, want {w} (scale {scale})");
+        }
+    }
+
+    /// Serial and on a pool of 2, on every ISA this CPU has, at odd shapes
+    /// (a partial register group only; several full ones and a tail on
+    /// every ISA; several blocks of rows, the last one short; no rows),
+    /// against the file in f64. The outputs start as NaN, so a sum that is
+    /// not zeroed first shows.
+    #[test]
+    fn layer_norm_grad_matches_the_formulas_in_f64() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (n, d, eps) in [(7usize, 37usize, 1e-5f32), (5, 300, 0.1), (70, 1000, 1e-5), (0, 5, 1e-5)] {
+            let x: Vec<f32> = (0..n * d).map(|i| 2.0 * (i as f32 * 0.37).sin() + (i / d) as f32 * 0.5 - 1.0).collect();
+            let gamma: Vec<f32> = (0..d).map(|i| 1.0 + 0.5 * (i as f32 * 0.9).cos()).collect();
+            let dy: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.13 + 0.2).cos()).collect();
+            let (want_dx, want_dgamma, want_dbeta) = layer_norm_grad_f64(&x, &gamma, &dy, eps as f64);
+            // The gradients are not trivially small: the check has teeth.
+            if n > 0 {
+                assert!(want_dx.iter().any(|v| v.abs() > 0.1) && want_dgamma.iter().any(|v| v.abs() > 0.1));
+            }
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                let case = format!("N {n} D {d} eps {eps} on {}", isa.name());
+                let run = |pool: Option<&ThreadPool>| {
+                    let (mut dx, mut dgamma, mut dbeta) = (vec![f32::NAN; n * d], vec![f32::NAN; d], vec![f32::NAN; d]);
+                    with_isa(isa, || match pool {
+                        Some(pool) => layer_norm_grad_par(pool, &x, &gamma, &dy, &mut dx, &mut dgamma, &mut dbeta, eps),
+                        None => layer_norm_grad(&x, &gamma, &dy, &mut dx, &mut dgamma, &mut dbeta, eps),
+                    });
+                    (dx, dgamma, dbeta)
+                };
+                let serial = run(None);
+                let par = run(Some(&pool));
+                for (how, (dx, dgamma, dbeta)) in [("serial", &serial), ("pool", &par)] {
+                    assert_close(&format!("{case} {how}: dx"), dx, &want_dx);
+                    assert_close(&format!("{case} {how}: dgamma"), dgamma, &want_dgamma);
+                    assert_close(&format!("{case} {how}: dbeta"), dbeta, &want_dbeta);
+                }
+                assert_eq!(bits(&serial.0), bits(&par.0), "{case}: dx differs");
+                assert_eq!(bits(&serial.1), bits(&par.1), "{case}: dgamma differs");
+                assert_eq!(bits(&serial.2), bits(&par.2), "{case}: dbeta differs");
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The blocks of rows the sums over rows go by: about 2^15 elements,
+    /// at least a row, at most 128 blocks.
+    #[test]
+    fn layer_norm_grad_blocks_depend_on_the_shape_alone() {
+        assert_eq!(layer_norm_grad_block_rows(256, 1024), 32);
+        assert_eq!(layer_norm_grad_block_rows(7, 37), 886);
+        assert_eq!(layer_norm_grad_block_rows(3, 40000), 1);
+        assert_eq!(layer_norm_grad_block_rows(1 << 13, 1 << 12), 64); // 128 blocks of 2^18
+        assert_eq!(layer_norm_grad_block_rows(1_500_000, 3), 11719); // not 10923: 128 blocks
+    }
+
+    /// Serial and on pools of 1, 2 and 3 threads, on every ISA this CPU
+    /// has, the outputs agree bit for bit: with one block, three (the last
+    /// one short), a row a block, and 128 blocks (the most there are).
+    #[test]
+    fn layer_norm_grad_does_not_depend_on_the_pool() {
+        let pools: Vec<ThreadPool> =
+            (1..=3).map(|t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();
+        for (n, d) in [(7usize, 37usize), (70, 1000), (5, 40000), (1_500_000, 3)] {
+            let x: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.37).sin() + (i / d % 7) as f32 * 0.5).collect();
+            let gamma: Vec<f32> = (0..d).map(|i| 1.0 + 0.5 * (i as f32 * 0.9).cos()).collect();
+            let dy: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.13 + 0.2).cos()).collect();
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                let run = |pool: Option<&ThreadPool>| {
+                    let (mut dx, mut dgamma, mut dbeta) = (vec![f32::NAN; n * d], vec![f32::NAN; d], vec![f32::NAN; d]);
+                    with_isa(isa, || match pool {
+                        Some(pool) => {
+                            layer_norm_grad_par(pool, &x, &gamma, &dy, &mut dx, &mut dgamma, &mut dbeta, 1e-5)
+                        }
+                        None => layer_norm_grad(&x, &gamma, &dy, &mut dx, &mut dgamma, &mut dbeta, 1e-5),
+                    });
+                    (bits(&dx), bits(&dgamma), bits(&dbeta))
+                };
+                let serial = run(None);
+                for pool in &pools {
+                    let case = format!("N {n} D {d} on {}, {} threads", isa.name(), pool.current_num_threads());
+                    let par = run(Some(pool));
+                    assert!(serial.0 == par.0, "{case}: dx differs");
+                    assert!(serial.1 == par.1, "{case}: dgamma differs");
+                    assert!(serial.2 == par.2, "{case}: dbeta differs");
+                }
+            }
+        }
+    }
+
+    /// The binding recognizes the library file and runs the kernel on its
+    /// buffers, with the file's default `eps`.
+    #[test]
+    fn layer_norm_grad_is_bound_to_its_file() {
+        let k = normjit_ir::parse(Pipeline::LayerNormGrad.source()).unwrap();
+        let r = Reference::for_kernel(&k).expect("the library's layer_norm_grad is recognized");
+        assert_eq!(r.pipeline(), Pipeline::LayerNormGrad);
+        let (n, d) = (3, 20);
+        let x: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.7).sin()).collect();
+        let gamma: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.1).collect();
+        let dy: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).cos()).collect();
+        let (mut dx, mut dgamma, mut dbeta) = (vec![0.0; n * d], vec![0.0; d], vec![0.0; d]);
+        layer_norm_grad(&x, &gamma, &dy, &mut dx, &mut dgamma, &mut dbeta, 1e-5);
+        // Inputs by name, outputs NaN: a tensor bound out of order shows.
+        let mut data = vec![Vec::new(); k.tensors.len()];
+        for (name, v) in
+            [("x", &x), ("gamma", &gamma), ("dy", &dy), ("dx", &dx), ("dgamma", &dgamma), ("dbeta", &dbeta)]
+        {
+            let input = ["x", "gamma", "dy"].contains(&name);
+            data[k.tensor(name).unwrap().index()] = if input { v.clone() } else { vec![f32::NAN; v.len()] };
+        }
+        let mut bufs = Buffers::from_data(data, crate::bench::Placement::Staggered);
+        let mut dims = vec![0; k.dims.len()];
+        for (id, dim) in k.dims.iter() {
+            dims[id.index()] = if dim.name == "N" { n } else { d };
+        }
+        let mut params = vec![0.0; k.params.len()];
+        params[k.param("eps").unwrap().index()] = 1e-5;
+        r.run(&dims, &params, &mut bufs, None);
+        for (name, v) in [("dx", &dx), ("dgamma", &dgamma), ("dbeta", &dbeta)] {
+            assert_eq!(bufs.get(k.tensor(name).unwrap().index()), &v[..], "{name}");
+        }
+    }
 }
