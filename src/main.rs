@@ -30,6 +30,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     match cli.command {
         Command::Check(a) => cli::check::main(a),
@@ -39,4 +40,24 @@ fn main() -> ExitCode {
         Command::Bench(a) => cli::bench::main(a),
         Command::Grad(a) => cli::grad::main(a),
     }
+}
+
+/// `normjit explain k.nj | head` closes stdout early: Rust's `print!` then
+/// panics with "failed printing to stdout". That is the reader's choice,
+/// not an error: exit quietly with the shell's SIGPIPE status instead of a
+/// panic message.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

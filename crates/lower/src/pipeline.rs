@@ -75,7 +75,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     }
     dump("place", &p);
     // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
-    vectorize::vectorize(kernel, &p.nodes, &p.accums, &mut p.phases);
+    vectorize::vectorize(kernel, dims, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.
     p.group_split = split::split(opts.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
     dump("vectorize and split", &p);

@@ -5,7 +5,9 @@
 //! that loop touches has that axis as its contiguous last dim, and every
 //! random value numbers its elements consecutively along it. Phases with a
 //! register reduction unroll by 4, giving 4 independent vector accumulators
-//! (one accumulator runs at a third of the speed); streaming phases by 2.
+//! (one accumulator runs at a third of the speed); streaming phases by 2;
+//! both less where the inner loop (at the planned sizes) is too short to
+//! hold a whole unrolled block.
 
 use crate::loopir::*;
 use normjit_ir::{AxisSet, Kernel};
@@ -17,7 +19,7 @@ pub const REDUCE_UNROLL: usize = 4;
 /// Unroll of streaming loops.
 pub const STREAM_UNROLL: usize = 2;
 
-pub fn vectorize(k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Phase]) {
+pub fn vectorize(k: &Kernel, dims: &[usize], nodes: &[LNode], accums: &[Accum], phases: &mut [Phase]) {
     for ph in phases.iter_mut() {
         let Some(&inner) = ph.loops.last() else { continue };
         let depth = ph.loops.len();
@@ -38,5 +40,11 @@ pub fn vectorize(k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Ph
         let register_reduction = ph.accums.iter().any(|a| accums[a.0 as usize].flush_depth < depth);
         ph.width = if ok { WIDTH } else { 1 };
         ph.unroll = if register_reduction { REDUCE_UNROLL } else { STREAM_UNROLL };
+        // A short inner loop (BatchNorm's W = 11) would run entirely in the
+        // scalar tail: unroll less, so that whole vectors fit in it.
+        let extent = dims[inner.index()];
+        while ph.width > 1 && ph.unroll > 1 && ph.width * ph.unroll > extent {
+            ph.unroll /= 2;
+        }
     }
 }
