@@ -413,6 +413,9 @@ fn generator_coverage() {
         // The plan shapes the kernel lowers to.
         let opts = normjit_lower::Options { chunk_elems: case.chunk, ..Default::default() };
         if let Ok(plan) = normjit_lower::lower(k, &case.dims, &opts) {
+            if plan.phases.iter().any(|p| p.flat > 1) {
+                hit("plan: flattened inner loops".into());
+            }
             if plan.has_cross() {
                 hit("plan: cross-group reductions".into());
             } else if !plan.group.is_empty() {
@@ -556,6 +559,7 @@ fn generator_coverage() {
         "plan: a group",
         "plan: no group",
         "plan: cross-group reductions",
+        "plan: flattened inner loops",
     ] {
         expected.push(s.to_string());
     }

@@ -983,12 +983,24 @@ impl<'a, 'b> Fx<'a, 'b> {
             }
         }
         self.init_regs(ph, depth, regs);
-        let d = phase.loops[depth];
+        // Flattened innermost loops run as one, over the last one's index
+        // (the others stay at 0).
+        let flat = phase.flat > 1 && depth == k - phase.flat;
+        let d = if flat { phase.loops[k - 1] } else { phase.loops[depth] };
         let (lo, hi) = match range {
             Some(r) => r,
+            None if flat => {
+                let n = self.extent(&phase.loops[depth..]);
+                (self.iconst(0), self.sv(n))
+            }
             None => (self.iconst(0), self.dim(d)),
         };
-        if depth + 1 == k {
+        if flat {
+            for &e in &phase.loops[depth..k - 1] {
+                self.idx[e.index()] = Some(self.iconst(0));
+            }
+        }
+        if depth + 1 == k || flat {
             self.inner(ph, lo, hi, range.is_none(), regs);
         } else {
             self.counted(lo, hi, 1, |fx, i| {
@@ -1007,7 +1019,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         let (width, unroll) = (phase.width, phase.unroll);
         let block = (width * unroll) as i64;
         // End of the whole blocks: lo + (hi - lo) - (hi - lo) % block.
-        let main_end = if let (true, Sv::Const(n)) = (from_zero, self.dims[d.index()]) {
+        let extent = self.extent(&phase.loops[k - phase.flat..]);
+        let main_end = if let (true, Sv::Const(n)) = (from_zero, extent) {
             self.iconst(n - n % block)
         } else if from_zero && (block as u64).is_power_of_two() {
             self.b.ins().band_imm_s(hi, -block)

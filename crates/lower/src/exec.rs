@@ -547,18 +547,28 @@ impl<'a> Machine<'a> {
             }
             return;
         }
-        let d = ph.loops[depth];
+        let k = ph.loops.len();
+        // Flattened innermost loops run as one, over the last one's index.
+        let flat = ph.flat > 1 && depth == k - ph.flat;
+        let d = if flat { ph.loops[k - 1] } else { ph.loops[depth] };
         let (lo, hi) = match (depth, range) {
             (0, Some(r)) => r,
+            _ if flat => (0, ph.loops[depth..].iter().map(|&e| self.extent(e)).product()),
             _ => (0, self.extent(d)),
         };
-        let innermost = depth + 1 == ph.loops.len();
+        if flat {
+            for &e in &ph.loops[depth..k - 1] {
+                idx[e.index()] = 0;
+            }
+        }
+        let innermost = depth + 1 == k || flat;
         let slots = ph.width * ph.unroll;
         let main = (hi - lo) - (hi - lo) % slots;
         let block = slots * BLOCK_ROUNDS;
+        let next = if flat { k } else { depth + 1 };
         for i in lo..hi {
             idx[d.index()] = i;
-            self.nest(pi, t, idx, depth + 1, None);
+            self.nest(pi, t, idx, next, None);
             if innermost {
                 // Route this element into its register slot.
                 for a in &ph.accums {

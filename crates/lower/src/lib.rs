@@ -12,6 +12,7 @@
 
 mod check;
 pub mod exec;
+mod flatten;
 mod group;
 mod import;
 

@@ -245,6 +245,13 @@ pub struct Phase {
     pub unroll: usize,
     /// Thread split of the outer loop, when the group is empty.
     pub split: Option<Split>,
+    /// How many innermost loops run as one (1: none merged). With `f > 1`,
+    /// loops `k-f..k` are contiguous in every tensor the phase touches
+    /// (BatchNorm's `H, W`) and run as one loop over the product of their
+    /// extents: the indices of all but the last stay 0 and the last runs
+    /// over the flat index, which addresses every tensor the same way. That
+    /// loop is "the innermost loop" of the reduction order.
+    pub flat: usize,
 }
 
 /// What a group iteration does, in order.
@@ -633,6 +640,10 @@ impl Plan {
                 let mut how = String::new();
                 if inner && ph.width > 1 {
                     how = format!("  # f32x{} x{}, scalar tail", ph.width, ph.unroll);
+                }
+                if inner && ph.flat > 1 {
+                    let merged = self.dim_list(&ph.loops[ph.loops.len() - ph.flat..]);
+                    how.push_str(&format!("  # flattened: {merged} as one loop"));
                 }
                 writeln!(
                     f,

@@ -68,6 +68,7 @@ pub fn build(
             width: 1,
             unroll: 1,
             split: None,
+            flat: 1,
         });
         phase_level.push(lvl);
         phase_domain.push(domain);

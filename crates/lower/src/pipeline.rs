@@ -5,7 +5,8 @@
 
 use crate::loopir::*;
 use crate::{
-    check, group, import, order, phases, place, prefetch, split, stores, traffic, vectorize, LowerError, Options,
+    check, flatten, group, import, order, phases, place, prefetch, split, stores, traffic, vectorize, LowerError,
+    Options,
 };
 use normjit_ir::{AxisSet, Kernel};
 
@@ -74,6 +75,8 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
         place::place(g, &p.nodes, &p.accums, &mut p.phases, steps);
     }
     dump("place", &p);
+    // Contiguous innermost loops (BatchNorm's H, W) run as one.
+    flatten::flatten(kernel, &p.nodes, &p.accums, &mut p.phases);
     // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
     vectorize::vectorize(kernel, dims, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.

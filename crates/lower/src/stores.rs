@@ -121,6 +121,7 @@ pub fn order_inout_stores(
                                     width: 1,
                                     unroll: 1,
                                     split: None,
+                                    flat: 1,
                                 });
                                 steps.insert(last + 1, Step::Phase(phases.len() - 1));
                             }

@@ -42,7 +42,7 @@ pub fn vectorize(k: &Kernel, dims: &[usize], nodes: &[LNode], accums: &[Accum], 
         ph.unroll = if register_reduction { REDUCE_UNROLL } else { STREAM_UNROLL };
         // A short inner loop (BatchNorm's W = 11) would run entirely in the
         // scalar tail: unroll less, so that whole vectors fit in it.
-        let extent = dims[inner.index()];
+        let extent: usize = ph.loops[ph.loops.len() - ph.flat..].iter().map(|d| dims[d.index()]).product();
         while ph.width > 1 && ph.unroll > 1 && ph.width * ph.unroll > extent {
             ph.unroll /= 2;
         }
