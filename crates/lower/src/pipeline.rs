@@ -78,7 +78,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     // Contiguous innermost loops (BatchNorm's H, W) run as one.
     flatten::flatten(kernel, &p.nodes, &p.accums, &mut p.phases);
     // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
-    vectorize::vectorize(kernel, dims, &p.nodes, &p.accums, &mut p.phases);
+    vectorize::vectorize(kernel, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.
     p.group_split = split::split(opts.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
     dump("vectorize and split", &p);

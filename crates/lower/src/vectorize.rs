@@ -5,9 +5,10 @@
 //! that loop touches has that axis as its contiguous last dim, and every
 //! random value numbers its elements consecutively along it. Phases with a
 //! register reduction unroll by 4, giving 4 independent vector accumulators
-//! (one accumulator runs at a third of the speed); streaming phases by 2;
-//! both less where the inner loop (at the planned sizes) is too short to
-//! hold a whole unrolled block.
+//! (one accumulator runs at a third of the speed); streaming phases by 2.
+//! (Not less for short loops: the schedule would then depend on the sizes,
+//! and one compilation should serve every shape. `flatten` lengthens the
+//! short loops that can be.)
 
 use crate::loopir::*;
 use normjit_ir::{AxisSet, Kernel};
@@ -19,7 +20,7 @@ pub const REDUCE_UNROLL: usize = 4;
 /// Unroll of streaming loops.
 pub const STREAM_UNROLL: usize = 2;
 
-pub fn vectorize(k: &Kernel, dims: &[usize], nodes: &[LNode], accums: &[Accum], phases: &mut [Phase]) {
+pub fn vectorize(k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Phase]) {
     for ph in phases.iter_mut() {
         let Some(&inner) = ph.loops.last() else { continue };
         let depth = ph.loops.len();
@@ -40,11 +41,5 @@ pub fn vectorize(k: &Kernel, dims: &[usize], nodes: &[LNode], accums: &[Accum], 
         let register_reduction = ph.accums.iter().any(|a| accums[a.0 as usize].flush_depth < depth);
         ph.width = if ok { WIDTH } else { 1 };
         ph.unroll = if register_reduction { REDUCE_UNROLL } else { STREAM_UNROLL };
-        // A short inner loop (BatchNorm's W = 11) would run entirely in the
-        // scalar tail: unroll less, so that whole vectors fit in it.
-        let extent: usize = ph.loops[ph.loops.len() - ph.flat..].iter().map(|d| dims[d.index()]).product();
-        while ph.width > 1 && ph.unroll > 1 && ph.width * ph.unroll > extent {
-            ph.unroll /= 2;
-        }
     }
 }

@@ -98,13 +98,7 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64],
         // Cross-group accumulators: one partial area per chunk, each set
         // to the identity, combined in chunk order after the group loop.
         with_buf(&PARTIAL, glen * chunks, |partial| {
-            for c in 0..chunks {
-                for &AccId(a) in &split.partials {
-                    let a = a as usize;
-                    let off = c * glen + lay.partial_offset[a];
-                    partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
-                }
-            }
+            reset_partials(shape, split, partial, glen, chunks);
             let pp = partial.as_mut_ptr() as usize;
             let body = |c: usize| {
                 let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
@@ -125,21 +119,10 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64],
             with_buf(&SCRATCH, total, |scratch| {
                 for &AccId(a) in &split.partials {
                     let a = a as usize;
-                    let acc = &plan.accums[a];
-                    let (off, len) = (lay.partial_offset[a], lay.scratch_len[a]);
-                    tree_in_place(acc.op, partial, glen, off, len, 0, chunks);
-                    let out = &mut scratch[lay.scratch_offset[a]..][..len];
-                    out.fill(identity(acc.op));
-                    if chunks > 0 {
-                        for (t, s) in out.iter_mut().zip(&partial[off..][..len]) {
-                            *t = combine(acc.op, *t, *s);
-                        }
-                    }
-                    if acc.op == Reduce::Mean {
-                        let c = count(dims, acc.reduced);
-                        out.iter_mut().for_each(|s| *s /= c);
-                    }
+                    scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
                 }
+                combine_partials(shape, split, partial, glen, chunks, scratch);
+                finish_means(shape, dims, &split.partials, scratch);
                 // The steps after the group loop.
                 for &(ref unit, f) in &code.units()[1..] {
                     run_unit(shape, dims, unit, f, fp, scratch, pool);
@@ -225,13 +208,7 @@ fn phase(
     let chunks = split.chunks(dims);
     let plen = lay.partial_len[p];
     with_buf(&PARTIAL, plen * chunks, |partial| {
-        for c in 0..chunks {
-            for &AccId(a) in &split.partials {
-                let a = a as usize;
-                let off = c * plen + lay.partial_offset[a];
-                partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
-            }
-        }
+        reset_partials(shape, split, partial, plen, chunks);
         let sp = scratch.as_mut_ptr() as usize;
         let pp = partial.as_mut_ptr() as usize;
         let body = |c: usize| {
@@ -247,24 +224,55 @@ fn phase(
             Some(pl) if chunks > 1 => pl.install(|| (0..chunks).into_par_iter().for_each(body)),
             _ => (0..chunks).for_each(body),
         }
-        // Combine partials in the normative pairwise tree over chunks
-        // (`normjit_lower::exec::combine_chunks`), whole arrays at a time,
-        // in place: the left half's result lands in its first chunk.
+        combine_partials(shape, split, partial, plen, chunks, scratch);
+    });
+    finish_means(shape, dims, &ph.accums, scratch);
+}
+
+/// Sets each of `chunks` partial areas (`plen` f32s apart) of the
+/// accumulators `split` keeps partials of to their identity.
+fn reset_partials(shape: &Shape, split: &normjit_lower::Split, partial: &mut [f32], plen: usize, chunks: usize) {
+    let (plan, lay) = (shape.code.plan(), &shape.layout);
+    for c in 0..chunks {
         for &AccId(a) in &split.partials {
             let a = a as usize;
-            let op = plan.accums[a].op;
-            let (off, len) = (lay.partial_offset[a], lay.scratch_len[a]);
-            tree_in_place(op, partial, plen, off, len, 0, chunks);
-            if chunks > 0 {
-                let src = &partial[off..][..len];
-                for (t, s) in scratch[lay.scratch_offset[a]..][..len].iter_mut().zip(src) {
-                    *t = combine(op, *t, *s);
-                }
+            let off = c * plen + lay.partial_offset[a];
+            partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
+        }
+    }
+}
+
+/// Combines the chunks' partials in the normative pairwise tree over
+/// chunks (`normjit_lower::exec::combine_chunks`), whole arrays at a time,
+/// in place (the left half's result lands in its first chunk), then into
+/// each accumulator's scratch (⊕ into what it holds).
+fn combine_partials(
+    shape: &Shape,
+    split: &normjit_lower::Split,
+    partial: &mut [f32],
+    plen: usize,
+    chunks: usize,
+    scratch: &mut [f32],
+) {
+    let (plan, lay) = (shape.code.plan(), &shape.layout);
+    for &AccId(a) in &split.partials {
+        let a = a as usize;
+        let op = plan.accums[a].op;
+        let (off, len) = (lay.partial_offset[a], lay.scratch_len[a]);
+        tree_in_place(op, partial, plen, off, len, 0, chunks);
+        if chunks > 0 {
+            let src = &partial[off..][..len];
+            for (t, s) in scratch[lay.scratch_offset[a]..][..len].iter_mut().zip(src) {
+                *t = combine(op, *t, *s);
             }
         }
-    });
-    // Finish means.
-    for &AccId(a) in &ph.accums {
+    }
+}
+
+/// Divides each mean among `accs` by its count.
+fn finish_means(shape: &Shape, dims: &[usize], accs: &[AccId], scratch: &mut [f32]) {
+    let (plan, lay) = (shape.code.plan(), &shape.layout);
+    for &AccId(a) in accs {
         let acc = &plan.accums[a as usize];
         if acc.op == Reduce::Mean {
             let c = count(dims, acc.reduced);
