@@ -834,8 +834,48 @@ impl Graph {
                 let s = self.reduce(r, x, axes);
                 return self.neg(s);
             }
+            if !self.exact {
+                if let Some(s) = self.linear_sum(a, axes) {
+                    return s;
+                }
+            }
         }
         self.node(BOp::Reduce(r, a, axes))
+    }
+
+    /// Adjoint sums by linearity, so that they need no pass of their own:
+    /// a factor constant along the summed axes moves out (`sum(g * r, D)`
+    /// is `r * sum(g, D)` for a per-row `r`), and a sum or difference of
+    /// two terms that both vary along every summed axis splits
+    /// (`sum(g * r - k * xc, D)` is `r * sum(g, D) - k * sum(xc, D)`, whose
+    /// sums fuse with the others of their pass, where `sum(dxc, D)` needed
+    /// the complete `dxc` first: LayerNorm's backward makes three passes
+    /// over a row instead of four). A term that is constant along them
+    /// (`x - mu`) is never split off: `sum(x) - D * mu` would cancel.
+    fn linear_sum(&mut self, a: B, axes: AxisSet) -> Option<B> {
+        let varies = |g: &Graph, x: B| axes.is_subset(g.axes_of(x));
+        match self.op(a) {
+            BOp::Binary(Binary::Mul, x, y) => {
+                let (c, v) = if self.axes_of(x).intersect(axes).is_empty() {
+                    (x, y)
+                } else if self.axes_of(y).intersect(axes).is_empty() {
+                    (y, x)
+                } else {
+                    return None;
+                };
+                if !varies(self, v) {
+                    return None;
+                }
+                let s = self.reduce(Reduce::Sum, v, axes);
+                Some(self.mul(c, s))
+            }
+            BOp::Binary(op @ (Binary::Add | Binary::Sub), x, y) if varies(self, x) && varies(self, y) => {
+                let sx = self.reduce(Reduce::Sum, x, axes);
+                let sy = self.reduce(Reduce::Sum, y, axes);
+                Some(if op == Binary::Add { self.add(sx, sy) } else { self.sub(sx, sy) })
+            }
+            _ => None,
+        }
     }
 
     fn count(&mut self, axes: AxisSet) -> B {
