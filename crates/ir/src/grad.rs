@@ -116,7 +116,11 @@
 //! backward sees the forward's values bit for bit. In adjoints, constant
 //! factors also move outward through products, quotients and the non-zero
 //! branch of a `select` until they meet (`2 * (0.5 * g / r * a)` becomes
-//! `g / r * a`), which reassociates and so may round differently. A `wrt`
+//! `g / r * a`), which reassociates and so may round differently. Adjoint
+//! sums use linearity: a factor constant along the summed axes moves out,
+//! and a sum of two terms that both vary along every summed axis splits
+//! (never one constant along them, which would cancel), so that no
+//! reduction waits for a complete adjoint it could run alongside. A `wrt`
 //! tensor whose gradient is zero (it reaches no output) is stored `0` over
 //! its dims, not refused.
 //!
