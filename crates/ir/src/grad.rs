@@ -1648,8 +1648,10 @@ mod tests {
                 "var = mean(xc * xc, D)",
                 "rsqrt1 = rsqrt(var + eps)",
                 "dmul1 = dy * gamma",
-                "dxc = dmul1 * rsqrt1 - sum(dmul1 * xc, D) * (rsqrt1 * rsqrt1 * rsqrt1) / count(D) * xc",
-                "dx = dxc - sum(dxc, D) / count(D)",
+                "t1 = sum(dmul1 * xc, D) * (rsqrt1 * rsqrt1 * rsqrt1) / count(D)",
+                "dxc = dmul1 * rsqrt1 - t1 * xc",
+                // `sum(dxc, D)` by linearity: its sums run with the others.
+                "dx = dxc - (rsqrt1 * sum(dmul1, D) - t1 * sum(xc, D)) / count(D)",
                 "dgamma = sum(dy * (xc * rsqrt1), N)",
                 "dbeta = sum(dy, N)",
             ]
