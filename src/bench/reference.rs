@@ -476,12 +476,12 @@ pub fn prox_l1_par(pool: &ThreadPool, p: &mut [f32], g: &[f32], q: ProxL1Params)
 /// `dgamma` and `dbeta` are overwritten (all zeros when there are no
 /// rows).
 ///
-/// The file computes `dxc = g * rstd - sum(g * xc) * rstd^3 / D * xc`,
-/// then `dx = dxc - sum(dxc) / D`. This uses `sum(dxc) = rstd * sum(g) -
-/// sum(g * xc) * rstd^3 / D * sum(xc)` with `sum(xc) = 0`, which holds
+/// The file computes `t = sum(g * xc) * rstd^3 / D`, `dxc = g * rstd - t *
+/// xc`, then `dx = dxc - (rstd * sum(g) - t * sum(xc)) / D` (`sum(dxc)` by
+/// linearity). This kernel also drops `t * sum(xc)`: `sum(xc) = 0` holds
 /// exactly in real arithmetic and up to rounding in f32 (the f32
-/// `sum(xc)` is a few ulps of `D * |x|`), so no pass sums `dxc`: the
-/// results agree with the file's to within f32 rounding, not bit for bit.
+/// `sum(xc)` is a few ulps of `D * |x|`), so the results agree with the
+/// file's to within f32 rounding, not bit for bit.
 ///
 /// Fused a row at a time, so that the row of `x`, `dy` and `dx` stays in
 /// cache across three sweeps (and `gamma` and the sums over rows across
@@ -665,7 +665,7 @@ fn layer_norm_grad_body<const FMA: bool, const L: usize>(
         };
         let rstd = 1.0 / (sum_xc2 / count + eps).sqrt();
         // dx = rstd * (g - mean(g) - xc * s), `mean(dxc)` by the identity
-        // above (the file's `sum(dxc)` is not recomputed). `g` is rounded
+        // above (without the file's `t * sum(xc)` term). `g` is rounded
         // as in `sum(g)`, not fused into `g - mean(g)`, so that where all
         // of a row's `g` are equal (`D = 1`, say) that is exactly 0.
         let mean_g = sum_g / count;
@@ -921,9 +921,9 @@ mod tests {
     use super::*;
     use crate::bench::{with_isa, Isa};
 
-    /// `ir/grad/layer_norm_grad.nj` in f64, statement by statement as the
-    /// file writes it (`dxc`, then `dx = dxc - sum(dxc) / D`): `(dx, dgamma,
-    /// dbeta)`.
+    /// The LayerNorm backward in f64, in the form `dxc`, then `dx = dxc -
+    /// sum(dxc) / D` (what `ir/grad/layer_norm_grad.nj` computes, up to
+    /// rounding): `(dx, dgamma, dbeta)`.
     fn layer_norm_grad_f64(x: &[f32], gamma: &[f32], dy: &[f32], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let d = gamma.len();
         let count = d as f64;
