@@ -830,6 +830,36 @@ fn elastic_net_step_minimizes_its_proximal_objective() {
 }
 
 #[test]
+fn softmax_and_dyt_follow_their_formulas() {
+    let (n, d) = (5, 37);
+    let mut r = Rng(41);
+    // Offset rows: the max shift keeps exp finite.
+    let x: Vec<f64> = (0..n * d).map(|i| r.range(-3.0, 3.0) + 100.0 * (i / d) as f64).collect();
+    let out = run::<f64>(&load("ir/norm/softmax.nj"), &[("N", n), ("D", d)], &[], &[("x", &x)]);
+    let mut want = vec![0.0; n * d];
+    for row in 0..n {
+        let xs = &x[row * d..][..d];
+        let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = xs.iter().map(|v| (v - m).exp()).sum();
+        for j in 0..d {
+            want[row * d + j] = (xs[j] - m).exp() / s;
+        }
+        let total: f64 = out["y"][row * d..][..d].iter().sum();
+        assert!((total - 1.0).abs() <= 1e-14, "row {row} sums to {total}");
+    }
+    assert_close("softmax", &out["y"], &want, 1e-14, 1e-300);
+    let (gamma, beta) = (r.normals(d), r.normals(d));
+    let out = run::<f64>(
+        &load("ir/norm/dyt.nj"),
+        &[("N", n), ("D", d)],
+        &[("alpha", 0.7)],
+        &[("x", &x), ("gamma", &gamma), ("beta", &beta)],
+    );
+    let want: Vec<f64> = (0..n * d).map(|i| gamma[i % d] * (0.7 * x[i]).tanh() + beta[i % d]).collect();
+    assert_close("dyt", &out["y"], &want, 1e-15, 1e-15);
+}
+
+#[test]
 fn ridge_step_is_a_gradient_step_on_the_ridge_objective() {
     let k = load("ir/optim/ridge_step.nj");
     let (m, kk, lr, lambda) = (203, 7, 0.05, 0.3);

@@ -449,8 +449,17 @@ fn odd_shapes(n: usize) -> Vec<Vec<usize>> {
 // Library kernels
 // ---------------------------------------------------------------------------
 
-const DIFFERENTIABLE: [&str; 7] =
-    ["batch_norm_infer", "dropout", "group_norm", "instance_norm", "layer_norm", "layer_norm_onepass", "rms_norm"];
+const DIFFERENTIABLE: [&str; 9] = [
+    "batch_norm_infer",
+    "dropout",
+    "dyt",
+    "group_norm",
+    "instance_norm",
+    "layer_norm",
+    "layer_norm_onepass",
+    "rms_norm",
+    "softmax",
+];
 
 #[test]
 fn kernels_with_inout_tensors_are_refused_and_the_others_differentiate() {

@@ -192,6 +192,12 @@ fn library_contract() {
             &[("p", InOut, &["P"]), ("g", In, &["P"])],
             &[("lr", None), ("l1", None), ("l2", None)],
         ),
+        ("ir/norm/softmax.nj", &[("x", In, &["N", "D"]), ("y", Out, &["N", "D"])], &[]),
+        (
+            "ir/norm/dyt.nj",
+            &[("x", In, &["N", "D"]), ("gamma", In, &["D"]), ("beta", In, &["D"]), ("y", Out, &["N", "D"])],
+            &[("alpha", Some(0.5))],
+        ),
         (
             "ir/optim/ridge_step.nj",
             &[("X", In, &["M", "K"]), ("y", In, &["M"]), ("theta", InOut, &["K"])],

@@ -124,3 +124,20 @@ def test_bad_uses_raise_clear_errors():
         f(x=x, gamma=gamma, beta=beta, bogus=1.0)
     with pytest.raises(TypeError, match="torch.Tensor"):
         f(x=x.detach().numpy(), gamma=gamma, beta=beta)
+
+
+def test_library_softmax_and_dyt_match_torch():
+    x, = leaves((17, 300), seed=11)
+    dy = torch.randn(17, 300, generator=torch.Generator().manual_seed(2))
+    f = njt.Function(normjit.library("norm/softmax"))
+    ours = grads_of((f(x=x) * dy).sum(), [x])
+    theirs = grads_of((F.softmax(x, dim=-1) * dy).sum(), [x])
+    torch.testing.assert_close(f(x=x), F.softmax(x, dim=-1), rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(ours[0], theirs[0], rtol=RTOL, atol=ATOL)
+    g = njt.Function(normjit.library("norm/dyt"))
+    x, gamma, beta = leaves((17, 300), (300,), (300,), seed=12)
+    ours = grads_of((g(x=x, gamma=gamma, beta=beta, alpha=0.8) * dy).sum(), [x, gamma, beta])
+    ref = gamma * torch.tanh(0.8 * x) + beta
+    theirs = grads_of((ref * dy).sum(), [x, gamma, beta])
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL)
