@@ -188,8 +188,10 @@ fn nan_if_unordered(b: &mut FunctionBuilder, w: W, x: Value, y: Value, r: Value)
 
 /// `min`/`max` of the loop IR.
 fn minmax(b: &mut FunctionBuilder, w: W, max: bool, x: Value, y: Value) -> Value {
-    let cc = if max { FloatCC::GreaterThan } else { FloatCC::LessThan };
-    let c = b.ins().fcmp(cc, x, y);
+    // `x < y ? x : y` (`y < x ? x : y`): on vectors, exactly the pattern
+    // Cranelift turns into one `vminps` (`vmaxps`), which also returns `y`
+    // when either is NaN; the NaN rule is then one compare and one blend.
+    let c = if max { b.ins().fcmp(FloatCC::LessThan, y, x) } else { b.ins().fcmp(FloatCC::LessThan, x, y) };
     let r = pick(b, w, c, x, y);
     nan_if_unordered(b, w, x, y, r)
 }
@@ -257,6 +259,12 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, 
             let x = a[0];
             match u {
                 Unary::Neg => b.ins().fneg(x),
+                // The magnitude mask from the constant table: one `vandps`
+                // with a memory operand (`fabs` builds the mask each time).
+                Unary::Abs if w == W::V => {
+                    let m = kf32(b, w, k, f32::from_bits(0x7FFF_FFFF));
+                    b.ins().band(x, m)
+                }
                 Unary::Abs => b.ins().fabs(x),
                 Unary::Sqrt => b.ins().sqrt(x),
                 Unary::Rsqrt => {
@@ -267,6 +275,20 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, 
                 Unary::Recip => {
                     let one = fconst(b, w, 1.0);
                     b.ins().fdiv(one, x)
+                }
+                Unary::Sign if w == W::V => {
+                    // 1.0 with x's sign bit where x is not zero (a NaN is
+                    // not equal to zero either, and is returned last).
+                    let sign_bit = kf32(b, w, k, f32::from_bits(0x8000_0000));
+                    let s = b.ins().band(x, sign_bit);
+                    let one = kf32(b, w, k, 1.0);
+                    let unit = b.ins().bor(s, one);
+                    let zero = kf32(b, w, k, 0.0);
+                    let nonzero = b.ins().fcmp(FloatCC::NotEqual, x, zero);
+                    let nz = mask_f(b, nonzero);
+                    let r = b.ins().band(unit, nz);
+                    let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+                    pick(b, w, nan, x, r)
                 }
                 Unary::Sign => {
                     let zero = fconst(b, w, 0.0);
