@@ -258,6 +258,12 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, 
         LOp::Unary(u, _) => {
             let x = a[0];
             match u {
+                // The sign bit from the constant table: one `vxorps` with a
+                // memory operand (`fneg` builds the mask each time).
+                Unary::Neg if w == W::V => {
+                    let m = kf32(b, w, k, f32::from_bits(0x8000_0000));
+                    b.ins().bxor(x, m)
+                }
                 Unary::Neg => b.ins().fneg(x),
                 // The magnitude mask from the constant table: one `vandps`
                 // with a memory operand (`fabs` builds the mask each time).
