@@ -51,7 +51,9 @@ fn generated_backward_kernels_are_current() {
         }
         match std::fs::read_to_string(&path) {
             Ok(have) if have == want => {}
-            Ok(_) => stale.push(format!("{generated} differs from `normjit grad {forward} {} --prune`", args.join(" "))),
+            Ok(_) => {
+                stale.push(format!("{generated} differs from `normjit grad {forward} {} --prune`", args.join(" ")))
+            }
             Err(e) => stale.push(format!("{generated}: {e}")),
         }
     }
