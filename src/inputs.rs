@@ -72,19 +72,7 @@ fn const_values(k: &Kernel, dims: &[usize], params: &[f64]) -> Vec<Option<f64>> 
             Op::Const(x) => Some(x),
             Op::Param(p) => Some(params[p.index()]),
             Op::Count(ax) => Some(ax.iter().map(|d| dims[d.index()] as f64).product()),
-            Op::Unary(u, a) => g(a).map(|x| match u {
-                Unary::Neg => -x,
-                Unary::Abs => x.abs(),
-                Unary::Sign => x.signum(),
-                Unary::Sqrt => x.sqrt(),
-                Unary::Rsqrt => 1.0 / x.sqrt(),
-                Unary::Exp => x.exp(),
-                Unary::Log => x.ln(),
-                Unary::Recip => 1.0 / x,
-                Unary::Tanh => x.tanh(),
-                Unary::Sigmoid => normjit_ir::math::sigmoid(x),
-                Unary::Erf => normjit_ir::math::erf(x),
-            }),
+            Op::Unary(u, a) => g(a).map(|x| u.eval64(x)),
             Op::Binary(b, x, y) => match (g(x), g(y)) {
                 (Some(x), Some(y)) => Some(match b {
                     Binary::Add => x + y,

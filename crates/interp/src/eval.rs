@@ -95,19 +95,7 @@ fn per_call_scalars(k: &Kernel, sizes: &[usize], params: &[f64]) -> Vec<Option<S
             Op::Count(axes) => Scalar::Real(axes.iter().map(|d| sizes[d.index()] as f64).product()),
             Op::Unary(op, a) => {
                 let x = r(a);
-                Scalar::Real(match op {
-                    Unary::Neg => -x,
-                    Unary::Abs => x.abs(),
-                    Unary::Sign => real::sign(x),
-                    Unary::Sqrt => x.sqrt(),
-                    Unary::Rsqrt => 1.0 / x.sqrt(),
-                    Unary::Exp => x.exp(),
-                    Unary::Log => x.ln(),
-                    Unary::Recip => 1.0 / x,
-                    Unary::Tanh => x.tanh(),
-                    Unary::Sigmoid => normjit_ir::math::sigmoid(x),
-                    Unary::Erf => normjit_ir::math::erf(x),
-                })
+                Scalar::Real(op.eval64(x))
             }
             Op::Binary(op, a, b) => {
                 let (x, y) = (r(a), r(b));

@@ -627,28 +627,7 @@ impl Graph {
             return self.neg(a);
         }
         if let Some(c) = self.as_const(a) {
-            let r = match u {
-                Unary::Neg => -c,
-                Unary::Abs => c.abs(),
-                // `sign` as the IR defines it (0 at ±0).
-                Unary::Sign => {
-                    if c > 0.0 {
-                        1.0
-                    } else if c < 0.0 {
-                        -1.0
-                    } else {
-                        0.0
-                    }
-                }
-                Unary::Sqrt => c.sqrt(),
-                Unary::Rsqrt => 1.0 / c.sqrt(),
-                Unary::Exp => c.exp(),
-                Unary::Log => c.ln(),
-                Unary::Recip => 1.0 / c,
-                Unary::Tanh => c.tanh(),
-                Unary::Sigmoid => crate::math::sigmoid(c),
-                Unary::Erf => crate::math::erf(c),
-            };
+            let r = u.eval64(c);
             if literal(r) {
                 return self.konst(r);
             }

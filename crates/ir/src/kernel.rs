@@ -252,6 +252,26 @@ impl Unary {
             Unary::Erf => "erf",
         }
     }
+
+    /// The function at `x` in f64: what the f64 reference computes, and
+    /// every engine for a per-call scalar (`Kernel::per_call_scalars`).
+    /// `sign` is 0 at ±0 and NaN for NaN.
+    pub fn eval64(self, x: f64) -> f64 {
+        match self {
+            Unary::Neg => -x,
+            Unary::Abs => x.abs(),
+            Unary::Sign if x.is_nan() => x,
+            Unary::Sign => f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0)),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Rsqrt => 1.0 / x.sqrt(),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Recip => 1.0 / x,
+            Unary::Tanh => x.tanh(),
+            Unary::Sigmoid => crate::math::sigmoid(x),
+            Unary::Erf => crate::math::erf(x),
+        }
+    }
 }
 
 /// Elementwise binary functions. The result has the union of the operands'

@@ -180,18 +180,6 @@ fn max64(a: f64, b: f64) -> f64 {
     }
 }
 
-fn sign64(x: f64) -> f64 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else if x.is_nan() {
-        x
-    } else {
-        0.0
-    }
-}
-
 fn sign(x: f32) -> f32 {
     if x > 0.0 {
         1.0
@@ -317,22 +305,7 @@ impl<'a> Machine<'a> {
             LOp::Const(c) => *c,
             LOp::Param(p) => self.params[p.index()],
             LOp::Count(ax) => ax.iter().fold(1u64, |n, d| n.wrapping_mul(self.dims[d.index()] as u64)) as i64 as f64,
-            LOp::Unary(u, a) => {
-                let x = val(*a);
-                match u {
-                    Unary::Neg => -x,
-                    Unary::Abs => x.abs(),
-                    Unary::Sign => sign64(x),
-                    Unary::Sqrt => x.sqrt(),
-                    Unary::Rsqrt => 1.0 / x.sqrt(),
-                    Unary::Exp => x.exp(),
-                    Unary::Log => x.ln(),
-                    Unary::Recip => 1.0 / x,
-                    Unary::Tanh => x.tanh(),
-                    Unary::Sigmoid => normjit_ir::math::sigmoid(x),
-                    Unary::Erf => normjit_ir::math::erf(x),
-                }
-            }
+            LOp::Unary(u, a) => u.eval64(val(*a)),
             LOp::Binary(b, x, y) => {
                 let (x, y) = (val(*x), val(*y));
                 match b {

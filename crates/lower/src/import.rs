@@ -95,46 +95,12 @@ pub fn import(k: &Kernel) -> Imported {
         // of `powf` otherwise; `x ^ -n` is `1 / x^n`, so it is 0 (not a tiny
         // subnormal) once `x^n` overflows.
         let op = match op {
-            LOp::Binary(Binary::Pow, x, y) if !out.nodes[x.0 as usize].per_call => {
-                match out.nodes[y.0 as usize].op {
-                    LOp::Const(c) if c.fract() == 0.0 && (1.0..=4.0).contains(&c.abs()) && c != 1.0 => {
-                        let axes = out.nodes[x.0 as usize].axes;
-                        let mut mul = |a: LValue, b: LValue, out: &mut Imported| {
-                            intern(out, &mut memo, LOp::Binary(Binary::Mul, a, b), ValueType::F32, axes, false)
-                        };
-                        let (n, neg) = (c.abs() as u32, c < 0.0);
-                        let prod = |mul: &mut dyn FnMut(LValue, LValue, &mut Imported) -> LValue,
-                                    out: &mut Imported| {
-                            match n {
-                                1 => x,
-                                2 => mul(x, x, out),
-                                3 => {
-                                    let s = mul(x, x, out);
-                                    mul(s, x, out)
-                                }
-                                _ => {
-                                    let s = mul(x, x, out);
-                                    mul(s, s, out)
-                                }
-                            }
-                        };
-                        if neg {
-                            LOp::Unary(Unary::Recip, prod(&mut mul, &mut out))
-                        } else {
-                            // The last multiplication is the value itself.
-                            match n {
-                                2 => LOp::Binary(Binary::Mul, x, x),
-                                3 => LOp::Binary(Binary::Mul, mul(x, x, &mut out), x),
-                                _ => {
-                                    let s = mul(x, x, &mut out);
-                                    LOp::Binary(Binary::Mul, s, s)
-                                }
-                            }
-                        }
-                    }
-                    _ => op,
+            LOp::Binary(Binary::Pow, x, y) if !out.nodes[x.0 as usize].per_call => match out.nodes[y.0 as usize].op {
+                LOp::Const(c) if c.fract() == 0.0 && (1.0..=4.0).contains(&c.abs()) && c != 1.0 => {
+                    power(&mut out, &mut memo, x, c as i32)
                 }
-            }
+                _ => op,
+            },
             op => op,
         };
         let per_call = node.axes.is_empty()
@@ -178,6 +144,28 @@ pub fn import(k: &Kernel) -> Imported {
         }
     }
     out
+}
+
+/// `x ^ n` for `n` in `-4..=4` but 0 and 1, as the operation computing it:
+/// the last multiplication of `x * x`, `(x * x) * x` or `s * s` with `s =
+/// x * x`, or the reciprocal of that product (of `x` itself for -1).
+fn power(out: &mut Imported, memo: &mut HashMap<Key, LValue>, x: LValue, n: i32) -> LOp {
+    let axes = out.nodes[x.0 as usize].axes;
+    let mul = |a: LValue, b: LValue| LOp::Binary(Binary::Mul, a, b);
+    let last = match n.abs() {
+        1 => None,
+        2 => Some(mul(x, x)),
+        3 => Some(mul(intern(out, memo, mul(x, x), ValueType::F32, axes, false), x)),
+        _ => {
+            let s = intern(out, memo, mul(x, x), ValueType::F32, axes, false);
+            Some(mul(s, s))
+        }
+    };
+    match (last, n < 0) {
+        (Some(op), false) => op,
+        (Some(op), true) => LOp::Unary(Unary::Recip, intern(out, memo, op, ValueType::F32, axes, false)),
+        (None, _) => LOp::Unary(Unary::Recip, x),
+    }
 }
 
 /// The value computing `op`, made if no equal one exists.

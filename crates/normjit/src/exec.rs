@@ -233,9 +233,11 @@ fn phase(
 /// accumulators `split` keeps partials of to their identity.
 fn reset_partials(shape: &Shape, split: &normjit_lower::Split, partial: &mut [f32], plen: usize, chunks: usize) {
     let (plan, lay) = (shape.code.plan(), &shape.layout);
-    for c in 0..chunks {
-        for &AccId(a) in &split.partials {
-            let a = a as usize;
+    // Accumulators outermost: a group plan without cross-group reductions
+    // (most of them) does no work here.
+    for &AccId(a) in &split.partials {
+        let a = a as usize;
+        for c in 0..chunks {
             let off = c * plen + lay.partial_offset[a];
             partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
         }

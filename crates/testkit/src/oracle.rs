@@ -531,20 +531,7 @@ fn per_call_values(k: &Kernel, sizes: &[usize], params: &[f64]) -> Vec<Option<Pe
             Op::Count(ax) => PerCall::Real(ax.iter().map(|d| sizes[d.index()] as f64).product()),
             Op::Unary(u, a) => {
                 let x = r(a);
-                PerCall::Real(match u {
-                    Unary::Neg => -x,
-                    Unary::Abs => x.abs(),
-                    Unary::Sign if x.is_nan() => x,
-                    Unary::Sign => f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0)),
-                    Unary::Sqrt => x.sqrt(),
-                    Unary::Rsqrt => 1.0 / x.sqrt(),
-                    Unary::Exp => x.exp(),
-                    Unary::Log => x.ln(),
-                    Unary::Recip => 1.0 / x,
-                    Unary::Tanh => x.tanh(),
-                    Unary::Sigmoid => normjit_ir::math::sigmoid(x),
-                    Unary::Erf => normjit_ir::math::erf(x),
-                })
+                PerCall::Real(u.eval64(x))
             }
             Op::Binary(b, a, c) => {
                 let (x, y) = (r(a), r(c));
