@@ -610,9 +610,6 @@ impl vmath::Lanes for Vec4<'_, '_> {
     fn or(&mut self, a: Value, b: Value) -> Value {
         self.b.ins().bor(a, b)
     }
-    fn xor(&mut self, a: Value, b: Value) -> Value {
-        self.b.ins().bxor(a, b)
-    }
     fn bits(&mut self, a: Value) -> Value {
         to_int(self.b, W::V, a)
     }

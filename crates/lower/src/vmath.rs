@@ -58,8 +58,6 @@ pub trait Lanes {
     fn and(&mut self, a: Self::I, b: Self::I) -> Self::I;
     /// `a | b`.
     fn or(&mut self, a: Self::I, b: Self::I) -> Self::I;
-    /// `a ^ b`.
-    fn xor(&mut self, a: Self::I, b: Self::I) -> Self::I;
     /// The bits of `a`.
     fn bits(&mut self, a: Self::F) -> Self::I;
     /// The f32 with bits `a`.
@@ -121,9 +119,6 @@ impl Lanes for Scalar {
     }
     fn or(&mut self, a: i32, b: i32) -> i32 {
         a | b
-    }
-    fn xor(&mut self, a: i32, b: i32) -> i32 {
-        a ^ b
     }
     fn bits(&mut self, a: f32) -> i32 {
         a.to_bits() as i32
@@ -560,9 +555,6 @@ mod tests {
         }
         fn or(&mut self, a: i32, b: i32) -> i32 {
             Scalar.or(a, b)
-        }
-        fn xor(&mut self, a: i32, b: i32) -> i32 {
-            Scalar.xor(a, b)
         }
         fn bits(&mut self, a: f32) -> i32 {
             Scalar.bits(a)
