@@ -9,10 +9,13 @@ pub fn compiler_options() -> normjit::CompilerOptions {
     normjit::CompilerOptions { cache_bytes: cache_bytes(), ..Default::default() }
 }
 
-/// Lowering options for this host (for `explain` and `asm`).
-pub fn lower_options() -> normjit::unstable::lower::Options {
+/// Lowering options for this host and `isa` (for `explain`, `asm` and the
+/// loop-IR engine of `run`): fused multiply-adds where it has FMA, as the
+/// compiler plans.
+pub fn lower_options(isa: &normjit::unstable::codegen::Isa) -> normjit::unstable::lower::Options {
     normjit::unstable::lower::Options {
         cache_bytes: cache_bytes(),
+        fma: isa.has_fma(),
         dump: std::env::var_os("NORMJIT_DUMP_PASSES").is_some(),
         ..Default::default()
     }

@@ -990,8 +990,8 @@ fn the_jit_equals_the_loop_ir_bit_for_bit_on_library_backward_kernels() {
             let threads = 1 + (case as usize % 3);
             runs += 1;
             let inputs = backward_inputs32(&bwd, &dims, pick.next());
-            let plan = lower(&bwd, &dims, &Options { chunk_elems: chunk, verify: true, ..Options::default() })
-                .unwrap_or_else(|e| panic!("{name} {dims:?}: {e}"));
+            let opts = Options { chunk_elems: chunk, verify: true, fma: isa.has_fma(), ..Options::default() };
+            let plan = lower(&bwd, &dims, &opts).unwrap_or_else(|e| panic!("{name} {dims:?}: {e}"));
             let mut want = inputs.clone();
             exec(&plan, &dims, &params, &mut want).unwrap();
             let code = std::sync::Arc::new(Compiled::new(&plan, &isa, &CodegenOptions::default()).unwrap());

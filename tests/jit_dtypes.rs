@@ -39,7 +39,7 @@ fn sizes(rows_of_3: bool, n: usize) -> Vec<usize> {
 /// Runs `k` by the JIT on raw element bits (`x` in x's type, `y` of y's
 /// type and length) and returns y's bits.
 fn jit(k: &Kernel, dims: &[usize], isa: &Isa, threads: usize, x: &[u32], seed: u32) -> Vec<u32> {
-    let opts = Options { chunk_elems: 4096, verify: true, ..Options::default() };
+    let opts = Options { chunk_elems: 4096, verify: true, fma: isa.has_fma(), ..Options::default() };
     let plan = lower(k, dims, &opts).unwrap();
     let code = std::sync::Arc::new(Compiled::new(&plan, isa, &CodegenOptions::default()).unwrap());
     let n: usize = dims.iter().product();

@@ -3,7 +3,10 @@
 //! bf16, as f16, as random mixes of f32/bf16/f16, and with its written
 //! tensors rounded stochastically to bf16; random odd shapes, chunkings,
 //! NaN/Inf/subnormal inputs (f16 subnormals and values past f16's range
-//! too), native and baseline (no AVX/FMA) ISAs, 1 to 3 threads.
+//! too), native and baseline (no AVX/FMA) ISAs, 1 to 3 threads. Plans fuse
+//! `a * b ± c` where the ISA has FMA, as the compiler's do; every other
+//! baseline case compiles such a plan anyway (Cranelift then calls `fmaf`
+//! per lane), which must give the same bits.
 //!
 //! The JIT runs on real buffers of each tensor's storage type; the loop IR
 //! on f32 holders of the same values. A narrow result must have exactly
@@ -92,6 +95,7 @@ fn check(
     specials: bool,
     chunk: usize,
     isa: &Isa,
+    fma: bool,
     threads: usize,
 ) -> Result<(), String> {
     let mut params = params(k);
@@ -115,7 +119,7 @@ fn check(
             *x = t.dtype.round_f32(*x);
         }
     }
-    let opts = Options { chunk_elems: chunk, verify: true, ..Options::default() };
+    let opts = Options { chunk_elems: chunk, verify: true, fma, ..Options::default() };
     let plan = lower(k, dims, &opts).map_err(|e| e.to_string())?;
     let mut want = inputs.clone();
     exec(&plan, dims, &params, &mut want).map_err(|e| e.to_string())?;
@@ -137,7 +141,7 @@ fn check(
         };
         if let Some(i) = (0..g.len()).find(|&i| !same(i)) {
             return Err(format!(
-                "{} ({what}) {:?} chunk {chunk} {:?} threads {threads}: `{}`: {}[{i}] has bits {:#x} ({}) but the \
+                "{} ({what}) {:?} chunk {chunk} {:?} threads {threads} fma {fma}: `{}`: {}[{i}] has bits {:#x} ({}) but the \
                  loop IR gives {:#x} ({})",
                 k.name,
                 dims,
@@ -204,9 +208,12 @@ fn run(modes: &[Storing], salt: u64) {
                 let chunk = [1, 7, 64, 1 << 15][pick.below(4)];
                 let isa = if case % 3 == 2 { &baseline } else { &native };
                 let threads = 1 + case % 3;
+                // The plan the compiler makes for the ISA (fused where it has
+                // FMA), and every other baseline case a fused one all the same.
+                let fma = isa.has_fma() || case % 6 == 5;
                 runs += 1;
                 let what = format!("{how:?}");
-                if let Err(e) = check(&kk, &what, &dims, pick.next(), case % 4 == 3, chunk, isa, threads) {
+                if let Err(e) = check(&kk, &what, &dims, pick.next(), case % 4 == 3, chunk, isa, fma, threads) {
                     failures.push(e);
                 }
             }

@@ -62,6 +62,7 @@ pub fn lower_options() -> PyResult<normjit::unstable::lower::Options> {
     Ok(normjit::unstable::lower::Options {
         cache_bytes: c.options().cache_bytes,
         chunk_elems: c.options().chunk_elems,
+        fma: c.isa().has_fma(),
         ..Default::default()
     })
 }

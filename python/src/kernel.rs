@@ -584,7 +584,7 @@ impl Kernel {
     /// Cranelift IR of each — what `normjit asm` prints.
     #[pyo3(signature = (clif = false, **dims))]
     fn asm(&self, clif: bool, dims: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
-        use normjit::unstable::codegen::{CodegenOptions, Compiled, Isa, IsaChoice, Unit};
+        use normjit::unstable::codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
         use std::fmt::Write as _;
         let dims = self.dims_from(dims, "asm")?;
         let plan = self.plan(&dims)?;

@@ -72,9 +72,14 @@ impl Isa {
         }
     }
 
-    /// The best ISA this CPU has.
+    /// The best ISA this CPU has, or the one `NORMJIT_RUSTC_ISA` names
+    /// (`avx512`, `avx2+fma`, `baseline`) when this CPU has it: to tell
+    /// the vector width apart from the code, run the references at the
+    /// JIT's 128 bits (`baseline`).
     pub fn best() -> Isa {
-        Isa::ALL.into_iter().find(|i| i.is_available()).unwrap_or(Isa::Baseline)
+        let forced = std::env::var("NORMJIT_RUSTC_ISA").ok();
+        let named = Isa::ALL.into_iter().find(|i| forced.as_deref() == Some(i.name()) && i.is_available());
+        named.unwrap_or_else(|| Isa::ALL.into_iter().find(|i| i.is_available()).unwrap_or(Isa::Baseline))
     }
 
     /// The ISA the kernels run on this thread: the one [`with_isa`] forces,

@@ -32,12 +32,12 @@ pub fn main(a: Args) -> ExitCode {
         Ok(kd) => kd,
         Err(code) => return code,
     };
-    let plan = match normjit_lower::lower(&kernel, &dims, &normjit_cli::target::lower_options()) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
     let isa = match Isa::new(if a.baseline { IsaChoice::Baseline } else { IsaChoice::Native }) {
         Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let plan = match normjit_lower::lower(&kernel, &dims, &normjit_cli::target::lower_options(&isa)) {
+        Ok(p) => p,
         Err(e) => return fail(e),
     };
     let code = match Compiled::new(&plan, &isa, &CodegenOptions { listing: true, ..Default::default() }) {

@@ -33,7 +33,11 @@ pub fn main(a: Args) -> ExitCode {
         Ok(kd) => kd,
         Err(code) => return code,
     };
-    let mut opts = normjit_cli::target::lower_options();
+    let isa = match normjit::unstable::codegen::Isa::new(normjit::unstable::codegen::IsaChoice::Native) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let mut opts = normjit_cli::target::lower_options(&isa);
     if let Some(c) = a.cache_bytes {
         opts.cache_bytes = c;
     }

@@ -408,9 +408,11 @@ fn run(a: &Args) -> Result<Report, String> {
             Some(p) => p,
             None => {
                 let opts = normjit_cli::target::compiler_options();
+                let isa = normjit::unstable::codegen::Isa::new(opts.isa)?;
                 let lower = normjit::unstable::lower::Options {
                     cache_bytes: opts.cache_bytes,
                     chunk_elems: opts.chunk_elems,
+                    fma: isa.has_fma(),
                     ..Default::default()
                 };
                 normjit_lower::lower(&k, &dims, &lower).map_err(|e| e.to_string())?

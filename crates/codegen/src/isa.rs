@@ -66,6 +66,12 @@ impl Isa {
         Ok(Isa { target, choice, flags: flags.join(",") })
     }
 
+    /// It has fused multiply-add: plans for it contract `a * b ± c`
+    /// (`normjit_lower::Options::fma`).
+    pub fn has_fma(&self) -> bool {
+        self.flags.split(',').any(|f| f == "has_fma")
+    }
+
     /// The target triple.
     pub fn triple(&self) -> String {
         self.target.triple().to_string()

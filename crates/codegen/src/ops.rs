@@ -19,7 +19,7 @@ use cranelift_codegen::ir::{types, Endianness, FuncRef, InstBuilder, MemFlagsDat
 use cranelift_frontend::FunctionBuilder;
 use normjit_ir::{Binary, Cmp, DType, Reduce, Unary, ValueType};
 use normjit_lower::vmath;
-use normjit_lower::LOp;
+use normjit_lower::{Fused, LOp};
 
 /// Lane width of an emitted operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +136,7 @@ pub fn compute64(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, a: &[Value], pa
                 Binary::Max => pick64(b, true, x, y),
             }
         }
+        LOp::Fma(f, ..) => fused(b, f, a),
         LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => b.ins().select(a[0], a[1], a[2]),
         LOp::Count(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {
@@ -223,6 +224,25 @@ pub fn splat(b: &mut FunctionBuilder, ty: ValueType, s: Value) -> Value {
             let zero = b.ins().iconst(types::I32, 0);
             let m = b.ins().select(s, ones, zero);
             b.ins().splat(types::I32X4, m)
+        }
+    }
+}
+
+/// `a * b ± c` rounded once ([`normjit_lower::Fused`]): one `vfmadd`,
+/// `vfmsub` or `vfnmadd` where the ISA has FMA (Cranelift folds the
+/// negations into the instruction); plans contract only for those ISAs, and
+/// elsewhere Cranelift calls `fmaf` per lane, with the same result.
+fn fused(b: &mut FunctionBuilder, f: Fused, a: &[Value]) -> Value {
+    let (x, y, z) = (a[0], a[1], a[2]);
+    match f {
+        Fused::Add => b.ins().fma(x, y, z),
+        Fused::Sub => {
+            let z = b.ins().fneg(z);
+            b.ins().fma(x, y, z)
+        }
+        Fused::SubFrom => {
+            let x = b.ins().fneg(x);
+            b.ins().fma(x, y, z)
         }
     }
 }
@@ -326,6 +346,7 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, 
                 Binary::Max => minmax(b, w, true, x, y),
             }
         }
+        LOp::Fma(f, ..) => fused(b, f, a),
         LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => pick(b, w, a[0], a[1], a[2]),
         LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {

@@ -318,6 +318,7 @@ impl<'a> Machine<'a> {
                     Binary::Max => max64(x, y),
                 }
             }
+            LOp::Fma(f, a, b, c) => f.eval64(val(*a), val(*b), val(*c)),
             LOp::Compare(c, x, y) => {
                 let (x, y) = (val(*x), val(*y));
                 let b = match c {
@@ -384,6 +385,7 @@ impl<'a> Machine<'a> {
                     Binary::Max => max(x, y),
                 }
             }
+            LOp::Fma(f, a, b, c) => f.eval(val(*a), val(*b), val(*c)),
             LOp::Compare(c, x, y) => {
                 let (x, y) = (val(*x), val(*y));
                 let b = match c {

@@ -3,7 +3,8 @@
 //! Establishes: one [`LNode`] per distinct computation (loads of the same
 //! tensor and identical expressions are merged), per-call scalars marked
 //! (evaluated in f64), every reduction turned into an [`Accum`] read back through
-//! [`LOp::Reduced`], and only values that reach a store kept.
+//! [`LOp::Reduced`], and only values that reach a store kept. With `fma`,
+//! per-element `a * b ± c` are contracted to [`LOp::Fma`].
 
 use crate::loopir::*;
 use normjit_ir::{AxisSet, Binary, Kernel, Op, Rounding, Stmt, TensorId, Unary, ValueId, ValueType};
@@ -24,7 +25,7 @@ enum Key {
     Op(String),
 }
 
-pub fn import(k: &Kernel) -> Imported {
+pub fn import(k: &Kernel, fma: bool) -> Imported {
     // Reachability from stores: dead values are not lowered.
     let mut live = vec![false; k.nodes.len()];
     for s in &k.stmts {
@@ -103,10 +104,11 @@ pub fn import(k: &Kernel) -> Imported {
             },
             op => op,
         };
+        let op = if fma { contract(&out, op) } else { op };
         let per_call = node.axes.is_empty()
             && match &op {
                 LOp::Const(_) | LOp::Param(_) | LOp::Count(_) => true,
-                LOp::Unary(..) | LOp::Binary(..) | LOp::Compare(..) | LOp::Select(..) => {
+                LOp::Unary(..) | LOp::Binary(..) | LOp::Compare(..) | LOp::Select(..) | LOp::Fma(..) => {
                     op.operands().iter().all(|o| out.nodes[o.0 as usize].per_call)
                 }
                 LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => false,
@@ -144,6 +146,32 @@ pub fn import(k: &Kernel) -> Imported {
         }
     }
     out
+}
+
+/// `a * b + c`, `a * b - c` or `c - a * b` as one fused multiply-add, when
+/// the product is computed in f32 (not a per-call scalar, which is f64):
+/// one rounding instead of two, and one instruction instead of two. The
+/// other users of `a * b` keep it. With two products (`a * b + c * d`) the
+/// left one fuses. Accumulations (`sum(a * b)`) are not contracted: the
+/// reduction order combines rounded element values.
+fn contract(out: &Imported, op: LOp) -> LOp {
+    let product = |v: LValue| match out.nodes[v.0 as usize] {
+        LNode { op: LOp::Binary(Binary::Mul, a, b), per_call: false, .. } => Some((a, b)),
+        _ => None,
+    };
+    match op {
+        LOp::Binary(Binary::Add, x, y) => match (product(x), product(y)) {
+            (Some((a, b)), _) => LOp::Fma(Fused::Add, a, b, y),
+            (None, Some((a, b))) => LOp::Fma(Fused::Add, a, b, x),
+            _ => op,
+        },
+        LOp::Binary(Binary::Sub, x, y) => match (product(x), product(y)) {
+            (Some((a, b)), _) => LOp::Fma(Fused::Sub, a, b, y),
+            (None, Some((a, b))) => LOp::Fma(Fused::SubFrom, a, b, x),
+            _ => op,
+        },
+        op => op,
+    }
 }
 
 /// `x ^ n` for `n` in `-4..=4` but 0 and 1, as the operation computing it:

@@ -50,11 +50,15 @@ pub struct Options {
     /// default). Results depend on it (partials are combined per chunk) but
     /// never on the thread count; tests lower it to exercise many chunks.
     pub chunk_elems: usize,
+    /// Contract `a * b ± c` into fused multiply-adds ([`LOp::Fma`]): for
+    /// targets with FMA (the plan, like the cache key, is per ISA). Off by
+    /// default; the runtime sets it from the ISA it compiles for.
+    pub fma: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cache_bytes: 1 << 20, dump: false, verify: false, chunk_elems: split::CHUNK_ELEMS }
+        Options { cache_bytes: 1 << 20, dump: false, verify: false, chunk_elems: split::CHUNK_ELEMS, fma: false }
     }
 }
 

@@ -105,6 +105,10 @@ pub enum LOp {
     Unary(Unary, LValue),
     /// Elementwise binary.
     Binary(Binary, LValue, LValue),
+    /// A fused multiply-add of `a * b` and `c` (`.1`, `.2`, `.3`) with one
+    /// rounding, as [`Fused`] says: contracted from `a * b ± c` where the
+    /// target has FMA ([`crate::Options::fma`]).
+    Fma(Fused, LValue, LValue, LValue),
     /// Comparison (a mask).
     Compare(Cmp, LValue, LValue),
     /// `select(c, a, b)`.
@@ -125,6 +129,45 @@ pub enum LOp {
     StochasticRound(LValue, LValue),
 }
 
+/// Which fused multiply-add an [`LOp::Fma`] is (each rounds once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fused {
+    /// `a * b + c`.
+    Add,
+    /// `a * b - c`.
+    Sub,
+    /// `c - a * b`.
+    SubFrom,
+}
+
+impl Fused {
+    /// `a * b ± c` rounded once, in f32 (`mul_add` is exact, then rounds).
+    pub fn eval(self, a: f32, b: f32, c: f32) -> f32 {
+        match self {
+            Fused::Add => a.mul_add(b, c),
+            Fused::Sub => a.mul_add(b, -c),
+            Fused::SubFrom => (-a).mul_add(b, c),
+        }
+    }
+    /// The same in f64.
+    pub fn eval64(self, a: f64, b: f64, c: f64) -> f64 {
+        match self {
+            Fused::Add => a.mul_add(b, c),
+            Fused::Sub => a.mul_add(b, -c),
+            Fused::SubFrom => (-a).mul_add(b, c),
+        }
+    }
+    /// Its name in plan dumps: `fma(a, b, c)` is `a * b + c`, `fms` is
+    /// `a * b - c`, `fnma` is `c - a * b`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fused::Add => "fma",
+            Fused::Sub => "fms",
+            Fused::SubFrom => "fnma",
+        }
+    }
+}
+
 impl LOp {
     /// Value operands.
     pub fn operands(&self) -> Vec<LValue> {
@@ -132,6 +175,7 @@ impl LOp {
             LOp::Unary(_, a) => vec![a],
             LOp::Binary(_, a, b) | LOp::Compare(_, a, b) | LOp::StochasticRound(a, b) => vec![a, b],
             LOp::Select(c, a, b) => vec![c, a, b],
+            LOp::Fma(_, a, b, c) => vec![a, b, c],
             _ => vec![],
         }
     }
@@ -406,6 +450,7 @@ impl Plan {
             LOp::Binary(b, x, y) => format!("{} {} {}", r(x), b.name(), r(y)),
             LOp::Compare(c, x, y) => format!("{} {} {}", r(x), c.name(), r(y)),
             LOp::Select(c, x, y) => format!("select({}, {}, {})", r(c), r(x), r(y)),
+            LOp::Fma(f, a, b, c) => format!("{}({}, {}, {})", f.name(), r(a), r(b), r(c)),
             LOp::Reduced(a) => {
                 let acc = &self.accums[a.0 as usize];
                 if acc.scratch_dims.is_empty() {
@@ -504,6 +549,16 @@ impl Plan {
                 self.expr_into(s, *x, depth + 1);
                 let _ = write!(s, " {} ", c.name());
                 self.expr_into(s, *y, depth + 1);
+                s.push(')');
+            }
+            LOp::Fma(f, a, b, c) => {
+                let _ = write!(s, "{}(", f.name());
+                for (i, x) in [a, b, c].into_iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    self.expr_into(s, *x, depth + 1);
+                }
                 s.push(')');
             }
             LOp::Select(c, x, y) => {

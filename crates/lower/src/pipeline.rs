@@ -48,8 +48,9 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
             eprintln!("=== after {name} ===\n{p}");
         }
     };
-    // Kernel values become loop-IR values; duplicates merge; reductions become accumulators.
-    let imported = import::import(kernel);
+    // Kernel values become loop-IR values; duplicates merge; reductions become accumulators;
+    // `a * b ± c` contracts to fused multiply-adds where the target has them.
+    let imported = import::import(kernel, opts.fma);
     (p.nodes, p.accums, p.names) = (imported.nodes, imported.accums, imported.names);
     let stores = imported.stores;
     // Loop in the memory order of the largest tensor.

@@ -69,8 +69,9 @@ impl Default for CompilerOptions {
 }
 
 impl CompilerOptions {
-    fn lower(&self) -> normjit_lower::Options {
+    fn lower(&self, isa: &Isa) -> normjit_lower::Options {
         normjit_lower::Options {
+            fma: isa.has_fma(),
             cache_bytes: self.cache_bytes,
             chunk_elems: self.chunk_elems,
             verify: self.verify,
@@ -286,7 +287,7 @@ impl Kernel {
         }
         let inner = &self.compiler.0;
         let t = Instant::now();
-        let plan = normjit_lower::lower(&self.ir, dims, &inner.opts.lower())?;
+        let plan = normjit_lower::lower(&self.ir, dims, &inner.opts.lower(&inner.isa))?;
         let key = CodeKey {
             ir_hash: self.ir_hash,
             schedule: plan.schedule_key(),

@@ -26,7 +26,11 @@
 //!   NaN if an element may be NaN or both infinities are possible; `mean` is
 //!   that sum divided by the count;
 //! - `max`/`min` (elementwise and reductions) and `select`: hulls; a
-//!   comparison is "maybe true" and "maybe false" when the intervals overlap.
+//!   comparison is "maybe true" and "maybe false" when the intervals overlap;
+//! - `a * b ± c` and `c - a * b`: also the fused result (the exact product
+//!   plus `c`, rounded once), since plans for ISAs with FMA contract them;
+//!   `a / s ± c` likewise, as `a * (1 / s)` with the reciprocal rounded,
+//!   which is how the lowering divides by a per-call scalar.
 
 use normjit_ir::{rng, AxisSet, Binary, Cmp, DType, DimId, Kernel, Op, Reduce, Stmt, Unary, ValueId};
 use std::fmt;
@@ -378,6 +382,38 @@ fn fin_arith(op: Binary, al: f64, ah: f64, bl: f64, bh: f64) -> Av {
         }
         _ => unreachable!("arith only"),
     }
+}
+
+/// `±(a * b) ± c` rounded once (a fused multiply-add; `neg_ab`, `neg_c`
+/// negate): the exact product of finite pieces (exact in f64) plus `c`,
+/// then one rounding; pieces with an infinity or NaN on representatives,
+/// as [`arith`] does.
+fn fused(neg_ab: bool, a: Av, b: Av, c: Av, neg_c: bool) -> Av {
+    let a = if neg_ab { unary(Unary::Neg, a) } else { a };
+    let c = if neg_c { unary(Unary::Neg, c) } else { c };
+    let mut r = Av::EMPTY;
+    for pa in a.pieces() {
+        for pb in b.pieces() {
+            for pc in c.pieces() {
+                let x = match (pa, pb, pc) {
+                    (Piece::Nan, _, _) | (_, Piece::Nan, _) | (_, _, Piece::Nan) => Av::NAN,
+                    (Piece::Fin(al, ah), Piece::Fin(bl, bh), Piece::Fin(cl, ch)) => {
+                        let p = [al * bl, al * bh, ah * bl, ah * bh];
+                        let lo = p.iter().copied().fold(f64::INFINITY, f64::min);
+                        let hi = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        Av::real(lo + cl, hi + ch, 1)
+                    }
+                    _ => union_all(reps(pa).into_iter().flat_map(|x| {
+                        reps(pb)
+                            .into_iter()
+                            .flat_map(move |y| reps(pc).into_iter().map(move |z| Av::point(x.mul_add(y, z))))
+                    })),
+                };
+                r = r.union(x);
+            }
+        }
+    }
+    r.with_ovf(a.ovf || b.ovf || c.ovf)
 }
 
 /// Elementwise `min`/`max` (NaN-propagating): hulls.
@@ -776,15 +812,46 @@ impl Oracle {
                 Op::Binary(b, a, c) => {
                     let (x, sx) = f(k, sizes, &vals, *a);
                     let (y, sy) = f(k, sizes, &vals, *c);
+                    // `a * b ± c` may run fused (one rounding): the factors
+                    // of each operand that is a product, or a quotient (the
+                    // lowering divides by a per-call scalar as a product with
+                    // its rounded reciprocal).
+                    let fusing = matches!(b, Binary::Add | Binary::Sub);
+                    let factors = |v: ValueId| match k.nodes[v].op {
+                        Op::Binary(op @ (Binary::Mul | Binary::Div), p, q) if fusing => {
+                            let ((pv, sp), (qv, sq)) = (f(k, sizes, &vals, p), f(k, sizes, &vals, q));
+                            Some((pv, sp, qv, sq, op == Binary::Div))
+                        }
+                        _ => None,
+                    };
+                    let (fx, fy) = (factors(*a), factors(*c));
                     let mut v = Vec::with_capacity(n);
                     odometer(&order, sizes, |idx| {
                         let (p, q) = (x[dot(idx, &sx)], y[dot(idx, &sy)]);
-                        v.push(match b {
+                        let mut r = match b {
                             Binary::Add | Binary::Sub | Binary::Mul | Binary::Div => arith(*b, p, q),
                             Binary::Min => minmax(false, p, q),
                             Binary::Max => minmax(true, p, q),
                             Binary::Pow => pow(p, q),
-                        })
+                        };
+                        let neg_sub = *b == Binary::Sub;
+                        let factor = |qv: &[Av], sq: &[usize], div: bool| {
+                            let q = qv[dot(idx, sq)];
+                            if div {
+                                arith(Binary::Div, Av::point(1.0), q)
+                            } else {
+                                q
+                            }
+                        };
+                        if let Some((pv, sp, qv, sq, div)) = &fx {
+                            // x * y ± q
+                            r = r.union(fused(false, pv[dot(idx, sp)], factor(qv, sq, *div), q, neg_sub));
+                        }
+                        if let Some((pv, sp, qv, sq, div)) = &fy {
+                            // p ± x * y
+                            r = r.union(fused(neg_sub, pv[dot(idx, sp)], factor(qv, sq, *div), p, false));
+                        }
+                        v.push(r)
                     });
                     Vals::F(v)
                 }

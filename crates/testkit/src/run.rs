@@ -63,7 +63,9 @@ impl Env {
     /// The native ISA, pools of 2 and 3 threads, verifying lowering.
     pub fn new() -> Env {
         let pools = (2..=3).map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()).collect();
-        Env { isa: Isa::new(IsaChoice::Native).unwrap(), pools, opts: Options { verify: true, ..Options::default() } }
+        let isa = Isa::new(IsaChoice::Native).unwrap();
+        let opts = Options { verify: true, fma: isa.has_fma(), ..Options::default() };
+        Env { isa, pools, opts }
     }
 }
 
