@@ -435,7 +435,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             LOp::Count(axes) => self.count(*axes),
             op => {
                 let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
-                ops::compute(self.b, &self.libm, self.consts(), op, W::S, &args)
+                ops::compute(self.b, &self.libm, self.consts(), self.p.fma, op, W::S, &args)
             }
         };
         self.sc.insert(v, x);
@@ -1307,7 +1307,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 }
                 op => {
                     let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
-                    ops::compute(self.b, &self.libm, self.consts(), op, w, &args)
+                    ops::compute(self.b, &self.libm, self.consts(), self.p.fma, op, w, &args)
                 }
             };
             vals.insert(v, x);

@@ -270,7 +270,9 @@ fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
 
 /// Computes an elementwise operation (not loads, reductions or random
 /// values, which need addresses) on already-computed operands.
-pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, a: &[Value]) -> Value {
+///
+/// `fma`: the plan's (`Plan::fma`): the vector math fuses its `a * b + c`.
+pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, fma: bool, op: &LOp, w: W, a: &[Value]) -> Value {
     match *op {
         LOp::Const(c) => fconst(b, w, c as f32),
         LOp::Param(_) => unreachable!("params are per-call scalars, emitted by the caller"),
@@ -327,11 +329,11 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, op: &LOp, w: W, 
                     let nan = b.ins().fcmp(FloatCC::Unordered, x, x);
                     pick(b, w, nan, x, r)
                 }
-                Unary::Exp => vector_math(b, w, k, u, x),
-                Unary::Log => vector_math(b, w, k, u, x),
-                Unary::Tanh => vector_math(b, w, k, u, x),
-                Unary::Sigmoid => vector_math(b, w, k, u, x),
-                Unary::Erf => vector_math(b, w, k, u, x),
+                Unary::Exp => vector_math(b, w, k, fma, u, x),
+                Unary::Log => vector_math(b, w, k, fma, u, x),
+                Unary::Tanh => vector_math(b, w, k, fma, u, x),
+                Unary::Sigmoid => vector_math(b, w, k, fma, u, x),
+                Unary::Erf => vector_math(b, w, k, fma, u, x),
             }
         }
         LOp::Binary(op, ..) => {
@@ -581,6 +583,8 @@ struct Vec4<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
     /// The constant table: each constant is a load folded into its user.
     k: Consts,
+    /// `mul_add` is one `vfmadd` (the plan is for an ISA with FMA).
+    fused: bool,
 }
 
 impl vmath::Lanes for Vec4<'_, '_> {
@@ -600,6 +604,14 @@ impl vmath::Lanes for Vec4<'_, '_> {
     }
     fn mul(&mut self, a: Value, b: Value) -> Value {
         self.b.ins().fmul(a, b)
+    }
+    fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.fused {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let m = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(m, c)
+        }
     }
     fn div(&mut self, a: Value, b: Value) -> Value {
         self.b.ins().fdiv(a, b)
@@ -653,7 +665,7 @@ impl vmath::Lanes for Vec4<'_, '_> {
 
 /// The vector math function `u` (`normjit_lower::vmath`) of `x`: on
 /// F32X4 lanes, or for a scalar in lane 0 of a vector (the same bits).
-fn vector_math(b: &mut FunctionBuilder, w: W, k: Consts, u: Unary, x: Value) -> Value {
+fn vector_math(b: &mut FunctionBuilder, w: W, k: Consts, fused: bool, u: Unary, x: Value) -> Value {
     let f = |l: &mut Vec4<'_, '_>, x: Value| match u {
         Unary::Exp => vmath::exp(l, x),
         Unary::Log => vmath::log(l, x),
@@ -663,10 +675,10 @@ fn vector_math(b: &mut FunctionBuilder, w: W, k: Consts, u: Unary, x: Value) -> 
         _ => unreachable!("{u:?} is not a vector math function"),
     };
     match w {
-        W::V => f(&mut Vec4 { b, k }, x),
+        W::V => f(&mut Vec4 { b, k, fused }, x),
         W::S => {
             let v = b.ins().splat(types::F32X4, x);
-            let r = f(&mut Vec4 { b, k }, v);
+            let r = f(&mut Vec4 { b, k, fused }, v);
             b.ins().extractlane(r, 0)
         }
     }

@@ -365,11 +365,11 @@ impl<'a> Machine<'a> {
                     Unary::Sqrt => x.sqrt(),
                     Unary::Rsqrt => 1.0 / x.sqrt(),
                     // The vector math sequences, as generated code runs them.
-                    Unary::Exp => vmath::exp(&mut vmath::Scalar, x),
-                    Unary::Log => vmath::log(&mut vmath::Scalar, x),
-                    Unary::Tanh => vmath::tanh(&mut vmath::Scalar, x),
-                    Unary::Sigmoid => vmath::sigmoid(&mut vmath::Scalar, x),
-                    Unary::Erf => vmath::erf(&mut vmath::Scalar, x),
+                    Unary::Exp => vmath::exp(&mut vmath::Scalar { fused: self.p.fma }, x),
+                    Unary::Log => vmath::log(&mut vmath::Scalar { fused: self.p.fma }, x),
+                    Unary::Tanh => vmath::tanh(&mut vmath::Scalar { fused: self.p.fma }, x),
+                    Unary::Sigmoid => vmath::sigmoid(&mut vmath::Scalar { fused: self.p.fma }, x),
+                    Unary::Erf => vmath::erf(&mut vmath::Scalar { fused: self.p.fma }, x),
                     Unary::Recip => 1.0 / x,
                 }
             }

@@ -390,6 +390,10 @@ pub struct Plan {
     /// The user's name of each value (by [`LValue`]), where a `let` gave
     /// it one: explanations print these instead of value numbers.
     pub names: Vec<Option<String>>,
+    /// Planned for an ISA with FMA ([`crate::Options::fma`]): besides the
+    /// [`LOp::Fma`] values, the vector math functions fuse their
+    /// `a * b + c` ([`crate::vmath::Lanes::mul_add`]).
+    pub fma: bool,
 }
 
 impl Plan {

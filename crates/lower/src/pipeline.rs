@@ -42,6 +42,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
         traffic: Traffic::default(),
         prefetch: None,
         names: Vec::new(),
+        fma: opts.fma,
     };
     let dump = |name: &str, p: &Plan| {
         if opts.dump {

@@ -7,8 +7,11 @@
 //! interpreter runs it on scalar lanes ([`Scalar`]); code generation
 //! implements [`Lanes`] with F32X4 instructions. Both therefore compute
 //! the same bits by construction, for vectors and scalar tails alike. Only
-//! plain IEEE operations are used (no fused multiply-add, no estimates), so
-//! the result is the same on every x86-64 ISA level.
+//! IEEE operations are used (no estimates). Each `a * b + c` of a
+//! polynomial or a range reduction is a [`Lanes::mul_add`]: fused (one
+//! rounding) in plans for ISAs with FMA, a product and a sum otherwise, so
+//! a function has two variants, each exact across engines; the bounds
+//! below hold for both.
 //!
 //! Accuracy, measured against the correctly rounded value over every f32
 //! input (`cargo test --release -p normjit-lower vmath -- --ignored`), and
@@ -40,6 +43,9 @@ pub trait Lanes {
     fn sub(&mut self, a: Self::F, b: Self::F) -> Self::F;
     /// `a * b`.
     fn mul(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b + c`: fused (one rounding) when the lanes are, else `a * b`
+    /// rounded, then the sum.
+    fn mul_add(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     /// `a / b`.
     fn div(&mut self, a: Self::F, b: Self::F) -> Self::F;
     /// An i32 converted to f32 (exact below 2^24).
@@ -72,8 +78,12 @@ pub trait Lanes {
     fn select(&mut self, m: Self::I, a: Self::F, b: Self::F) -> Self::F;
 }
 
-/// The scalar lanes of the loop-IR interpreter.
-pub struct Scalar;
+/// The scalar lanes of the loop-IR interpreter; `fused` as the plan's
+/// [`crate::Plan::fma`].
+pub struct Scalar {
+    /// `mul_add` rounds once.
+    pub fused: bool,
+}
 
 impl Lanes for Scalar {
     type F = f32;
@@ -92,6 +102,13 @@ impl Lanes for Scalar {
     }
     fn mul(&mut self, a: f32, b: f32) -> f32 {
         a * b
+    }
+    fn mul_add(&mut self, a: f32, b: f32, c: f32) -> f32 {
+        if self.fused {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
     }
     fn div(&mut self, a: f32, b: f32) -> f32 {
         a / b
@@ -153,7 +170,7 @@ pub const MAX_ULP: [(&str, f64); 5] = [("exp", 1.0), ("log", 1.0), ("tanh", 2.0)
 
 /// Every constant the functions use (as bits), which code generation
 /// keeps in its constant table.
-pub const CONSTANT_BITS: [u32; 61] = [
+pub const CONSTANT_BITS: [u32; 63] = [
     0x0000_0000,
     0x0000_007F,
     0x0000_00FF,
@@ -161,6 +178,7 @@ pub const CONSTANT_BITS: [u32; 61] = [
     0x0080_0000,
     0x38EC_139F,
     0x3950_BEF9,
+    0x395E_8083,
     0x3984_B1C6,
     0x3AB6_A18C,
     0x3B16_AAF6,
@@ -212,6 +230,7 @@ pub const CONSTANT_BITS: [u32; 61] = [
     0xBEAA_AAAB,
     0xBEC0_93A3,
     0xBEED_E8DC,
+    0xBF31_8000,
     0xC1B8_0000,
     0xC2D0_0000,
     0xFF80_0000,
@@ -221,9 +240,8 @@ pub const CONSTANT_BITS: [u32; 61] = [
 fn poly<L: Lanes>(l: &mut L, x: L::F, c: &[f32]) -> L::F {
     let mut acc = l.splat(c[c.len() - 1]);
     for &k in c[..c.len() - 1].iter().rev() {
-        let m = l.mul(acc, x);
         let k = l.splat(k);
-        acc = l.add(m, k);
+        acc = l.mul_add(acc, x, k);
     }
     acc
 }
@@ -285,12 +303,11 @@ pub fn exp<L: Lanes>(l: &mut L, x: L::F) -> L::F {
     let n = l.sub(tm, magic);
     let (tb, mb) = (l.bits(tm), l.bits(magic));
     let ni = l.isub(tb, mb);
-    let hi = l.splat(LN2_HI);
-    let lo = l.splat(LN2_LO);
-    let nh = l.mul(n, hi);
-    let r = l.sub(xc, nh);
-    let nl = l.mul(n, lo);
-    let r = l.sub(r, nl);
+    // r = x - n ln2, as x - n hi - n lo.
+    let mhi = l.splat(-LN2_HI);
+    let mlo = l.splat(-LN2_LO);
+    let r = l.mul_add(n, mhi, xc);
+    let r = l.mul_add(n, mlo, r);
     // e^r = 1 + r + r^2 q(r), q fitted in the absolute error on [-ln2/2, ln2/2].
     let q = poly(
         l,
@@ -305,8 +322,7 @@ pub fn exp<L: Lanes>(l: &mut L, x: L::F) -> L::F {
         ],
     );
     let r2 = l.mul(r, r);
-    let rq = l.mul(r2, q);
-    let rr = l.add(r, rq);
+    let rr = l.mul_add(r2, q, r);
     let one = l.splat(1.0);
     let p = l.add(one, rr);
     // 2^n = 2^n1 * 2^n2, n1 = floor(n / 2): both factors are normal.
@@ -375,13 +391,11 @@ pub fn log<L: Lanes>(l: &mut L, x: L::F) -> L::F {
     let y = l.mul(f3, q);
     let hf2 = l.mul(half, f2);
     let lo = l.splat(LN2_LO);
-    let elo = l.mul(ef, lo);
-    let t = l.add(y, elo);
+    let t = l.mul_add(ef, lo, y);
     let t = l.sub(t, hf2);
     let t = l.add(t, f);
     let hi = l.splat(LN2_HI);
-    let ehi = l.mul(ef, hi);
-    let r = l.add(t, ehi);
+    let r = l.mul_add(ef, hi, t);
     // Special cases, last to first in priority.
     let inf = l.splat(f32::INFINITY);
     let is_inf = l.eq(x, inf);
@@ -417,8 +431,7 @@ pub fn tanh<L: Lanes>(l: &mut L, x: L::F) -> L::F {
         ],
     );
     let x3 = l.mul(x2, x);
-    let t = l.mul(x3, p);
-    let ys = l.add(x, t);
+    let ys = l.mul_add(x3, p, x);
     // (-0 + +0 is +0: give the small branch the sign of x.)
     let ys = with_sign_of(l, ys, x);
     let two = l.splat(2.0);
@@ -507,6 +520,11 @@ pub fn erf<L: Lanes>(l: &mut L, x: L::F) -> L::F {
 mod tests {
     use super::*;
 
+    /// Unfused scalar lanes.
+    fn plain() -> Scalar {
+        Scalar { fused: false }
+    }
+
     /// Lanes that record every constant a sequence uses.
     struct Record(Vec<u32>);
     impl Lanes for Record {
@@ -521,58 +539,61 @@ mod tests {
             c
         }
         fn add(&mut self, a: f32, b: f32) -> f32 {
-            Scalar.add(a, b)
+            plain().add(a, b)
         }
         fn sub(&mut self, a: f32, b: f32) -> f32 {
-            Scalar.sub(a, b)
+            plain().sub(a, b)
         }
         fn mul(&mut self, a: f32, b: f32) -> f32 {
-            Scalar.mul(a, b)
+            plain().mul(a, b)
+        }
+        fn mul_add(&mut self, a: f32, b: f32, c: f32) -> f32 {
+            plain().mul_add(a, b, c)
         }
         fn div(&mut self, a: f32, b: f32) -> f32 {
-            Scalar.div(a, b)
+            plain().div(a, b)
         }
         fn to_float(&mut self, a: i32) -> f32 {
-            Scalar.to_float(a)
+            plain().to_float(a)
         }
         fn iadd(&mut self, a: i32, b: i32) -> i32 {
-            Scalar.iadd(a, b)
+            plain().iadd(a, b)
         }
         fn isub(&mut self, a: i32, b: i32) -> i32 {
-            Scalar.isub(a, b)
+            plain().isub(a, b)
         }
         fn shl(&mut self, a: i32, n: u32) -> i32 {
-            Scalar.shl(a, n)
+            plain().shl(a, n)
         }
         fn sar(&mut self, a: i32, n: u32) -> i32 {
-            Scalar.sar(a, n)
+            plain().sar(a, n)
         }
         fn shr(&mut self, a: i32, n: u32) -> i32 {
-            Scalar.shr(a, n)
+            plain().shr(a, n)
         }
         fn and(&mut self, a: i32, b: i32) -> i32 {
-            Scalar.and(a, b)
+            plain().and(a, b)
         }
         fn or(&mut self, a: i32, b: i32) -> i32 {
-            Scalar.or(a, b)
+            plain().or(a, b)
         }
         fn bits(&mut self, a: f32) -> i32 {
-            Scalar.bits(a)
+            plain().bits(a)
         }
         fn from_bits(&mut self, a: i32) -> f32 {
-            Scalar.from_bits(a)
+            plain().from_bits(a)
         }
         fn lt(&mut self, a: f32, b: f32) -> i32 {
-            Scalar.lt(a, b)
+            plain().lt(a, b)
         }
         fn eq(&mut self, a: f32, b: f32) -> i32 {
-            Scalar.eq(a, b)
+            plain().eq(a, b)
         }
         fn is_nan(&mut self, a: f32) -> i32 {
-            Scalar.is_nan(a)
+            plain().is_nan(a)
         }
         fn select(&mut self, m: i32, a: f32, b: f32) -> f32 {
-            Scalar.select(m, a, b)
+            plain().select(m, a, b)
         }
     }
 
@@ -618,8 +639,8 @@ mod tests {
         }
     }
 
-    fn f(name: &str, x: f32) -> f32 {
-        let mut s = Scalar;
+    fn f(name: &str, fused: bool, x: f32) -> f32 {
+        let mut s = Scalar { fused };
         match name {
             "exp" => exp(&mut s, x),
             "log" => log(&mut s, x),
@@ -630,11 +651,12 @@ mod tests {
         }
     }
 
-    /// Max ulp error of `name` over the inputs `xs`, and where.
-    fn worst(name: &str, xs: impl Iterator<Item = f32>) -> (f64, f32) {
+    /// Max ulp error of `name` (fused or not) over the inputs `xs`, and
+    /// where.
+    fn worst(name: &str, fused: bool, xs: impl Iterator<Item = f32>) -> (f64, f32) {
         let mut w = (0.0, 0.0);
         for x in xs {
-            let e = ulps(f(name, x), reference(name, x as f64));
+            let e = ulps(f(name, fused, x), reference(name, x as f64));
             if e > w.0 || e.is_nan() {
                 w = (e, x);
             }
@@ -673,16 +695,24 @@ mod tests {
 
     #[test]
     fn every_function_is_within_its_ulp_bound_on_a_dense_sweep() {
-        for (name, bound) in MAX_ULP {
-            let (e, x) = worst(name, sweep());
-            eprintln!("{name}: max {e:.3} ulp at {x:e} ({:#010x})", x.to_bits());
-            assert!(e <= bound, "{name}: {e} ulp at {x:e} ({:#010x}), bound {bound}", x.to_bits());
+        for fused in [false, true] {
+            for (name, bound) in MAX_ULP {
+                let (e, x) = worst(name, fused, sweep());
+                eprintln!("{name} (fused {fused}): max {e:.3} ulp at {x:e} ({:#010x})", x.to_bits());
+                assert!(e <= bound, "{name} (fused {fused}): {e} ulp at {x:e} ({:#010x}), bound {bound}", x.to_bits());
+            }
         }
     }
 
     #[test]
     fn special_values() {
-        let mut s = Scalar;
+        for fused in [false, true] {
+            special_values_of(fused);
+        }
+    }
+
+    fn special_values_of(fused: bool) {
+        let mut s = Scalar { fused };
         assert_eq!(exp(&mut s, f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(&mut s, f32::INFINITY), f32::INFINITY);
         assert_eq!(exp(&mut s, 100.0), f32::INFINITY);
@@ -703,7 +733,7 @@ mod tests {
         assert_eq!(erf(&mut s, f32::NEG_INFINITY), -1.0);
         assert_eq!(erf(&mut s, -0.0).to_bits(), (-0.0f32).to_bits());
         for name in ["exp", "log", "tanh", "sigmoid", "erf"] {
-            assert!(f(name, f32::NAN).is_nan(), "{name}(NaN)");
+            assert!(f(name, fused, f32::NAN).is_nan(), "{name}(NaN)");
         }
     }
 
@@ -712,10 +742,12 @@ mod tests {
     #[test]
     #[ignore]
     fn every_function_is_within_its_ulp_bound_on_every_f32() {
-        for (name, bound) in MAX_ULP {
-            let (e, x) = worst(name, (0..=u32::MAX).map(f32::from_bits));
-            eprintln!("{name}: max {e:.3} ulp over every f32, at {x:e} ({:#010x})", x.to_bits());
-            assert!(e <= bound, "{name}: {e} ulp at {x:e}");
+        for fused in [false, true] {
+            for (name, bound) in MAX_ULP {
+                let (e, x) = worst(name, fused, (0..=u32::MAX).map(f32::from_bits));
+                eprintln!("{name} (fused {fused}): max {e:.3} ulp over every f32, at {x:e} ({:#010x})", x.to_bits());
+                assert!(e <= bound, "{name} (fused {fused}): {e} ulp at {x:e}");
+            }
         }
     }
 }

@@ -29,8 +29,10 @@
 //!   comparison is "maybe true" and "maybe false" when the intervals overlap;
 //! - `a * b ± c` and `c - a * b`: also the fused result (the exact product
 //!   plus `c`, rounded once), since plans for ISAs with FMA contract them;
-//!   `a / s ± c` likewise, as `a * (1 / s)` with the reciprocal rounded,
-//!   which is how the lowering divides by a per-call scalar.
+//!   `a / s ± c` and `x ^ n ± c` (n = 2, 3, 4) likewise, as the products
+//!   the lowering turns them into: `a * (1 / s)` with the reciprocal
+//!   rounded (division by a per-call scalar), `x * x`, `(x * x) * x`,
+//!   `s * s`.
 
 use normjit_ir::{rng, AxisSet, Binary, Cmp, DType, DimId, Kernel, Op, Reduce, Stmt, Unary, ValueId};
 use std::fmt;
@@ -384,6 +386,18 @@ fn fin_arith(op: Binary, al: f64, ah: f64, bl: f64, bh: f64) -> Av {
     }
 }
 
+/// How an operand of `+`/`-` is a product after lowering (see
+/// [`fused`]).
+#[derive(Clone, Copy)]
+enum Product {
+    /// `a * b`.
+    Plain,
+    /// `a / s`, as `a * (1 / s)`.
+    Quotient,
+    /// `x ^ n` for n in 2..=4, as multiplications.
+    Power(u8),
+}
+
 /// `±(a * b) ± c` rounded once (a fused multiply-add; `neg_ab`, `neg_c`
 /// negate): the exact product of finite pieces (exact in f64) plus `c`,
 /// then one rounding; pieces with an infinity or NaN on representatives,
@@ -454,6 +468,11 @@ fn pow(a: Av, b: Av) -> Av {
                 }
                 let mn = cands.iter().copied().fold(f64::INFINITY, f64::min);
                 let mx = cands.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                // `x ^ -n` (n = 2, 3, 4) lowers to `1 / x^n` with `x^n` as
+                // f32 multiplications: 0 once `x^n` overflows f32.
+                if (-4.0..=-2.0).contains(&c) && c.fract() == 0.0 && lo.abs().max(hi.abs()).powf(-c) >= OVF_LO {
+                    s = s.union(Av::point(0.0));
+                }
                 s.union(Av::real(mn, mx, 4))
             }
         };
@@ -817,11 +836,21 @@ impl Oracle {
                     // lowering divides by a per-call scalar as a product with
                     // its rounded reciprocal).
                     let fusing = matches!(b, Binary::Add | Binary::Sub);
+                    // How an operand is a product `a * b` after lowering:
+                    // `a * b`; `a / s` as `a * (1 / s)`; `x ^ 2`, `x ^ 3`
+                    // and `x ^ 4` as `x * x`, `(x * x) * x`, `s * s`.
                     let factors = |v: ValueId| match k.nodes[v].op {
                         Op::Binary(op @ (Binary::Mul | Binary::Div), p, q) if fusing => {
                             let ((pv, sp), (qv, sq)) = (f(k, sizes, &vals, p), f(k, sizes, &vals, q));
-                            Some((pv, sp, qv, sq, op == Binary::Div))
+                            Some((pv, sp, qv, sq, if op == Binary::Div { Product::Quotient } else { Product::Plain }))
                         }
+                        Op::Binary(Binary::Pow, p, q) if fusing => match k.nodes[q].op {
+                            Op::Const(n) if n == 2.0 || n == 3.0 || n == 4.0 => {
+                                let (pv, sp) = f(k, sizes, &vals, p);
+                                Some((pv, sp.clone(), pv, sp, Product::Power(n as u8)))
+                            }
+                            _ => None,
+                        },
                         _ => None,
                     };
                     let (fx, fy) = (factors(*a), factors(*c));
@@ -835,21 +864,25 @@ impl Oracle {
                             Binary::Pow => pow(p, q),
                         };
                         let neg_sub = *b == Binary::Sub;
-                        let factor = |qv: &[Av], sq: &[usize], div: bool| {
-                            let q = qv[dot(idx, sq)];
-                            if div {
-                                arith(Binary::Div, Av::point(1.0), q)
-                            } else {
-                                q
+                        let pair = |(pv, sp, qv, sq, how): &(&[Av], Vec<usize>, &[Av], Vec<usize>, Product)| {
+                            let (u, w) = (pv[dot(idx, sp)], qv[dot(idx, sq)]);
+                            match how {
+                                Product::Plain => (u, w),
+                                Product::Quotient => (u, arith(Binary::Div, Av::point(1.0), w)),
+                                Product::Power(2) => (u, u),
+                                Product::Power(3) => (arith(Binary::Mul, u, u), u),
+                                Product::Power(_) => (arith(Binary::Mul, u, u), arith(Binary::Mul, u, u)),
                             }
                         };
-                        if let Some((pv, sp, qv, sq, div)) = &fx {
+                        if let Some(fx) = &fx {
                             // x * y ± q
-                            r = r.union(fused(false, pv[dot(idx, sp)], factor(qv, sq, *div), q, neg_sub));
+                            let (u, w) = pair(fx);
+                            r = r.union(fused(false, u, w, q, neg_sub));
                         }
-                        if let Some((pv, sp, qv, sq, div)) = &fy {
+                        if let Some(fy) = &fy {
                             // p ± x * y
-                            r = r.union(fused(neg_sub, pv[dot(idx, sp)], factor(qv, sq, *div), p, false));
+                            let (u, w) = pair(fy);
+                            r = r.union(fused(neg_sub, u, w, p, false));
                         }
                         v.push(r)
                     });
