@@ -69,6 +69,18 @@ fn positional_calls_allocate_nothing_in_steady_state() {
     let lr_params: Vec<f64> = adamw.signature().params.iter().map(|q| q.default.unwrap_or(1.0)).collect();
 
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    // Threads allocate as they start (thread-locals, rayon's per-worker
+    // state), and start when the OS schedules them: on a loaded machine
+    // that can be inside a measured window, on any thread, and the counter
+    // is global. So every pool's workers run a job before anything is
+    // counted: this pool's, and the compiler's own (`Threads::Default`).
+    pool.broadcast(|_| ());
+    {
+        let ss = [Tensor::input(&x), Tensor::output(&mut s)];
+        for _ in 0..50 {
+            sumsq.call_with(&ss, &[], None, Threads::Default).unwrap();
+        }
+    }
     for (name, on) in [("calling thread", Threads::CallingThread), ("pool", Threads::Pool(&pool))] {
         let a = {
             let ln_args = [Tensor::input(&x), Tensor::input(&g), Tensor::input(&b), Tensor::output(&mut y)];
@@ -103,9 +115,10 @@ fn positional_calls_allocate_nothing_in_steady_state() {
         for (what, n) in results {
             println!("{what}: {n} allocations in {CALLS} calls");
             // From outside a pool, rayon's injector queue allocates one block
-            // per 63 injected jobs (crossbeam's `Injector`); that is the only
+            // per 63 injected jobs (crossbeam's `Injector`; the window may
+            // start inside a block, hence one more); that is the only
             // allocation allowed, amortized. Everything of normjit's is zero.
-            let allowed = if what.contains("on the pool") { CALLS.div_ceil(63) } else { 0 };
+            let allowed = if what.contains("on the pool") { CALLS.div_ceil(63) + 1 } else { 0 };
             assert!(n <= allowed, "{what}: {n} allocations in {CALLS} calls (allowed {allowed})");
         }
     }

@@ -416,6 +416,9 @@ fn generator_coverage() {
             if plan.phases.iter().any(|p| p.flat > 1) {
                 hit("plan: flattened inner loops".into());
             }
+            if plan.accums.iter().any(|a| a.reduced.is_empty()) {
+                hit("plan: hoisted values (scratch arrays)".into());
+            }
             if plan.has_cross() {
                 hit("plan: cross-group reductions".into());
             } else if !plan.group.is_empty() {
@@ -560,6 +563,7 @@ fn generator_coverage() {
         "plan: no group",
         "plan: cross-group reductions",
         "plan: flattened inner loops",
+        "plan: hoisted values (scratch arrays)",
     ] {
         expected.push(s.to_string());
     }

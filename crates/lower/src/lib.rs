@@ -14,6 +14,7 @@ mod check;
 pub mod exec;
 mod flatten;
 mod group;
+mod hoist;
 mod import;
 
 pub mod loopir;

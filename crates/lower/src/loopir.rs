@@ -618,6 +618,11 @@ impl fmt::Display for Plan {
                 .find(|&v| self.node(v).op == LOp::Reduced(AccId(i as u32)))
                 .and_then(|v| self.name(v))
                 .map_or(String::new(), |n| format!("{n} = "));
+            if a.reduced.is_empty() {
+                // A hoisted value (pass `hoist`): computed once into scratch.
+                writeln!(f, "  acc{i} = {named}{} -> {dims}, hoisted", self.expr(a.operand))?;
+                continue;
+            }
             let (op, axes) = (a.op.name(), k.axis_names(a.reduced));
             writeln!(f, "  acc{i} = {named}{op}({}, {axes}) -> {dims}", self.expr(a.operand))?;
         }

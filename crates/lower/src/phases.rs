@@ -129,7 +129,11 @@ pub fn finish_accums(k: &Kernel, nodes: &[LNode], accums: &mut [Accum], phases: 
             .iter()
             .map(|a| {
                 let acc = &accums[a.0 as usize];
-                format!("{} over {}", acc.op.name(), k.axis_names(acc.reduced))
+                if acc.reduced.is_empty() {
+                    format!("hoist over {}", k.axis_names(nodes[acc.operand.0 as usize].axes))
+                } else {
+                    format!("{} over {}", acc.op.name(), k.axis_names(acc.reduced))
+                }
             })
             .collect();
         parts.extend(ph.stores.iter().map(|(t, _)| format!("write {}", k.tensors[*t].name)));

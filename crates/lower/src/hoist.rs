@@ -1,0 +1,146 @@
+//! Pass `hoist`: costly values that inner loops would recompute go to a
+//! scratch array, computed once.
+//!
+//! Establishes: in a plan without a group, a value that costs a divide, a
+//! square root or a vector math function (or is computed from one over the
+//! same axes), that varies along the innermost loop but not along some loop
+//! outside it, and that a value over more axes uses, is computed once per
+//! element of its own axes into a scratch array, which the values over more
+//! axes read back. (Varying along an outer loop only, it is already
+//! computed outside the innermost loop, by `place`.)
+//! NHWC BatchNorm's `rsqrt(var[C] + eps)` is the case: `C` is innermost,
+//! so `place` can only put it inside the `N, H, W` loops, where it costs a
+//! square root and a divide per element.
+//!
+//! The array is an accumulator that reduces over no axes ([`Accum`] with
+//! `reduced` empty and op `max`): its phase runs over the value's axes and
+//! combines each value once into the identity, `max(-inf, v) = v` exactly
+//! (NaN stays NaN, `-0` stays `-0`: see the reduction order), and users
+//! read it through [`LOp::Reduced`] like any reduction. With a group, the
+//! array would be refilled every group iteration, which saves nothing.
+
+use crate::loopir::*;
+use normjit_ir::{AxisSet, Binary, DimId, Kernel, Reduce, TensorId, Unary, ValueType};
+
+/// Hoists (see the module doc), renumbering values so that operands still
+/// come before their users.
+pub fn hoist(
+    k: &Kernel,
+    order: &[DimId],
+    group: &[DimId],
+    nodes: &mut Vec<LNode>,
+    accums: &mut Vec<Accum>,
+    stores: &mut [(TensorId, LValue)],
+    names: &mut Vec<Option<String>>,
+) {
+    if !group.is_empty() {
+        return;
+    }
+    let n = nodes.len();
+    // Costly: an expensive operation, or computed over the same axes from
+    // a costly value (so the whole expression moves, not just its leaf).
+    let mut costly = vec![false; n];
+    for (i, node) in nodes.iter().enumerate() {
+        let expensive = matches!(
+            node.op,
+            LOp::Unary(
+                Unary::Sqrt
+                    | Unary::Rsqrt
+                    | Unary::Recip
+                    | Unary::Exp
+                    | Unary::Log
+                    | Unary::Tanh
+                    | Unary::Sigmoid
+                    | Unary::Erf,
+                _
+            ) | LOp::Binary(Binary::Div | Binary::Pow, ..)
+        );
+        costly[i] = expensive
+            || node.op.operands().iter().any(|o| costly[o.0 as usize] && nodes[o.0 as usize].axes == node.axes);
+    }
+    // Broadcast: used by a value, or stored to a tensor, over more axes.
+    let mut broadcast = vec![false; n];
+    for node in nodes.iter() {
+        for o in node.op.operands() {
+            broadcast[o.0 as usize] |= nodes[o.0 as usize].axes != node.axes;
+        }
+    }
+    for &(t, v) in stores.iter() {
+        broadcast[v.0 as usize] |= k.tensors[t].axes() != nodes[v.0 as usize].axes;
+    }
+    // Recomputed per element: it varies along the innermost loop, and some
+    // loop outside is not one of its axes.
+    let recomputed = |axes: AxisSet| {
+        order.last().is_some_and(|&d| axes.contains(d)) && order.iter().any(|d| !axes.contains(*d))
+    };
+    let hoisted: Vec<bool> = (0..n)
+        .map(|i| {
+            let node = &nodes[i];
+            costly[i]
+                && broadcast[i]
+                && !node.per_call
+                && node.ty == ValueType::F32
+                && !matches!(node.op, LOp::Reduced(_))
+                && recomputed(node.axes)
+        })
+        .collect();
+    if !hoisted.contains(&true) {
+        return;
+    }
+    // New arena: each hoisted value followed by its read-back. Values and
+    // stores over more axes use the read-back; those over the same axes and
+    // accumulators (whose phases run over the value's axes) the value, so
+    // that a chain of hoisted values fills its arrays in one pass.
+    let existing = accums.len();
+    let mut value = vec![LValue(0); n];
+    let mut read = vec![LValue(0); n];
+    let mut out: Vec<LNode> = Vec::with_capacity(n + 4);
+    let mut out_names = Vec::with_capacity(n + 4);
+    for (i, node) in nodes.iter().enumerate() {
+        let mut node = node.clone();
+        let axes = node.axes;
+        node.op = remap(&node.op, |o| if nodes[o.0 as usize].axes == axes { value[o.0 as usize] } else { read[o.0 as usize] });
+        out.push(node.clone());
+        out_names.push(names[i].clone());
+        value[i] = LValue(out.len() as u32 - 1);
+        read[i] = value[i];
+        if hoisted[i] {
+            accums.push(Accum {
+                op: Reduce::Max,
+                operand: value[i],
+                reduced: AxisSet::EMPTY,
+                scratch_dims: Vec::new(),
+                phase: usize::MAX,
+                flush_depth: 0,
+                cross: false,
+            });
+            let acc = AccId(accums.len() as u32 - 1);
+            out.push(LNode { op: LOp::Reduced(acc), ty: ValueType::F32, axes: node.axes, per_call: false });
+            out_names.push(names[i].clone());
+            read[i] = LValue(out.len() as u32 - 1);
+        }
+    }
+    for a in &mut accums[..existing] {
+        a.operand = value[a.operand.0 as usize];
+    }
+    for (t, v) in stores.iter_mut() {
+        let same = k.tensors[*t].axes() == nodes[v.0 as usize].axes;
+        *v = if same { value[v.0 as usize] } else { read[v.0 as usize] };
+    }
+    *nodes = out;
+    *names = out_names;
+}
+
+/// `op` with its operands renumbered by `map`.
+fn remap(op: &LOp, map: impl Fn(LValue) -> LValue) -> LOp {
+    let m = |v: &LValue| map(*v);
+    match op {
+        LOp::Unary(u, a) => LOp::Unary(*u, m(a)),
+        LOp::Binary(b, x, y) => LOp::Binary(*b, m(x), m(y)),
+        LOp::Fma(f, a, b, c) => LOp::Fma(*f, m(a), m(b), m(c)),
+        LOp::Compare(c, x, y) => LOp::Compare(*c, m(x), m(y)),
+        LOp::Select(c, x, y) => LOp::Select(m(c), m(x), m(y)),
+        LOp::StochasticRound(x, u) => LOp::StochasticRound(m(x), m(u)),
+        LOp::Const(_) | LOp::Param(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Count(_) | LOp::Uniform(..) => op.clone(),
+    }
+}
