@@ -70,9 +70,8 @@ pub fn hoist(
     }
     // Recomputed per element: it varies along the innermost loop, and some
     // loop outside is not one of its axes.
-    let recomputed = |axes: AxisSet| {
-        order.last().is_some_and(|&d| axes.contains(d)) && order.iter().any(|d| !axes.contains(*d))
-    };
+    let recomputed =
+        |axes: AxisSet| order.last().is_some_and(|&d| axes.contains(d)) && order.iter().any(|d| !axes.contains(*d));
     let hoisted: Vec<bool> = (0..n)
         .map(|i| {
             let node = &nodes[i];
@@ -99,7 +98,11 @@ pub fn hoist(
     for (i, node) in nodes.iter().enumerate() {
         let mut node = node.clone();
         let axes = node.axes;
-        node.op = remap(&node.op, |o| if nodes[o.0 as usize].axes == axes { value[o.0 as usize] } else { read[o.0 as usize] });
+        node.op =
+            remap(
+                &node.op,
+                |o| if nodes[o.0 as usize].axes == axes { value[o.0 as usize] } else { read[o.0 as usize] },
+            );
         out.push(node.clone());
         out_names.push(names[i].clone());
         value[i] = LValue(out.len() as u32 - 1);

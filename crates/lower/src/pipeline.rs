@@ -5,8 +5,8 @@
 
 use crate::loopir::*;
 use crate::{
-    check, flatten, group, hoist, import, order, phases, place, prefetch, split, stores, traffic, vectorize, LowerError,
-    Options,
+    check, flatten, group, hoist, import, order, phases, place, prefetch, split, stores, traffic, vectorize,
+    LowerError, Options,
 };
 use normjit_ir::{AxisSet, Kernel};
 
