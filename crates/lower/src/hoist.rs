@@ -98,11 +98,9 @@ pub fn hoist(
     for (i, node) in nodes.iter().enumerate() {
         let mut node = node.clone();
         let axes = node.axes;
-        node.op =
-            remap(
-                &node.op,
-                |o| if nodes[o.0 as usize].axes == axes { value[o.0 as usize] } else { read[o.0 as usize] },
-            );
+        let operand =
+            |o: LValue| if nodes[o.0 as usize].axes == axes { value[o.0 as usize] } else { read[o.0 as usize] };
+        node.op = remap(&node.op, operand);
         out.push(node.clone());
         out_names.push(names[i].clone());
         value[i] = LValue(out.len() as u32 - 1);
