@@ -568,6 +568,12 @@ impl<'a, 'b> Fx<'a, 'b> {
                     // Set to the identity per chunk, by the runtime.
                     continue;
                 }
+                if self.p.accums[a.0 as usize].reduced.is_empty() {
+                    // A hoisted value (pass `hoist`): each element is
+                    // combined exactly once into the identity, which gives
+                    // the value itself, so it is stored as is below.
+                    continue;
+                }
                 let op = self.p.accums[a.0 as usize].op;
                 let dims = self.p.accums[a.0 as usize].scratch_dims.clone();
                 let n = self.extent(&dims);
@@ -969,8 +975,12 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let base = self.acc_base(a);
                 let off = self.offset(&acc.scratch_dims, None);
                 let ad = self.addr(base, off);
-                let s = self.b.ins().load(types::F32, flags(), ad, 0);
-                let r = ops::combine(self.b, acc.op, W::S, s, x);
+                let r = if acc.reduced.is_empty() {
+                    x
+                } else {
+                    let s = self.b.ins().load(types::F32, flags(), ad, 0);
+                    ops::combine(self.b, acc.op, W::S, s, x)
+                };
                 self.b.ins().store(flags(), r, ad, 0);
             }
             return;
@@ -1365,8 +1375,13 @@ impl<'a, 'b> Fx<'a, 'b> {
             let x = self.operand(c, vals, acc.operand, w);
             if acc.flush_depth == k {
                 let (ad, off) = self.inner_addr(c, Access::Acc(a), at);
-                let s = self.b.ins().load(w.f32(), flags(), ad, off);
-                let r = ops::combine(self.b, acc.op, w, s, x);
+                let r = if acc.reduced.is_empty() {
+                    // A hoisted value: the identity ⊕ x is x (see `phase`).
+                    x
+                } else {
+                    let s = self.b.ins().load(w.f32(), flags(), ad, off);
+                    ops::combine(self.b, acc.op, w, s, x)
+                };
                 self.b.ins().store(flags(), r, ad, off);
             } else {
                 let r = &regs[&a];

@@ -12,20 +12,31 @@
 //! so `place` can only put it inside the `N, H, W` loops, where it costs a
 //! square root and a divide per element.
 //!
+//! With a group, a costly value that two passes of a group iteration need
+//! (a row softmax's `e = exp(x - max)`: in the pass summing it and in the
+//! pass writing `e / sum`) is computed once, in the first, into a scratch
+//! array of one group iteration ([`ROW_BYTES`] at most, so that it stays in
+//! cache), and read back by the second.
+//!
 //! The array is an accumulator that reduces over no axes ([`Accum`] with
 //! `reduced` empty and op `max`): its phase runs over the value's axes and
 //! combines each value once into the identity, `max(-inf, v) = v` exactly
 //! (NaN stays NaN, `-0` stays `-0`: see the reduction order), and users
-//! read it through [`LOp::Reduced`] like any reduction. With a group, the
-//! array would be refilled every group iteration, which saves nothing.
+//! read it through [`LOp::Reduced`] like any reduction.
 
 use crate::loopir::*;
 use normjit_ir::{AxisSet, Binary, DimId, Kernel, Reduce, TensorId, Unary, ValueType};
 
+/// Largest scratch array of one group iteration, in bytes (at the sizes
+/// the plan is made for).
+pub const ROW_BYTES: usize = 64 << 10;
+
 /// Hoists (see the module doc), renumbering values so that operands still
 /// come before their users.
+#[allow(clippy::too_many_arguments)]
 pub fn hoist(
     k: &Kernel,
+    dims: &[usize],
     order: &[DimId],
     group: &[DimId],
     nodes: &mut Vec<LNode>,
@@ -33,9 +44,6 @@ pub fn hoist(
     stores: &mut [(TensorId, LValue)],
     names: &mut Vec<Option<String>>,
 ) {
-    if !group.is_empty() {
-        return;
-    }
     let n = nodes.len();
     // Costly: an expensive operation, or computed over the same axes from
     // a costly value (so the whole expression moves, not just its leaf).
@@ -72,24 +80,47 @@ pub fn hoist(
     // loop outside is not one of its axes.
     let recomputed =
         |axes: AxisSet| order.last().is_some_and(|&d| axes.contains(d)) && order.iter().any(|d| !axes.contains(*d));
+    // With a group: needed by a pass that accumulates it (at its own level)
+    // and again by a later one (a value of a higher level uses it).
+    let level = crate::phases::levels(nodes, accums);
+    let mut feeds_acc = vec![false; n];
+    for a in accums.iter() {
+        feeds_acc[a.operand.0 as usize] = true;
+    }
+    for i in (0..n).rev() {
+        if feeds_acc[i] {
+            for o in nodes[i].op.operands() {
+                feeds_acc[o.0 as usize] |= level[o.0 as usize] == level[i];
+            }
+        }
+    }
+    let mut used_later = vec![false; n];
+    for (i, node) in nodes.iter().enumerate() {
+        for o in node.op.operands() {
+            used_later[o.0 as usize] |= level[i] > level[o.0 as usize];
+        }
+    }
+    let g = group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
+    let row_bytes = |axes: AxisSet| axes.minus(g).iter().fold(4usize, |b, d| b.saturating_mul(dims[d.index()]));
     let hoisted: Vec<bool> = (0..n)
         .map(|i| {
             let node = &nodes[i];
-            costly[i]
-                && broadcast[i]
-                && !node.per_call
-                && node.ty == ValueType::F32
-                && !matches!(node.op, LOp::Reduced(_))
-                && recomputed(node.axes)
+            let wanted = if group.is_empty() {
+                broadcast[i] && recomputed(node.axes)
+            } else {
+                feeds_acc[i] && used_later[i] && row_bytes(node.axes) <= ROW_BYTES && !node.axes.minus(g).is_empty()
+            };
+            wanted && costly[i] && !node.per_call && node.ty == ValueType::F32 && !matches!(node.op, LOp::Reduced(_))
         })
         .collect();
     if !hoisted.contains(&true) {
         return;
     }
-    // New arena: each hoisted value followed by its read-back. Values and
-    // stores over more axes use the read-back; those over the same axes and
-    // accumulators (whose phases run over the value's axes) the value, so
-    // that a chain of hoisted values fills its arrays in one pass.
+    // New arena: each hoisted value followed by its read-back. Values over
+    // more axes or of a higher level, and stores over more axes, use the
+    // read-back; the others and accumulators (whose phases run over the
+    // value's axes) the value, so that a chain of hoisted values fills its
+    // arrays in one pass.
     let existing = accums.len();
     let mut value = vec![LValue(0); n];
     let mut read = vec![LValue(0); n];
@@ -97,9 +128,15 @@ pub fn hoist(
     let mut out_names = Vec::with_capacity(n + 4);
     for (i, node) in nodes.iter().enumerate() {
         let mut node = node.clone();
-        let axes = node.axes;
-        let operand =
-            |o: LValue| if nodes[o.0 as usize].axes == axes { value[o.0 as usize] } else { read[o.0 as usize] };
+        let (axes, lvl) = (node.axes, level[i]);
+        let operand = |o: LValue| {
+            let j = o.0 as usize;
+            if nodes[j].axes == axes && level[j] == lvl {
+                value[j]
+            } else {
+                read[j]
+            }
+        };
         node.op = remap(&node.op, operand);
         out.push(node.clone());
         out_names.push(names[i].clone());

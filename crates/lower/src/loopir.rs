@@ -45,6 +45,10 @@
 //!   run that pushed, a non-empty last block is pushed and each element's
 //!   stack value is written back to the scratch element (a run that never
 //!   pushed leaves its scratch as it is).
+//! - An accumulator over no axes (`reduced` empty: a value the `hoist`
+//!   pass keeps in scratch) combines each element exactly once into the
+//!   identity, which gives the value itself; engines may store the value
+//!   without resetting the scratch first.
 //! - Max and min do not cascade (they are exact in any order): when depth
 //!   `f` is left, the accumulators are folded and the result is combined
 //!   into the scratch element.

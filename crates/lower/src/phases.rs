@@ -130,7 +130,8 @@ pub fn finish_accums(k: &Kernel, nodes: &[LNode], accums: &mut [Accum], phases: 
             .map(|a| {
                 let acc = &accums[a.0 as usize];
                 if acc.reduced.is_empty() {
-                    format!("hoist over {}", k.axis_names(nodes[acc.operand.0 as usize].axes))
+                    let over: Vec<&str> = acc.scratch_dims.iter().map(|d| k.dims[*d].name.as_str()).collect();
+                    format!("hoist over {}", over.join(", "))
                 } else {
                     format!("{} over {}", acc.op.name(), k.axis_names(acc.reduced))
                 }

@@ -60,9 +60,9 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     // when that keeps the inner loop contiguous.
     p.group = group::choose_group(kernel, dims, &p.order, &p.nodes, &p.accums, &stores);
     let g = p.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
-    // Without a group, costly values inner loops would recompute go to scratch arrays.
+    // Costly values that inner loops or later passes would recompute go to scratch arrays.
     let mut stores = stores;
-    hoist::hoist(kernel, &p.order, &p.group, &mut p.nodes, &mut p.accums, &mut stores, &mut p.names);
+    hoist::hoist(kernel, dims, &p.order, &p.group, &mut p.nodes, &mut p.accums, &mut stores, &mut p.names);
     // Reductions split the group body into passes; fuse those of one level and domain.
     let phased = phases::build(kernel, &p.order, &p.group, &p.nodes, &mut p.accums, &stores);
     (p.phases, p.steps, p.after) = (phased.phases, phased.steps, phased.after);
