@@ -27,6 +27,8 @@
 //!   that sum divided by the count;
 //! - `max`/`min` (elementwise and reductions) and `select`: hulls; a
 //!   comparison is "maybe true" and "maybe false" when the intervals overlap;
+//! - `a / b`: also `a * (1 / b)` with the reciprocal rounded, which is
+//!   how the lowering divides by a per-call scalar;
 //! - `a * b ± c` and `c - a * b`: also the fused result (the exact product
 //!   plus `c`, rounded once), since plans for ISAs with FMA contract them;
 //!   `a / s ± c` and `x ^ n ± c` (n = 2, 3, 4) likewise, as the products
@@ -858,7 +860,13 @@ impl Oracle {
                     odometer(&order, sizes, |idx| {
                         let (p, q) = (x[dot(idx, &sx)], y[dot(idx, &sy)]);
                         let mut r = match b {
-                            Binary::Add | Binary::Sub | Binary::Mul | Binary::Div => arith(*b, p, q),
+                            Binary::Add | Binary::Sub | Binary::Mul => arith(*b, p, q),
+                            // Or times the rounded reciprocal, as the lowering
+                            // divides by a per-call scalar (`0 * inf` = NaN when
+                            // `1 / q` overflows f32).
+                            Binary::Div => {
+                                arith(*b, p, q).union(arith(Binary::Mul, p, arith(Binary::Div, Av::point(1.0), q)))
+                            }
                             Binary::Min => minmax(false, p, q),
                             Binary::Max => minmax(true, p, q),
                             Binary::Pow => pow(p, q),
