@@ -272,3 +272,28 @@ fn bad_overrides_exit_1_with_the_reason() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn costly_values_are_hoisted_into_scratch_instead_of_recomputed() {
+    // NHWC BatchNorm: `rsqrt(var[C] + eps)` varies along the innermost C
+    // loop only; it is computed once per channel into scratch, and the
+    // pass writing y reads it back instead of taking a square root and a
+    // divide per element.
+    let v = explain("ir/norm/batch_norm_train_nhwc.nj", "N=8,H=7,W=7,C=64");
+    let phases = v["phases"].as_array().unwrap();
+    let at = phases.iter().position(|p| hoist_of(p, "rsqrt")).expect("a phase fills the hoisted array");
+    assert_eq!(phases[at]["loops"].as_array().unwrap().len(), 1, "{:?}", phases[at]);
+    let y = phases.iter().position(|p| p["writes"].get("y").is_some()).unwrap();
+    assert!(at < y);
+    // Softmax: `exp(x - m)` is kept for the row by the pass summing it, and
+    // the pass writing y neither reads x nor recomputes the exponential.
+    let v = explain("ir/norm/softmax.nj", "N=16,D=1000");
+    let phases = v["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 3);
+    assert!(hoist_of(&phases[1], "exp"), "{:?}", phases[1]);
+    assert!(phases[2]["reads"].get("x").is_none(), "{:?}", phases[2]);
+}
+
+fn hoist_of(p: &Value, what: &str) -> bool {
+    p["accumulators"].as_array().unwrap().iter().any(|a| a["op"] == "hoist" && a["of"].as_str().unwrap().contains(what))
+}

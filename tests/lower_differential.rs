@@ -1,7 +1,9 @@
 //! The lowering, checked on its own: every library pipeline, lowered and
 //! run by the loop-IR interpreter, agrees with the reference interpreter
 //! across random odd shapes (0, 1, 3, 4, 5, 1023, ...), chunkings and
-//! NaN/Inf inputs. Tolerance: 1e-5 of the tensor's scale against f64 (see
+//! NaN/Inf inputs, planned with and without fused multiply-adds (every
+//! other case fused, as for an ISA with FMA). Tolerance: 1e-5 of the
+//! tensor's scale against f64, or 4x the f32 reference's own error (see
 //! `common::compare`).
 
 mod common;
@@ -10,10 +12,17 @@ use common::*;
 use normjit::ir::Role;
 use normjit_lower::{exec, lower, Options};
 
-fn check_one(k: &normjit::ir::Kernel, dims: &[usize], seed: u64, specials: bool, chunk: usize) -> Result<f64, String> {
+fn check_one(
+    k: &normjit::ir::Kernel,
+    dims: &[usize],
+    seed: u64,
+    specials: bool,
+    chunk: usize,
+    fma: bool,
+) -> Result<f64, String> {
     let params = params(k);
     let inputs = inputs(k, dims, &params, seed, specials);
-    let opts = Options { chunk_elems: chunk, verify: true, ..Options::default() };
+    let opts = Options { chunk_elems: chunk, verify: true, fma, ..Options::default() };
     let plan = lower(k, dims, &opts).map_err(|e| e.to_string())?;
     let mut bufs = inputs.clone();
     exec(&plan, dims, &params, &mut bufs).map_err(|e| e.to_string())?;
@@ -31,7 +40,7 @@ fn check_one(k: &normjit::ir::Kernel, dims: &[usize], seed: u64, specials: bool,
             }
             continue;
         }
-        let what = format!("{} {:?} chunk {chunk} seed {seed}: `{}`", k.name, dims, t.name);
+        let what = format!("{} {:?} chunk {chunk} fma {fma} seed {seed}: `{}`", k.name, dims, t.name);
         worst = worst.max(compare(&what, &bufs[id.index()], r64.get(id).unwrap(), r32.get(id).unwrap(), 1e-5)?);
     }
     Ok(worst)
@@ -49,7 +58,7 @@ fn loop_ir_agrees_with_the_reference_on_every_pipeline() {
             let chunk = [1, 7, 64, 1 << 15][pick.below(4)];
             let specials = case % 4 == 3;
             runs += 1;
-            if let Err(e) = check_one(&k, &dims, pick.next(), specials, chunk) {
+            if let Err(e) = check_one(&k, &dims, pick.next(), specials, chunk, case % 2 == 1) {
                 failures.push(format!("{}: {e}", path.display()));
             }
         }
@@ -67,8 +76,18 @@ fn fixed_odd_shapes() {
     for (_, k) in library() {
         for &n in &[0usize, 1, 3, 4, 5, 7, 1023] {
             let dims: Vec<usize> = k.dims.iter().map(|_| if k.dims.len() > 2 { n.min(9) } else { n }).collect();
-            check_one(&k, &dims, n as u64 + 7, false, 1 << 15).unwrap();
-            check_one(&k, &dims, n as u64 + 9, true, 3).unwrap();
+            check_one(&k, &dims, n as u64 + 7, false, 1 << 15, false).unwrap();
+            check_one(&k, &dims, n as u64 + 9, true, 3, true).unwrap();
         }
     }
+}
+
+#[test]
+fn fused_multiply_adds_are_a_lowering_option() {
+    let (_, k) = library().into_iter().find(|(_, k)| k.name == "layer_norm").unwrap();
+    let is_fma = |p: &normjit_lower::Plan| p.nodes.iter().any(|n| matches!(n.op, normjit_lower::LOp::Fma(..)));
+    let fused = lower(&k, &[4, 8], &Options { fma: true, ..Options::default() }).unwrap();
+    let plain = lower(&k, &[4, 8], &Options::default()).unwrap();
+    assert!(fused.fma && is_fma(&fused), "{fused}");
+    assert!(!plain.fma && !is_fma(&plain), "{plain}");
 }

@@ -40,6 +40,12 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
             }
         }
     }
+    // Only the per-element work (values over every axis) is contracted: a
+    // statistic's arithmetic runs once per row or channel, where fusing
+    // saves nothing and, in a formula that cancels, changes which roundings
+    // cancel (the one-pass variance `ms - mu * mu` at D = 2 lost half an
+    // order of magnitude against the f32 reference).
+    let all_axes = k.nodes.iter().fold(AxisSet::EMPTY, |s, (_, n)| s.union(n.axes));
     let mut out = Imported { nodes: Vec::new(), accums: Vec::new(), stores: Vec::new(), names: Vec::new() };
     let mut map: Vec<Option<LValue>> = vec![None; k.nodes.len()];
     let mut memo: HashMap<Key, LValue> = HashMap::new();
@@ -104,7 +110,7 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
             },
             op => op,
         };
-        let op = if fma { contract(&out, op) } else { op };
+        let op = if fma && node.axes == all_axes { contract(&out, op) } else { op };
         let per_call = node.axes.is_empty()
             && match &op {
                 LOp::Const(_) | LOp::Param(_) | LOp::Count(_) => true,
@@ -148,8 +154,9 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
     out
 }
 
-/// `a * b + c`, `a * b - c` or `c - a * b` as one fused multiply-add, when
-/// the product is computed in f32 (not a per-call scalar, which is f64):
+/// `a * b + c`, `a * b - c` or `c - a * b` as one fused multiply-add (for a
+/// value over every axis), when the product is computed in f32 (not a
+/// per-call scalar, which is f64):
 /// one rounding instead of two, and one instruction instead of two. The
 /// other users of `a * b` keep it. With two products (`a * b + c * d`) the
 /// left one fuses. Accumulations (`sum(a * b)`) are not contracted: the
