@@ -76,10 +76,14 @@ impl Isa {
     /// (`avx512`, `avx2+fma`, `baseline`) when this CPU has it: to tell
     /// the vector width apart from the code, run the references at the
     /// JIT's 128 bits (`baseline`).
+    /// Decided once per process: every reference kernel's dispatch asks.
     pub fn best() -> Isa {
-        let forced = std::env::var("NORMJIT_RUSTC_ISA").ok();
-        let named = Isa::ALL.into_iter().find(|i| forced.as_deref() == Some(i.name()) && i.is_available());
-        named.unwrap_or_else(|| Isa::ALL.into_iter().find(|i| i.is_available()).unwrap_or(Isa::Baseline))
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let forced = std::env::var("NORMJIT_RUSTC_ISA").ok();
+            let named = Isa::ALL.into_iter().find(|i| forced.as_deref() == Some(i.name()) && i.is_available());
+            named.unwrap_or_else(|| Isa::ALL.into_iter().find(|i| i.is_available()).unwrap_or(Isa::Baseline))
+        })
     }
 
     /// The ISA the kernels run on this thread: the one [`with_isa`] forces,

@@ -60,8 +60,7 @@ pub fn plan_json(p: &Plan) -> Value {
                     "unroll": ph.unroll,
                     "accumulators": ph.accums.iter().map(|a| {
                         let acc = &p.accums[a.0 as usize];
-                        // A value the `hoist` pass keeps in scratch reduces over nothing.
-                        let op = if acc.reduced.is_empty() { "hoist" } else { acc.op.name() };
+                        let op = if acc.is_hoisted() { "hoist" } else { acc.op.name() };
                         json!({"op": op, "of": p.expr(acc.operand), "over": k.axis_names(acc.reduced),
                                "kind": if acc.flush_depth == ph.loops.len() { "array" } else { "registers" },
                                "cross_group": acc.cross,

@@ -21,7 +21,7 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, StackSlot, StackSl
 use cranelift_frontend::{FunctionBuilder, Variable};
 use normjit_ir::{DType, DimId, Reduce, TensorId};
 use normjit_lower::exec::{cascades, ARRAY_BLOCK_ROWS, BLOCK_ROUNDS, CASCADE_LEVELS};
-use normjit_lower::{AccId, LOp, LValue, Plan, Step};
+use normjit_lower::{AccId, Accum, LOp, LValue, Plan, Step};
 use std::collections::HashMap;
 
 /// What one generated function runs.
@@ -336,6 +336,19 @@ impl<'a, 'b> Fx<'a, 'b> {
     }
 
     /// Byte address of element `off` of an f32 array at `base`.
+    /// Combines `x` into the scratch element(s) of `acc` at `ad + off`; a
+    /// hoisted value is stored as is (the identity ⊕ `x` is `x`, so its
+    /// scratch is never reset).
+    fn combine_into(&mut self, acc: &Accum, w: W, ad: Value, off: i32, x: Value) {
+        let r = if acc.is_hoisted() {
+            x
+        } else {
+            let s = self.b.ins().load(w.f32(), flags(), ad, off);
+            ops::combine(self.b, acc.op, w, s, x)
+        };
+        self.b.ins().store(flags(), r, ad, off);
+    }
+
     fn addr(&mut self, base: Value, off: Value) -> Value {
         self.addr_of(base, off, 4)
     }
@@ -568,10 +581,8 @@ impl<'a, 'b> Fx<'a, 'b> {
                     // Set to the identity per chunk, by the runtime.
                     continue;
                 }
-                if self.p.accums[a.0 as usize].reduced.is_empty() {
-                    // A hoisted value (pass `hoist`): each element is
-                    // combined exactly once into the identity, which gives
-                    // the value itself, so it is stored as is below.
+                if self.p.accums[a.0 as usize].is_hoisted() {
+                    // Stored as is (`combine_into`): no identity needed.
                     continue;
                 }
                 let op = self.p.accums[a.0 as usize].op;
@@ -975,13 +986,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let base = self.acc_base(a);
                 let off = self.offset(&acc.scratch_dims, None);
                 let ad = self.addr(base, off);
-                let r = if acc.reduced.is_empty() {
-                    x
-                } else {
-                    let s = self.b.ins().load(types::F32, flags(), ad, 0);
-                    ops::combine(self.b, acc.op, W::S, s, x)
-                };
-                self.b.ins().store(flags(), r, ad, 0);
+                self.combine_into(&acc, W::S, ad, 0, x);
             }
             return;
         }
@@ -1375,14 +1380,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             let x = self.operand(c, vals, acc.operand, w);
             if acc.flush_depth == k {
                 let (ad, off) = self.inner_addr(c, Access::Acc(a), at);
-                let r = if acc.reduced.is_empty() {
-                    // A hoisted value: the identity ⊕ x is x (see `phase`).
-                    x
-                } else {
-                    let s = self.b.ins().load(w.f32(), flags(), ad, off);
-                    ops::combine(self.b, acc.op, w, s, x)
-                };
-                self.b.ins().store(flags(), r, ad, off);
+                self.combine_into(&acc, w, ad, off, x);
             } else {
                 let r = &regs[&a];
                 let var = match slot {

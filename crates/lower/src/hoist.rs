@@ -138,7 +138,7 @@ pub fn hoist(
             }
         };
         node.op = remap(&node.op, operand);
-        out.push(node.clone());
+        out.push(node);
         out_names.push(names[i].clone());
         value[i] = LValue(out.len() as u32 - 1);
         read[i] = value[i];
@@ -153,7 +153,7 @@ pub fn hoist(
                 cross: false,
             });
             let acc = AccId(accums.len() as u32 - 1);
-            out.push(LNode { op: LOp::Reduced(acc), ty: ValueType::F32, axes: node.axes, per_call: false });
+            out.push(LNode { op: LOp::Reduced(acc), ty: ValueType::F32, axes, per_call: false });
             out_names.push(names[i].clone());
             read[i] = LValue(out.len() as u32 - 1);
         }

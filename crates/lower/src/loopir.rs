@@ -223,6 +223,15 @@ pub struct Accum {
     pub cross: bool,
 }
 
+impl Accum {
+    /// A value the `hoist` pass keeps in scratch: it reduces over no axes,
+    /// so each scratch element is combined once into the identity, which
+    /// gives the value itself (engines may store it without a reset).
+    pub fn is_hoisted(&self) -> bool {
+        self.reduced.is_empty()
+    }
+}
+
 /// How a phase's (or the group's) outer loop is split into chunks for
 /// threads. Chunk boundaries depend only on the sizes, never on the thread
 /// count, so results are bit-identical for any number of threads.
@@ -622,8 +631,7 @@ impl fmt::Display for Plan {
                 .find(|&v| self.node(v).op == LOp::Reduced(AccId(i as u32)))
                 .and_then(|v| self.name(v))
                 .map_or(String::new(), |n| format!("{n} = "));
-            if a.reduced.is_empty() {
-                // A hoisted value (pass `hoist`): computed once into scratch.
+            if a.is_hoisted() {
                 writeln!(f, "  acc{i} = {named}{} -> {dims}, hoisted", self.expr(a.operand))?;
                 continue;
             }

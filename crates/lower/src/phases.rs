@@ -129,7 +129,7 @@ pub fn finish_accums(k: &Kernel, nodes: &[LNode], accums: &mut [Accum], phases: 
             .iter()
             .map(|a| {
                 let acc = &accums[a.0 as usize];
-                if acc.reduced.is_empty() {
+                if acc.is_hoisted() {
                     let over: Vec<&str> = acc.scratch_dims.iter().map(|d| k.dims[*d].name.as_str()).collect();
                     format!("hoist over {}", over.join(", "))
                 } else {
