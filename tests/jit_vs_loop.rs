@@ -6,7 +6,9 @@
 //! too), native and baseline (no AVX/FMA) ISAs, 1 to 3 threads. Plans fuse
 //! `a * b ± c` where the ISA has FMA, as the compiler's do; every other
 //! baseline case compiles such a plan anyway (Cranelift then calls `fmaf`
-//! per lane), which must give the same bits.
+//! per lane), which must give the same bits. Then again under random legal
+//! schedules (`normjit_testkit::random_schedule`: loop order, group,
+//! passes, unrolls).
 //!
 //! The JIT runs on real buffers of each tensor's storage type; the loop IR
 //! on f32 holders of the same values. A narrow result must have exactly
@@ -25,7 +27,7 @@ use common::*;
 use normjit::ir::{DType, Kernel, ParamType, Role, Storage, DTYPES};
 use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit_lower::{exec, lower, Options};
-use normjit_testkit::param_words;
+use normjit_testkit::{lower_random, param_words};
 
 /// One tensor's buffer in its storage type, 4- or 2-byte aligned like the
 /// runtime's typed buffers.
@@ -97,6 +99,7 @@ fn check(
     isa: &Isa,
     fma: bool,
     threads: usize,
+    sched: u64,
 ) -> Result<(), String> {
     let mut params = params(k);
     let mut pick = Pick(seed | 1);
@@ -120,7 +123,11 @@ fn check(
         }
     }
     let opts = Options { chunk_elems: chunk, verify: true, fma, ..Options::default() };
-    let plan = lower(k, dims, &opts).map_err(|e| e.to_string())?;
+    let plan = match sched {
+        0 => lower(k, dims, &opts),
+        seed => lower_random(k, dims, &opts, seed),
+    };
+    let plan = plan.map_err(|e| e.to_string())?;
     let mut want = inputs.clone();
     exec(&plan, dims, &params, &mut want).map_err(|e| e.to_string())?;
     let code = std::sync::Arc::new(Compiled::new(&plan, isa, &CodegenOptions::default()).map_err(|e| e.to_string())?);
@@ -141,11 +148,12 @@ fn check(
         };
         if let Some(i) = (0..g.len()).find(|&i| !same(i)) {
             return Err(format!(
-                "{} ({what}) {:?} chunk {chunk} {:?} threads {threads} fma {fma}: `{}`: {}[{i}] has bits {:#x} ({}) but the \
-                 loop IR gives {:#x} ({})",
+                "{} ({what}) {:?} chunk {chunk} {:?} threads {threads} fma {fma}, schedule {}: `{}`: {}[{i}] has bits \
+                 {:#x} ({}) but the loop IR gives {:#x} ({})",
                 k.name,
                 dims,
                 isa.choice,
+                plan.schedule.describe(|d| k.dims[d].name.clone()),
                 t.name,
                 t.dtype.name(),
                 g.bits(i),
@@ -193,7 +201,9 @@ fn stored(k: &Kernel, how: Storing, pick: &mut Pick) -> Kernel {
     k.with_storage(&over).unwrap_or_else(|e| panic!("{}: {how:?}: {e}", k.name))
 }
 
-fn run(modes: &[Storing], salt: u64) {
+/// Runs every library kernel in each of `modes`; with `random_schedules`,
+/// each case under a random legal schedule instead of the chosen one.
+fn run(modes: &[Storing], salt: u64, random_schedules: bool) {
     let native = Isa::new(IsaChoice::Native).unwrap();
     let baseline = Isa::new(IsaChoice::Baseline).unwrap();
     let cases: usize = std::env::var("NORMJIT_DIFF_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
@@ -213,7 +223,8 @@ fn run(modes: &[Storing], salt: u64) {
                 let fma = isa.has_fma() || case % 6 == 5;
                 runs += 1;
                 let what = format!("{how:?}");
-                if let Err(e) = check(&kk, &what, &dims, pick.next(), case % 4 == 3, chunk, isa, fma, threads) {
+                let sched = if random_schedules { pick.next() | 1 } else { 0 };
+                if let Err(e) = check(&kk, &what, &dims, pick.next(), case % 4 == 3, chunk, isa, fma, threads, sched) {
                     failures.push(e);
                 }
             }
@@ -229,20 +240,25 @@ fn run(modes: &[Storing], salt: u64) {
 
 #[test]
 fn jit_matches_the_loop_ir_bit_for_bit() {
-    run(&[Storing::Declared], 0);
+    run(&[Storing::Declared], 0, false);
 }
 
 #[test]
 fn jit_matches_the_loop_ir_with_bf16_storage() {
-    run(&[Storing::All(DType::BF16)], 1);
+    run(&[Storing::All(DType::BF16)], 1, false);
 }
 
 #[test]
 fn jit_matches_the_loop_ir_with_f16_storage() {
-    run(&[Storing::All(DType::F16)], 2);
+    run(&[Storing::All(DType::F16)], 2, false);
 }
 
 #[test]
 fn jit_matches_the_loop_ir_with_mixed_storage_and_stochastic_rounding() {
-    run(&[Storing::Mixed, Storing::Stochastic], 3);
+    run(&[Storing::Mixed, Storing::Stochastic], 3, false);
+}
+
+#[test]
+fn jit_matches_the_loop_ir_under_random_schedules() {
+    run(&[Storing::Declared, Storing::Mixed], 4, true);
 }

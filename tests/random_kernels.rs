@@ -140,8 +140,8 @@ fn lower_child() {
     let case = read_case("NORMJIT_LOWER_CHILD");
     let opts = normjit_lower::Options { chunk_elems: case.chunk, verify: true, ..Default::default() };
     eprintln!("{CHILD_MARKER}");
-    let _ = normjit_lower::lower(&case.kernel, &case.dims, &opts);
-    let _ = normjit_lower::lower(&case.kernel, &case.dims2, &opts);
+    let _ = normjit_testkit::lower_case(&case, &case.dims, &opts);
+    let _ = normjit_testkit::lower_case(&case, &case.dims2, &opts);
 }
 
 /// Runs one case, turning a panic into a failure, and checks that the
@@ -412,7 +412,30 @@ fn generator_coverage() {
         }
         // The plan shapes the kernel lowers to.
         let opts = normjit_lower::Options { chunk_elems: case.chunk, ..Default::default() };
-        if let Ok(plan) = normjit_lower::lower(k, &case.dims, &opts) {
+        if let Ok(plan) = normjit_testkit::lower_case(&case, &case.dims, &opts) {
+            let chosen = normjit_lower::schedule(k, &case.dims, &opts).expect("it lowered");
+            let s = &plan.schedule;
+            if case.sched != 0 {
+                hit("schedule: random".into());
+            }
+            if s.order != chosen.order {
+                hit("schedule: another loop order".into());
+            }
+            if s.group != chosen.group {
+                hit(format!("schedule: {} group than chosen", if s.group.is_empty() { "no" } else { "another" }));
+            }
+            for (on, what) in
+                [(s.hoist, "hoist"), (s.flatten, "flatten"), (s.vectorize, "vectorize"), (s.prefetch, "prefetch")]
+            {
+                if !on {
+                    hit(format!("schedule: no {what}"));
+                }
+            }
+            hit(format!("schedule: reduce unroll {}", s.reduce_unroll));
+            hit(format!("schedule: stream unroll {}", s.stream_unroll));
+            if plan.prefetch.is_some() {
+                hit("plan: prefetch".into());
+            }
             if plan.phases.iter().any(|p| p.flat > 1) {
                 hit("plan: flattened inner loops".into());
             }
@@ -525,6 +548,9 @@ fn generator_coverage() {
         .extend([Reduce::Sum, Reduce::Mean, Reduce::Max, Reduce::Min].iter().map(|r| format!("reduce {}", r.name())));
     expected.extend((1..=4).map(|n| format!("dims: {n}")));
     expected.extend(CHUNKS.iter().map(|c| format!("chunk: {c}")));
+    let max_unroll = normjit_lower::schedule::MAX_UNROLL;
+    expected.extend((1..=max_unroll).map(|u| format!("schedule: reduce unroll {u}")));
+    expected.extend((1..=max_unroll).map(|u| format!("schedule: stream unroll {u}")));
     expected.extend((1..=3).map(|t| format!("threads: {t}")));
     expected.extend(SPECIALS.iter().map(|s| format!("specials: 1 in {s}")));
     for s in [
@@ -564,6 +590,15 @@ fn generator_coverage() {
         "plan: cross-group reductions",
         "plan: flattened inner loops",
         "plan: hoisted values (scratch arrays)",
+        "plan: prefetch",
+        "schedule: random",
+        "schedule: another loop order",
+        "schedule: no group than chosen",
+        "schedule: another group than chosen",
+        "schedule: no hoist",
+        "schedule: no flatten",
+        "schedule: no vectorize",
+        "schedule: no prefetch",
     ] {
         expected.push(s.to_string());
     }

@@ -56,6 +56,7 @@ pub fn plan_json(p: &Plan) -> Value {
                     "loops": loops,
                     "reads": reads,
                     "writes": writes,
+                    "flattened": if ph.flat > 1 { ph.loops[ph.loops.len() - ph.flat..].iter().map(|&d| p.dim_name(d)).collect() } else { Vec::new() },
                     "vector_width": ph.width,
                     "unroll": ph.unroll,
                     "accumulators": ph.accums.iter().map(|a| {
@@ -105,9 +106,23 @@ pub fn plan_json(p: &Plan) -> Value {
             (t.name.clone(), v)
         })
         .collect();
+    let names = |v: &[normjit::ir::DimId]| v.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>();
+    let s = &p.schedule;
+    let schedule = json!({
+        "order": names(&s.order),
+        "group": names(&s.group),
+        "hoist": s.hoist,
+        "flatten": s.flatten,
+        "vectorize": s.vectorize,
+        "reduce_unroll": s.reduce_unroll,
+        "stream_unroll": s.stream_unroll,
+        "chunk_elems": s.chunk_elems,
+        "prefetch": s.prefetch,
+    });
     json!({
         "kernel": k.name,
         "dims": dims,
+        "schedule": schedule,
         "loop_order": p.order.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
         "group": p.group.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
         "group_values": per_call,

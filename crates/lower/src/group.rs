@@ -38,14 +38,7 @@ pub fn choose_group(
         return Vec::new();
     }
     let all = order.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
-    let mut g = all;
-    for a in accums {
-        let operand_axes = nodes[a.operand.0 as usize].axes;
-        g = g.intersect(operand_axes.minus(a.reduced));
-    }
-    for (t, _) in stores {
-        g = g.intersect(k.tensors[*t].axes());
-    }
+    let g = kept_by_all(k, nodes, accums, stores).intersect(all);
     if !g.is_empty() {
         return if worth_it(dims, order, g) { in_order(order, g) } else { Vec::new() };
     }
@@ -64,6 +57,28 @@ pub fn choose_group(
         }
     }
     best.map_or_else(Vec::new, |g| in_order(order, g))
+}
+
+/// The axes every reduction keeps and every store covers: any subset of
+/// them is a legal group.
+fn kept_by_all(k: &Kernel, nodes: &[LNode], accums: &[Accum], stores: &[(TensorId, LValue)]) -> AxisSet {
+    let mut g = k.dims.ids().fold(AxisSet::EMPTY, |s, d| s.with(d));
+    for a in accums {
+        let operand_axes = nodes[a.operand.0 as usize].axes;
+        g = g.intersect(operand_axes.minus(a.reduced));
+    }
+    for (t, _) in stores {
+        g = g.intersect(k.tensors[*t].axes());
+    }
+    g
+}
+
+/// Whether `g` (not empty) may be the group of a plan: every reduction and
+/// store keeps it, or it is a legal cross-group set (see
+/// [`cross_group_legal`]). Whether it is worth it is another question.
+pub fn legal(k: &Kernel, nodes: &[LNode], accums: &[Accum], stores: &[(TensorId, LValue)], g: AxisSet) -> bool {
+    !accums.is_empty()
+        && (g.is_subset(kept_by_all(k, nodes, accums, stores)) || cross_group_legal(k, nodes, accums, stores, g))
 }
 
 /// `g`'s axes in reference order.

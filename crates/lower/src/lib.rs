@@ -7,7 +7,8 @@
 //! generation compiles and what [`exec`] interprets. It depends only on the
 //! IR crate; it never knows about code generation or the CLI.
 //!
-//! The passes are listed in order in [`pipeline`].
+//! The choices are one [`Schedule`], made by one function
+//! ([`schedule()`]); the passes, listed in order in [`pipeline`], apply it.
 #![warn(missing_docs)]
 
 mod check;
@@ -23,6 +24,7 @@ mod phases;
 pub mod pipeline;
 mod place;
 mod prefetch;
+pub mod schedule;
 mod split;
 mod stores;
 mod traffic;
@@ -32,7 +34,8 @@ pub mod vmath;
 pub use exec::{exec, ExecError};
 
 pub use loopir::*;
-pub use pipeline::lower;
+pub use pipeline::{lower, lower_with, schedule};
+pub use schedule::Schedule;
 pub use split::CHUNK_ELEMS;
 
 /// Lowering options: the target facts the schedule depends on, given by
@@ -71,6 +74,8 @@ pub enum LowerError {
     /// A kernel shape the lowering cannot handle yet (the message says why
     /// and what to do instead).
     Unsupported(String),
+    /// A schedule given to [`lower_with`] that is not legal for the kernel.
+    Schedule(String),
     /// A pass produced an invalid plan: a bug in normjit.
     Internal(String),
 }
@@ -79,6 +84,7 @@ impl std::fmt::Display for LowerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LowerError::Dims(s) | LowerError::Unsupported(s) => f.write_str(s),
+            LowerError::Schedule(s) => write!(f, "illegal schedule: {s}"),
             LowerError::Internal(s) => write!(f, "internal error in lowering (a normjit bug): {s}"),
         }
     }

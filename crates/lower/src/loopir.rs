@@ -407,6 +407,8 @@ pub struct Plan {
     /// [`LOp::Fma`] values, the vector math functions fuse their
     /// `a * b + c` ([`crate::vmath::Lanes::mul_add`]).
     pub fma: bool,
+    /// The schedule it was lowered with.
+    pub schedule: crate::Schedule,
 }
 
 impl Plan {
@@ -611,7 +613,7 @@ impl fmt::Display for Plan {
         let sizes: Vec<String> =
             k.dims.iter().map(|(d, dim)| format!("{}={}", dim.name, self.dims[d.index()])).collect();
         writeln!(f, "plan {} [{}]", k.name, sizes.join(", "))?;
-        writeln!(f, "  loop order: {}", self.dim_list(&self.order))?;
+        writeln!(f, "  schedule: {}", self.schedule.describe(|d| self.dim_name(d).to_string()))?;
         for (i, a) in self.accums.iter().enumerate() {
             let per = if a.cross {
                 "per call, accumulated across the group in per-chunk partials"

@@ -4,16 +4,34 @@
 //! after every pass to stderr.
 
 use crate::loopir::*;
-use crate::{
-    check, flatten, group, hoist, import, order, phases, place, prefetch, split, stores, traffic, vectorize,
-    LowerError, Options,
-};
+use crate::schedule::{self, Imported, Schedule};
+use crate::{check, flatten, hoist, import, phases, place, prefetch, split, stores, traffic, vectorize};
+use crate::{LowerError, Options};
 use normjit_ir::{AxisSet, Kernel};
 
-/// Lowers `kernel` to a [`Plan`], choosing the schedule for sizes `dims`
-/// (by dim index). The plan is correct for any sizes; `dims` only informs
-/// choices such as the group, chunk sizes and the traffic model.
+/// Lowers `kernel` to a [`Plan`] with the schedule [`schedule`] chooses
+/// for sizes `dims` (by dim index). The plan is correct for any sizes;
+/// `dims` only inform the schedule and the traffic model.
 pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, LowerError> {
+    lower_impl(kernel, dims, opts, None)
+}
+
+/// The schedule [`lower`] uses for `kernel` at sizes `dims`.
+pub fn schedule(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Schedule, LowerError> {
+    check_dims(kernel, dims)?;
+    let imported = import::import(kernel, opts.fma);
+    let im = Imported { nodes: &imported.nodes, accums: &imported.accums, stores: &imported.stores };
+    Ok(schedule::choose(kernel, dims, opts, &im))
+}
+
+/// Lowers `kernel` with the given schedule (any schedule that is legal for
+/// the kernel, else [`LowerError::Schedule`]): for tests, which draw random
+/// ones, and for experiments.
+pub fn lower_with(kernel: &Kernel, dims: &[usize], opts: &Options, s: &Schedule) -> Result<Plan, LowerError> {
+    lower_impl(kernel, dims, opts, Some(s))
+}
+
+fn check_dims(kernel: &Kernel, dims: &[usize]) -> Result<(), LowerError> {
     if dims.len() != kernel.dims.len() {
         return Err(LowerError::Dims(format!(
             "kernel `{}` has {} dims, {} sizes given",
@@ -28,11 +46,29 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
             .try_fold(1usize, |n, d| n.checked_mul(dims[d.index()]))
             .ok_or_else(|| LowerError::Dims(format!("the size of tensor `{}` overflows", t.name)))?;
     }
+    Ok(())
+}
+
+fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Schedule>) -> Result<Plan, LowerError> {
+    check_dims(kernel, dims)?;
+    // Kernel values become loop-IR values; duplicates merge; reductions become accumulators;
+    // `a * b ± c` contracts to fused multiply-adds where the target has them.
+    let imported = import::import(kernel, opts.fma);
+    let im = Imported { nodes: &imported.nodes, accums: &imported.accums, stores: &imported.stores };
+    // The schedule: loop order, group, passes, widths, unrolls, chunks.
+    let sched = match given {
+        Some(s) => {
+            let mut s = s.clone();
+            schedule::validate(kernel, &mut s, &im)?;
+            s
+        }
+        None => schedule::choose(kernel, dims, opts, &im),
+    };
     let mut p = Plan {
         kernel: kernel.clone(),
         dims: dims.to_vec(),
-        order: Vec::new(),
-        group: Vec::new(),
+        order: sched.order.clone(),
+        group: sched.group.clone(),
         group_split: None,
         nodes: Vec::new(),
         accums: Vec::new(),
@@ -43,26 +79,20 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
         prefetch: None,
         names: Vec::new(),
         fma: opts.fma,
+        schedule: sched,
     };
     let dump = |name: &str, p: &Plan| {
         if opts.dump {
             eprintln!("=== after {name} ===\n{p}");
         }
     };
-    // Kernel values become loop-IR values; duplicates merge; reductions become accumulators;
-    // `a * b ± c` contracts to fused multiply-adds where the target has them.
-    let imported = import::import(kernel, opts.fma);
     (p.nodes, p.accums, p.names) = (imported.nodes, imported.accums, imported.names);
-    let stores = imported.stores;
-    // Loop in the memory order of the largest tensor.
-    p.order = order::reference_order(kernel, dims);
-    // Hoist the axes every reduction keeps outermost (or that cross-group reductions reduce over),
-    // when that keeps the inner loop contiguous.
-    p.group = group::choose_group(kernel, dims, &p.order, &p.nodes, &p.accums, &stores);
+    let mut stores = imported.stores;
     let g = p.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
     // Costly values that inner loops or later passes would recompute go to scratch arrays.
-    let mut stores = stores;
-    hoist::hoist(kernel, dims, &p.order, &p.group, &mut p.nodes, &mut p.accums, &mut stores, &mut p.names);
+    if p.schedule.hoist {
+        hoist::hoist(kernel, dims, &p.order, &p.group, &mut p.nodes, &mut p.accums, &mut stores, &mut p.names);
+    }
     // Reductions split the group body into passes; fuse those of one level and domain.
     let phased = phases::build(kernel, &p.order, &p.group, &p.nodes, &mut p.accums, &stores);
     (p.phases, p.steps, p.after) = (phased.phases, phased.steps, phased.after);
@@ -81,18 +111,20 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     }
     dump("place", &p);
     // Contiguous innermost loops (BatchNorm's H, W) run as one.
-    flatten::flatten(kernel, &p.nodes, &p.accums, &mut p.phases);
-    // 4-wide vectors along contiguous inner loops; 4 accumulators for reductions.
-    vectorize::vectorize(kernel, &p.nodes, &p.accums, &mut p.phases);
+    if p.schedule.flatten {
+        flatten::flatten(kernel, &p.nodes, &p.accums, &mut p.phases);
+    }
+    // Vectors along contiguous inner loops; independent accumulators for reductions.
+    vectorize::vectorize(&p.schedule, kernel, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.
-    p.group_split = split::split(opts.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
+    p.group_split = split::split(p.schedule.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
     dump("vectorize and split", &p);
     // What each pass costs in memory traffic.
     let all_steps: Vec<Step> = p.steps.iter().chain(&p.after).cloned().collect();
     p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &all_steps, opts.cache_bytes);
     dump("traffic", &p);
     // The last pass touches the next group iteration's input (no effect on results).
-    p.prefetch = prefetch::plan(&p);
+    p.prefetch = if p.schedule.prefetch { prefetch::plan(&p) } else { None };
     dump("prefetch", &p);
     if cfg!(debug_assertions) || opts.verify {
         check::check(&p).map_err(LowerError::Internal)?;

@@ -1,26 +1,20 @@
 //! Pass `vectorize`: vector width and unroll of each phase's inner loop.
 //!
-//! Establishes: a phase is vectorized 4-wide (the 128-bit vectors
-//! Cranelift lowers on x86-64) along its innermost loop when every tensor
-//! that loop touches has that axis as its contiguous last dim, and every
-//! random value numbers its elements consecutively along it. Phases with a
-//! register reduction unroll by 4, giving 4 independent vector accumulators
-//! (one accumulator runs at a third of the speed); streaming phases by 2.
-//! (Not less for short loops: the schedule would then depend on the sizes,
-//! and one compilation should serve every shape. `flatten` lengthens the
-//! short loops that can be.)
+//! Establishes: with [`Schedule::vectorize`], a phase is vectorized
+//! [`WIDTH`] lanes wide along its innermost loop when every tensor that
+//! loop touches has that axis as its contiguous last dim, and every random
+//! value numbers its elements consecutively along it. Phases with a
+//! register reduction unroll by [`Schedule::reduce_unroll`] (as many
+//! independent vector accumulators), the others by
+//! [`Schedule::stream_unroll`]. (Not less for short loops: the schedule
+//! would then depend on the sizes, and one compilation should serve every
+//! shape. `flatten` lengthens the short loops that can be.)
 
 use crate::loopir::*;
+use crate::schedule::{Schedule, WIDTH};
 use normjit_ir::{AxisSet, Kernel};
 
-/// Lanes of the vectors used.
-pub const WIDTH: usize = 4;
-/// Unroll (= independent accumulators) of register reductions.
-pub const REDUCE_UNROLL: usize = 4;
-/// Unroll of streaming loops.
-pub const STREAM_UNROLL: usize = 2;
-
-pub fn vectorize(k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Phase]) {
+pub fn vectorize(s: &Schedule, k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Phase]) {
     for ph in phases.iter_mut() {
         let Some(&inner) = ph.loops.last() else { continue };
         let depth = ph.loops.len();
@@ -39,7 +33,7 @@ pub fn vectorize(k: &Kernel, nodes: &[LNode], accums: &[Accum], phases: &mut [Ph
             };
         }
         let register_reduction = ph.accums.iter().any(|a| accums[a.0 as usize].flush_depth < depth);
-        ph.width = if ok { WIDTH } else { 1 };
-        ph.unroll = if register_reduction { REDUCE_UNROLL } else { STREAM_UNROLL };
+        ph.width = if ok && s.vectorize { WIDTH } else { 1 };
+        ph.unroll = if register_reduction { s.reduce_unroll } else { s.stream_unroll };
     }
 }

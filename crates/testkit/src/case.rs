@@ -1,9 +1,9 @@
-//! A test case — a kernel with its sizes, params, input seed, chunk size
-//! and threads — in memory and as text, and the inputs it runs on.
+//! A test case — a kernel with its sizes, params, input seed, chunk size,
+//! threads and schedule — in memory and as text, and the inputs it runs on.
 //!
 //! A case prints ([`fmt::Display`]) as a `.nj` file whose comment lines hold
 //! everything but the kernel (`# case: dims=… dims2=… params=… seed=…
-//! specials=… chunk=… threads=…`); [`Case::from_text`] reads it back, so a
+//! specials=… chunk=… threads=… sched=…`); [`Case::from_text`] reads it back, so a
 //! failure report is a reproducer.
 //!
 //! Each case has two sets of sizes: [`Case::dims`], which the schedule is
@@ -45,23 +45,27 @@ pub struct Case {
     pub chunk: usize,
     /// Threads the JIT runs with (1 = no pool).
     pub threads: usize,
+    /// 0: the schedule the lowering chooses; otherwise the seed of a random
+    /// legal schedule ([`crate::random_schedule`]).
+    pub sched: u64,
 }
 
 impl Case {
-    /// `dims=… dims2=… params=… seed=… specials=… chunk=… threads=…`:
+    /// `dims=… dims2=… params=… seed=… specials=… chunk=… threads=… sched=…`:
     /// everything but the kernel, in the form [`Case::from_spec`] reads.
     pub fn spec(&self) -> String {
         let list = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(",") };
         let sizes = |d: &[usize]| list(d.iter().map(|d| d.to_string()).collect());
         format!(
-            "dims={} dims2={} params={} seed={} specials={} chunk={} threads={}",
+            "dims={} dims2={} params={} seed={} specials={} chunk={} threads={} sched={}",
             sizes(&self.dims),
             sizes(&self.dims2),
             list(self.params.iter().map(|p| format!("{p:?}")).collect()),
             self.input_seed,
             self.specials,
             self.chunk,
-            self.threads
+            self.threads,
+            self.sched
         )
     }
 
@@ -77,6 +81,7 @@ impl Case {
             specials: 0,
             chunk: CHUNKS[0],
             threads: 1,
+            sched: 0,
         };
         let mut dims2 = None;
         for kv in spec.split_whitespace() {
@@ -96,6 +101,7 @@ impl Case {
                 "specials" => c.specials = int(val)? as usize,
                 "chunk" => c.chunk = int(val)? as usize,
                 "threads" => c.threads = int(val)? as usize,
+                "sched" => c.sched = int(val)?,
                 _ => return Err(format!("unknown key `{key}`")),
             }
         }

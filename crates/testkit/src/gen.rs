@@ -36,7 +36,8 @@
 //!   f32 and f64 reference interpreters compute from the same numbers;
 //! - whether a fraction of the inputs is special ([`SPECIALS`]; the values
 //!   themselves are drawn from the input seed by [`crate::make_inputs`]);
-//! - the chunk size ([`CHUNKS`]: 32768, 1, 7 or 64 elements) and 1–3 threads.
+//! - the chunk size ([`CHUNKS`]: 32768, 1, 7 or 64 elements) and 1–3 threads;
+//! - for half the cases, a random legal schedule ([`crate::random_schedule`]).
 
 use crate::case::{second_dims, Case};
 use normjit_ir::{
@@ -221,6 +222,8 @@ impl<'c> Gen<'c> {
         // vary them.
         let chunk = self.ch.pick(&CHUNKS);
         let threads = 1 + self.ch.below(3);
+        // Half the cases run a random legal schedule.
+        let sched = if self.ch.flag(50) { 1 + self.ch.below(1 << 30) as u64 } else { 0 };
         let specials = if self.ch.flag(50) { self.ch.pick(&SPECIALS[1..]) } else { 0 };
         // Dims and sizes.
         let nd = 1 + self.ch.below(4);
@@ -329,7 +332,7 @@ impl<'c> Gen<'c> {
             Err(d) => panic!("the generator built an invalid kernel: {d:?}"),
         };
         let dims2 = second_dims(&self.sizes, input_seed);
-        Case { kernel, dims: self.sizes, dims2, params: self.params, input_seed, specials, chunk, threads }
+        Case { kernel, dims: self.sizes, dims2, params: self.params, input_seed, specials, chunk, threads, sched }
     }
 
     /// Reduces the axes of `v` outside `want` away (in one or two nested

@@ -32,4 +32,4 @@ pub mod run;
 pub use case::{decode, encode, make_inputs, param_words, second_dims, Case, MAX_ELEMS2, SENTINEL, SPECIAL_VALUES};
 pub use gen::{cases, Choices, CHUNKS, DIM_NAMES, MAX_ELEMS, MAX_HEIGHT, SPECIALS};
 pub use oracle::{Av, Oracle};
-pub use run::{inout_store_cycle, run_case, Engines, Env, Failure, Stats};
+pub use run::{inout_store_cycle, lower_case, lower_random, random_schedule, run_case, Engines, Env, Failure, Stats};

@@ -43,7 +43,7 @@ use crate::case::{decode, encode, make_inputs, param_words, Case};
 use crate::oracle::Oracle;
 use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit_ir::{Kernel, Op, Role, TensorId, ValueId};
-use normjit_lower::{exec, lower, Options, Plan};
+use normjit_lower::{exec, lower, lower_with, schedule, LowerError, Options, Plan, Schedule};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -205,7 +205,7 @@ fn run_at(
     let inputs = make_inputs(case);
     let opts = Options { chunk_elems: case.chunk, ..env.opts.clone() };
     let t = Instant::now();
-    let plan = match lower(k, dims, &opts) {
+    let plan = match lower_case(case, dims, &opts) {
         Ok(p) => p,
         Err(e) => return fail("lower", e.to_string()),
     };
@@ -240,6 +240,63 @@ fn run_at(
     }
     check_outputs(case, &inputs, &looped, stats)?;
     Ok(code)
+}
+
+/// Lowers `case` at `dims`: with the chosen schedule, or with `case.sched`
+/// != 0 the random one drawn from that seed ([`lower_random`]).
+pub fn lower_case(case: &Case, dims: &[usize], opts: &Options) -> Result<Plan, LowerError> {
+    match case.sched {
+        0 => lower(&case.kernel, dims, opts),
+        seed => lower_random(&case.kernel, dims, opts, seed),
+    }
+}
+
+/// Lowers `k` at `dims` with the random schedule drawn from `seed`
+/// ([`random_schedule`]). A drawn group the kernel cannot have is replaced
+/// by the chosen group; anything else the lowering refuses is an error.
+pub fn lower_random(k: &Kernel, dims: &[usize], opts: &Options, seed: u64) -> Result<Plan, LowerError> {
+    let chosen = schedule(k, dims, opts)?;
+    let drawn = random_schedule(&chosen, seed);
+    match lower_with(k, dims, opts, &drawn) {
+        Err(LowerError::Schedule(_)) => lower_with(k, dims, opts, &Schedule { group: chosen.group, ..drawn }),
+        r => r,
+    }
+}
+
+/// A random variation of the schedule `chosen`, drawn from `seed`: a
+/// random loop order (a quarter of the time); the chosen group, none, or a
+/// random set of dims (which may not be legal for the kernel); each of
+/// hoist, flatten, vectorize and prefetch off a quarter of the time;
+/// unrolls from 1 to the maximum. The chunk size stays the case's.
+pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
+    let mut state = seed;
+    // splitmix64
+    let mut next = move |n: u64| {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    };
+    let mut s = chosen.clone();
+    if next(4) == 0 {
+        for i in (1..s.order.len()).rev() {
+            let j = next(i as u64 + 1) as usize;
+            s.order.swap(i, j);
+        }
+    }
+    s.group = match next(4) {
+        0 => Vec::new(),
+        1 => s.order.iter().copied().filter(|_| next(2) == 0).collect(),
+        _ => s.order.iter().copied().filter(|d| chosen.group.contains(d)).collect(),
+    };
+    s.hoist = next(4) != 0;
+    s.flatten = next(4) != 0;
+    s.vectorize = next(4) != 0;
+    s.prefetch = next(4) != 0;
+    s.reduce_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL as u64) as usize;
+    s.stream_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL as u64) as usize;
+    s
 }
 
 /// True when the stores of `inout` tensors read each other in a cycle (the

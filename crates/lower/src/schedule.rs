@@ -1,0 +1,144 @@
+//! The schedule: every choice of the lowering that changes how a kernel
+//! runs (loop order, group, which passes apply, vector width, unrolls,
+//! thread chunks), in one object, chosen by one function.
+//!
+//! [`choose`] decides the schedule from the kernel, the sizes it is planned
+//! for and the target ([`Options`]); the passes of [`crate::pipeline`] then
+//! apply it mechanically. Any schedule that [`validate`] accepts gives a
+//! correct plan, so tests draw random ones (`lower_with`), and the JIT must
+//! stay bit-exact with the loop-IR interpreter under each. Results may
+//! differ between schedules: unrolls and chunks set the reduction order,
+//! and the group decides whether reductions run in registers or arrays.
+
+use crate::loopir::{Accum, LNode};
+use crate::{group, order, LowerError, Options};
+use normjit_ir::{AxisSet, DimId, Kernel, TensorId};
+use std::fmt;
+
+/// Lanes of the vectors used: the 128-bit vectors Cranelift lowers on x86-64.
+pub const WIDTH: usize = 4;
+/// Unroll (= independent accumulators) of register reductions: one
+/// accumulator runs at a third of the speed of four (add latency).
+pub const REDUCE_UNROLL: usize = 4;
+/// Unroll of streaming loops.
+pub const STREAM_UNROLL: usize = 2;
+/// Largest unroll a schedule may ask for: 16 vector registers hold the
+/// accumulators and the values of one round.
+pub const MAX_UNROLL: usize = 8;
+
+/// How a kernel runs at the sizes it is planned for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Schedule {
+    /// Every dim, outermost loop first.
+    pub order: Vec<DimId>,
+    /// The group axes, in loop order: they run outermost, and every pass
+    /// runs inside one iteration of them. Empty: no group.
+    pub group: Vec<DimId>,
+    /// Pass `hoist` applies: costly values go to scratch arrays.
+    pub hoist: bool,
+    /// Pass `flatten` applies: contiguous innermost loops run as one.
+    pub flatten: bool,
+    /// Inner loops that can be vectorized are, [`WIDTH`] lanes wide.
+    pub vectorize: bool,
+    /// Unroll of inner loops with register reductions (their number of
+    /// independent accumulators), 1..=[`MAX_UNROLL`].
+    pub reduce_unroll: usize,
+    /// Unroll of the other inner loops, 1..=[`MAX_UNROLL`].
+    pub stream_unroll: usize,
+    /// Elements of work per thread chunk.
+    pub chunk_elems: usize,
+    /// Pass `prefetch` applies: the last pass touches the next group
+    /// iteration's input.
+    pub prefetch: bool,
+}
+
+/// What [`choose`] and [`validate`] read of the imported kernel.
+pub(crate) struct Imported<'a> {
+    pub nodes: &'a [LNode],
+    pub accums: &'a [Accum],
+    pub stores: &'a [(TensorId, crate::loopir::LValue)],
+}
+
+/// The schedule for `kernel` at sizes `dims` on the target of `opts`.
+pub(crate) fn choose(kernel: &Kernel, dims: &[usize], opts: &Options, im: &Imported) -> Schedule {
+    // Loop in the memory order of the largest tensor.
+    let order = order::reference_order(kernel, dims);
+    // Hoist the axes every reduction keeps outermost (or that cross-group
+    // reductions reduce over), when that keeps the inner loop contiguous.
+    let group = group::choose_group(kernel, dims, &order, im.nodes, im.accums, im.stores);
+    Schedule {
+        order,
+        group,
+        hoist: true,
+        flatten: true,
+        vectorize: true,
+        reduce_unroll: REDUCE_UNROLL,
+        stream_unroll: STREAM_UNROLL,
+        chunk_elems: opts.chunk_elems,
+        prefetch: true,
+    }
+}
+
+/// Checks that `s` is a legal schedule for `kernel`, and puts its group in
+/// loop order.
+pub(crate) fn validate(kernel: &Kernel, s: &mut Schedule, im: &Imported) -> Result<(), LowerError> {
+    let bad = |m: String| Err(LowerError::Schedule(m));
+    let mut seen = AxisSet::EMPTY;
+    for &d in &s.order {
+        if d.index() >= kernel.dims.len() || seen.contains(d) {
+            return bad(format!("order {:?} is not a permutation of the kernel's dims", s.order));
+        }
+        seen = seen.with(d);
+    }
+    if s.order.len() != kernel.dims.len() {
+        return bad(format!("order {:?} is not a permutation of the kernel's dims", s.order));
+    }
+    let g = s.group.iter().fold(AxisSet::EMPTY, |g, &d| g.with(d));
+    if g.iter().count() != s.group.len() || !g.is_subset(seen) {
+        return bad(format!("group {:?} repeats a dim or names one the kernel lacks", s.group));
+    }
+    if !g.is_empty() && !group::legal(kernel, im.nodes, im.accums, im.stores, g) {
+        let names = kernel.axis_names(g);
+        return bad(format!("group {names}: a reduction neither keeps nor reduces all of it, or a store covers part"));
+    }
+    s.group = s.order.iter().copied().filter(|d| g.contains(*d)).collect();
+    for (what, u) in [("reduce_unroll", s.reduce_unroll), ("stream_unroll", s.stream_unroll)] {
+        if !(1..=MAX_UNROLL).contains(&u) {
+            return bad(format!("{what} {u} is not in 1..={MAX_UNROLL}"));
+        }
+    }
+    if s.chunk_elems == 0 {
+        return bad("chunk_elems is 0".into());
+    }
+    Ok(())
+}
+
+impl Schedule {
+    /// One line for `explain`: `order N, D; group N; 4-wide, unroll 4
+    /// (reductions) 2 (streams); hoist, flatten, prefetch; thread chunks of
+    /// 32768 elements of work`; `names` gives each dim's name.
+    pub fn describe(&self, names: impl Fn(DimId) -> String) -> String {
+        let list = |v: &[DimId]| v.iter().map(|&d| names(d)).collect::<Vec<_>>().join(", ");
+        let group = if self.group.is_empty() { "none".to_string() } else { list(&self.group) };
+        let width = if self.vectorize { format!("{WIDTH}-wide") } else { "scalar".to_string() };
+        let passes: Vec<&str> = [("hoist", self.hoist), ("flatten", self.flatten), ("prefetch", self.prefetch)]
+            .iter()
+            .filter(|p| p.1)
+            .map(|p| p.0)
+            .collect();
+        let passes = if passes.is_empty() { "no hoist, flatten or prefetch".to_string() } else { passes.join(", ") };
+        format!(
+            "order {}; group {group}; {width}, unroll {} (reductions) {} (streams); {passes}; thread chunks of {} elements of work",
+            list(&self.order),
+            self.reduce_unroll,
+            self.stream_unroll,
+            self.chunk_elems
+        )
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(|d| format!("d{}", d.index())))
+    }
+}
