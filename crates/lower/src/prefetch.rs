@@ -1,12 +1,13 @@
 //! Pass `prefetch`: overlap the next group iteration's reads with this
 //! one's writes.
 //!
-//! Establishes [`Plan::prefetch`] when the plan has a group and at least two
-//! phases, and the group's re-read data fits the cache (so later phases read
-//! from cache and the first phase is the one that streams from memory). The
-//! last phase then touches the first phase's tensors one group iteration
-//! ahead. Measured on this machine's DRAM-sized RMSNorm: the plain two-pass
-//! kernel ran at 0.65x of copy bandwidth, as the Cranelift notes predicted.
+//! Establishes [`Plan::prefetch`] when the schedule asks for it
+//! ([`crate::Schedule::prefetch`]: chosen where a group iteration reads
+//! more than it writes, as backward kernels do), the plan has a group and
+//! at least two phases, and the group's re-read data fits the cache (so
+//! later phases read from cache and the first phase is the one that
+//! streams from memory). The last phase then touches the first phase's
+//! tensors one group iteration ahead.
 
 use crate::loopir::*;
 
