@@ -1,12 +1,12 @@
 //! Target facts the CLI reads from the host and the environment, and passes
 //! to the library (which reads neither): the per-core L2 size
-//! (`NORMJIT_CACHE_BYTES` overrides it) and whether to dump the plan after
+//! (`NORMJIT_CACHE_BYTES` overrides it), the last-level cache size and whether to dump the plan after
 //! every lowering pass (`NORMJIT_DUMP_PASSES`).
 
 /// Compiler options for this host: the library defaults plus the cache
 /// size found here.
 pub fn compiler_options() -> normjit::CompilerOptions {
-    normjit::CompilerOptions { cache_bytes: cache_bytes(), ..Default::default() }
+    normjit::CompilerOptions { cache_bytes: cache_bytes(), llc_bytes: llc_bytes(), ..Default::default() }
 }
 
 /// Lowering options for this host and `isa` (for `explain`, `asm` and the
@@ -15,6 +15,7 @@ pub fn compiler_options() -> normjit::CompilerOptions {
 pub fn lower_options(isa: &normjit::unstable::codegen::Isa) -> normjit::unstable::lower::Options {
     normjit::unstable::lower::Options {
         cache_bytes: cache_bytes(),
+        llc_bytes: llc_bytes(),
         fma: isa.has_fma(),
         dump: std::env::var_os("NORMJIT_DUMP_PASSES").is_some(),
         ..Default::default()
@@ -28,24 +29,30 @@ pub fn cache_bytes() -> usize {
 
 /// The per-core L2 size from sysfs, or 1 MiB.
 pub fn l2_bytes() -> usize {
+    cache_level_bytes(2).unwrap_or(1 << 20)
+}
+
+/// The last-level (L3) cache size from sysfs, or the library's default.
+pub fn llc_bytes() -> usize {
+    cache_level_bytes(3).unwrap_or(normjit::CompilerOptions::default().llc_bytes)
+}
+
+/// The size of CPU 0's cache at `level` from sysfs, if it says.
+pub fn cache_level_bytes(level: u32) -> Option<usize> {
     for i in 0..8 {
         let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
-        let level = std::fs::read_to_string(format!("{base}/level")).unwrap_or_default();
-        if level.trim() != "2" {
+        let l = std::fs::read_to_string(format!("{base}/level")).ok()?;
+        if l.trim() != level.to_string() {
             continue;
         }
-        let size = std::fs::read_to_string(format!("{base}/size")).unwrap_or_default();
+        let size = std::fs::read_to_string(format!("{base}/size")).ok()?;
         let s = size.trim();
-        let (num, mult) = match s.strip_suffix('K') {
-            Some(n) => (n, 1024),
-            None => match s.strip_suffix('M') {
-                Some(n) => (n, 1 << 20),
-                None => (s, 1),
-            },
+        let (num, mult) = match (s.strip_suffix('K'), s.strip_suffix('M')) {
+            (Some(n), _) => (n, 1 << 10),
+            (_, Some(n)) => (n, 1 << 20),
+            _ => (s, 1),
         };
-        if let Ok(n) = num.parse::<usize>() {
-            return n * mult;
-        }
+        return num.parse::<usize>().ok().map(|n| n * mult);
     }
-    1 << 20
+    None
 }

@@ -26,30 +26,34 @@ pub fn cache_bytes() -> usize {
     if let Some(n) = std::env::var("NORMJIT_CACHE_BYTES").ok().and_then(|s| s.parse().ok()) {
         return n;
     }
+    cache_level_bytes(2).unwrap_or(1 << 20)
+}
+
+/// The size of CPU 0's cache at `level` from sysfs, if it says.
+fn cache_level_bytes(level: u32) -> Option<usize> {
     for i in 0..8 {
         let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
-        if std::fs::read_to_string(format!("{base}/level")).unwrap_or_default().trim() != "2" {
+        if std::fs::read_to_string(format!("{base}/level")).ok()?.trim() != level.to_string() {
             continue;
         }
-        let size = std::fs::read_to_string(format!("{base}/size")).unwrap_or_default();
+        let size = std::fs::read_to_string(format!("{base}/size")).ok()?;
         let s = size.trim();
         let (num, mult) = match (s.strip_suffix('K'), s.strip_suffix('M')) {
             (Some(n), _) => (n, 1 << 10),
             (_, Some(n)) => (n, 1 << 20),
             _ => (s, 1),
         };
-        if let Ok(n) = num.parse::<usize>() {
-            return n * mult;
-        }
+        return num.parse::<usize>().ok().map(|n| n * mult);
     }
-    1 << 20
+    None
 }
 
 /// The shared compiler (made at first use).
 pub fn compiler() -> PyResult<&'static Compiler> {
     COMPILER
         .get_or_init(|| {
-            Compiler::with_options(CompilerOptions { cache_bytes: cache_bytes(), ..Default::default() })
+            let llc_bytes = cache_level_bytes(3).unwrap_or(CompilerOptions::default().llc_bytes);
+            Compiler::with_options(CompilerOptions { cache_bytes: cache_bytes(), llc_bytes, ..Default::default() })
                 .map_err(|e| e.to_string())
         })
         .as_ref()
@@ -61,6 +65,7 @@ pub fn lower_options() -> PyResult<normjit::unstable::lower::Options> {
     let c = compiler()?;
     Ok(normjit::unstable::lower::Options {
         cache_bytes: c.options().cache_bytes,
+        llc_bytes: c.options().llc_bytes,
         chunk_elems: c.options().chunk_elems,
         fma: c.isa().has_fma(),
         ..Default::default()

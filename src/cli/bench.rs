@@ -998,29 +998,9 @@ fn machine(compiler: &Compiler, cores: usize) -> Machine {
         jit_isa_flags: compiler.isa().flags.clone(),
         rustc_isa: Isa::current().name().to_string(),
         l2_bytes: normjit_cli::target::l2_bytes(),
-        l3_bytes: cache_bytes(3),
+        l3_bytes: normjit_cli::target::cache_level_bytes(3),
         memory_bytes: meminfo("MemTotal:"),
     }
-}
-
-/// The size of CPU 0's cache at `level` from sysfs, if it says.
-fn cache_bytes(level: u32) -> Option<usize> {
-    for i in 0..8 {
-        let base = Path::new("/sys/devices/system/cpu/cpu0/cache").join(format!("index{i}"));
-        let l = std::fs::read_to_string(base.join("level")).ok()?;
-        if l.trim() != level.to_string() {
-            continue;
-        }
-        let s = std::fs::read_to_string(base.join("size")).ok()?;
-        let s = s.trim();
-        let (num, mult) = match (s.strip_suffix('K'), s.strip_suffix('M')) {
-            (Some(n), _) => (n, 1024),
-            (_, Some(n)) => (n, 1 << 20),
-            _ => (s, 1),
-        };
-        return num.parse::<usize>().ok().map(|n| n * mult);
-    }
-    None
 }
 
 #[cfg(test)]

@@ -411,6 +411,7 @@ fn run(a: &Args) -> Result<Report, String> {
                 let isa = normjit::unstable::codegen::Isa::new(opts.isa)?;
                 let lower = normjit::unstable::lower::Options {
                     cache_bytes: opts.cache_bytes,
+                    llc_bytes: opts.llc_bytes,
                     chunk_elems: opts.chunk_elems,
                     fma: isa.has_fma(),
                     ..Default::default()

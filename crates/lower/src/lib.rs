@@ -46,6 +46,9 @@ pub struct Options {
     /// Cache bytes a group iteration's data may occupy and still be re-read
     /// for free by later passes: the per-core L2. Default 1 MiB.
     pub cache_bytes: usize,
+    /// Bytes of the last-level cache: a call whose tensors take more
+    /// streams them from memory. Default 32 MiB.
+    pub llc_bytes: usize,
     /// Print the plan after every pass to stderr.
     pub dump: bool,
     /// Verify the plan even in release builds.
@@ -62,7 +65,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cache_bytes: 1 << 20, dump: false, verify: false, chunk_elems: split::CHUNK_ELEMS, fma: false }
+        Options {
+            cache_bytes: 1 << 20,
+            llc_bytes: 32 << 20,
+            dump: false,
+            verify: false,
+            chunk_elems: split::CHUNK_ELEMS,
+            fma: false,
+        }
     }
 }
 

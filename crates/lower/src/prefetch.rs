@@ -3,7 +3,8 @@
 //!
 //! Establishes [`Plan::prefetch`] when the schedule asks for it
 //! ([`crate::Schedule::prefetch`]: chosen where a group iteration reads
-//! more than it writes, as backward kernels do), the plan has a group and
+//! more than it writes, as backward kernels do, and the tensors exceed the
+//! last-level cache), the plan has a group and
 //! at least two phases, and the group's re-read data fits the cache (so
 //! later phases read from cache and the first phase is the one that
 //! streams from memory). The last phase then touches the first phase's

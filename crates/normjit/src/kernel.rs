@@ -35,6 +35,9 @@ pub struct CompilerOptions {
     /// Bytes of cache a group iteration's data may occupy and still be
     /// re-read for free by later passes: the per-core L2. Default 1 MiB.
     pub cache_bytes: usize,
+    /// Bytes of the last-level cache: calls whose tensors take more stream
+    /// from memory (the schedule differs). Default 32 MiB.
+    pub llc_bytes: usize,
     /// Elements of work per thread chunk. Results depend on it (partials
     /// combine per chunk) but never on the thread count.
     pub chunk_elems: usize,
@@ -59,6 +62,7 @@ impl Default for CompilerOptions {
             isa: IsaChoice::Native,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cache_bytes: 1 << 20,
+            llc_bytes: 32 << 20,
             chunk_elems: normjit_lower::CHUNK_ELEMS,
             shape_cache: 64,
             specialize: false,
@@ -73,6 +77,7 @@ impl CompilerOptions {
         normjit_lower::Options {
             fma: isa.has_fma(),
             cache_bytes: self.cache_bytes,
+            llc_bytes: self.llc_bytes,
             chunk_elems: self.chunk_elems,
             verify: self.verify,
             dump: false,
