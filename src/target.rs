@@ -1,12 +1,33 @@
 //! Target facts the CLI reads from the host and the environment, and passes
 //! to the library (which reads neither): the per-core L2 size
-//! (`NORMJIT_CACHE_BYTES` overrides it), the last-level cache size and whether to dump the plan after
+//! (`NORMJIT_CACHE_BYTES` overrides it), the last-level cache size, the
+//! `--schedule` overrides and whether to dump the plan after
 //! every lowering pass (`NORMJIT_DUMP_PASSES`).
 
+/// The schedule overrides of this process (`--schedule`), set once by the
+/// command that runs.
+static SCHEDULE: std::sync::OnceLock<normjit::unstable::lower::Overrides> = std::sync::OnceLock::new();
+
+/// Parses `--schedule KEY=VALUE,...` and makes it this process's schedule
+/// overrides (the options below carry them).
+pub fn set_schedule(spec: &str) -> Result<(), String> {
+    let o = normjit::unstable::lower::Overrides::parse(spec).map_err(|e| format!("--schedule: {e}"))?;
+    SCHEDULE.set(o).map_err(|_| "--schedule given twice".to_string())
+}
+
+fn schedule() -> normjit::unstable::lower::Overrides {
+    SCHEDULE.get().cloned().unwrap_or_default()
+}
+
 /// Compiler options for this host: the library defaults plus the cache
-/// size found here.
+/// sizes found here, and the `--schedule` overrides.
 pub fn compiler_options() -> normjit::CompilerOptions {
-    normjit::CompilerOptions { cache_bytes: cache_bytes(), llc_bytes: llc_bytes(), ..Default::default() }
+    normjit::CompilerOptions {
+        cache_bytes: cache_bytes(),
+        llc_bytes: llc_bytes(),
+        schedule: schedule(),
+        ..Default::default()
+    }
 }
 
 /// Lowering options for this host and `isa` (for `explain`, `asm` and the
@@ -17,6 +38,7 @@ pub fn lower_options(isa: &normjit::unstable::codegen::Isa) -> normjit::unstable
         cache_bytes: cache_bytes(),
         llc_bytes: llc_bytes(),
         fma: isa.has_fma(),
+        schedule: schedule(),
         dump: std::env::var_os("NORMJIT_DUMP_PASSES").is_some(),
         ..Default::default()
     }

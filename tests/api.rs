@@ -471,3 +471,40 @@ fn call_foreach_on_a_pool_equals_separate_calls() {
     }
     assert_ne!(a[0][0], state(1)[0][0], "the step changed p");
 }
+
+/// `CompilerOptions::schedule`: a legal change runs (and still computes
+/// LayerNorm); one that does not fit the kernel is a configuration error at
+/// the first call, before anything is written.
+#[test]
+fn schedule_overrides_apply_or_are_refused_before_anything_is_written() {
+    let (n, d) = (9, 1001);
+    let (x, g, b) = (data(n * d, 1), data(d, 2), data(d, 3));
+    let want = layer_norm_ref(&x, &g, &b, d);
+    let overrides =
+        normjit::unstable::lower::Overrides::parse("group=none,reduce_unroll=3,stream_unroll=5,prefetch=on").unwrap();
+    let opts = CompilerOptions { threads: 1, schedule: overrides, ..Default::default() };
+    let k = Compiler::with_options(opts).unwrap().kernel(load("ir/norm/layer_norm.nj"));
+    let (code, _) = k.prepare(&[n, d]).unwrap();
+    let plan = code.plan();
+    assert!(plan.group.is_empty() && plan.schedule.reduce_unroll == 3 && plan.schedule.stream_unroll == 5);
+    let mut y = vec![0.0f32; n * d];
+    k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y)).unwrap();
+    for (i, (&a, &w)) in y.iter().zip(&want).enumerate() {
+        assert!((a as f64 - w).abs() < 1e-5 * (1.0 + w.abs()), "y[{i}] = {a}, want {w}");
+    }
+    for bad in ["group=D", "group=Q", "reduce_unroll=0", "stream_unroll=9", "chunk_elems=0"] {
+        let overrides = normjit::unstable::lower::Overrides::parse(bad).unwrap();
+        let opts = CompilerOptions { threads: 1, schedule: overrides, ..Default::default() };
+        let k = Compiler::with_options(opts).unwrap().kernel(load("ir/norm/layer_norm.nj"));
+        let mut y = vec![7.0f32; n * d];
+        let r = k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y));
+        match r {
+            Err(e @ Error::Config(_)) => assert!(e.to_string().contains("illegal schedule"), "{bad}: {e}"),
+            other => panic!("{bad}: expected a configuration error, got {other:?}"),
+        }
+        assert!(y.iter().all(|&v| v == 7.0), "{bad}: the output was written");
+    }
+    for bad in ["unroll=2", "hoist=yes", "reduce_unroll=x", "group"] {
+        assert!(normjit::unstable::lower::Overrides::parse(bad).is_err(), "{bad} parsed");
+    }
+}

@@ -297,3 +297,37 @@ fn costly_values_are_hoisted_into_scratch_instead_of_recomputed() {
 fn hoist_of(p: &Value, what: &str) -> bool {
     p["accumulators"].as_array().unwrap().iter().any(|a| a["op"] == "hoist" && a["of"].as_str().unwrap().contains(what))
 }
+
+/// `--schedule` changes the chosen schedule, which `explain` prints and
+/// `--json` carries; a change the kernel cannot have is an error.
+#[test]
+fn schedule_overrides_show_and_bad_ones_are_errors() {
+    let run = |sched: &str| {
+        Command::new(env!("CARGO_BIN_EXE_normjit"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["explain", "ir/norm/layer_norm.nj", "--dims", "N=64,D=1024", "--json", "--schedule", sched])
+            .output()
+            .unwrap()
+    };
+    let chosen: Value = serde_json::from_slice(&run("").stdout).unwrap();
+    assert_eq!(chosen["schedule"]["group"], serde_json::json!(["N"]));
+    assert_eq!(chosen["schedule"]["reduce_unroll"], 4);
+    let out = run("group=none,reduce_unroll=8,hoist=off");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schedule"]["group"], serde_json::json!([]));
+    assert_eq!(v["group"], serde_json::json!([]));
+    assert_eq!(v["schedule"]["reduce_unroll"], 8);
+    assert_eq!(v["schedule"]["hoist"], false);
+    assert!(v["phases"].as_array().unwrap().iter().any(|p| p["unroll"] == 8));
+    for (bad, why) in [
+        ("group=D", "illegal schedule: group D"),
+        ("reduce_unroll=12", "reduce_unroll 12 is not in 1..=8"),
+        ("colour=red", "unknown schedule key `colour`"),
+    ] {
+        let out = run(bad);
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}

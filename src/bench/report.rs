@@ -193,6 +193,8 @@ pub struct Report {
     pub time_target_s: f64,
     /// The `--dtype` overrides, if given.
     pub dtype_overrides: Option<String>,
+    /// The `--schedule` overrides, if given.
+    pub schedule_overrides: Option<String>,
     /// Turns the engines take, each with its share of the time.
     pub rounds: usize,
     /// Total wall-clock seconds of the run.
@@ -422,6 +424,7 @@ impl Report {
             "call_overhead": overhead,
             "summary": self.summary_json(),
             "dtype_overrides": self.dtype_overrides,
+            "schedule_overrides": self.schedule_overrides,
             "storage_comparison": self.comparisons().iter().map(Comparison::json).collect::<Vec<_>>(),
             "failures": failures,
             "load": self.load.as_ref().map(|l| json!({
@@ -522,6 +525,9 @@ impl Report {
         );
         if let Some(d) = &self.dtype_overrides {
             let _ = writeln!(s, "storage  --dtype {d} (applied to each kernel with tensors of those names)");
+        }
+        if let Some(o) = &self.schedule_overrides {
+            let _ = writeln!(s, "schedule --schedule {o} (the JIT's; applied to every kernel benched)");
         }
         s.push('\n');
 

@@ -110,6 +110,12 @@ pub struct Args {
     /// runtime-sized vs size-specialized throughput at N = 256 and 16384.
     #[arg(long, value_name = "CALLS", num_args = 0..=1, default_missing_value = "10000")]
     runtime_shapes: Option<usize>,
+    /// Change the schedule the compiler chooses, as
+    /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
+    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
+    /// chunk_elems; group (none, or dim names joined by `+`).
+    #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]
+    schedule: String,
 }
 
 /// The `--size` choices.
@@ -201,6 +207,7 @@ struct Ctx {
 }
 
 fn run(a: &Args) -> Result<ExitCode, String> {
+    normjit_cli::target::set_schedule(&a.schedule)?;
     if let Some(calls) = a.runtime_shapes {
         crate::cli::shapes::run(calls, a.threads.unwrap_or(1))?;
         return Ok(ExitCode::SUCCESS);
@@ -324,6 +331,7 @@ fn run(a: &Args) -> Result<ExitCode, String> {
     let mut report = Report {
         machine,
         dtype_overrides: a.dtype.clone(),
+        schedule_overrides: Some(a.schedule.clone()).filter(|s| !s.is_empty()),
         quick: a.quick,
         time_target_s: ctx.timing.target.as_secs_f64(),
         rounds: ctx.timing.rounds,
@@ -680,7 +688,9 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
         let k = &v.kernel;
         let storage = normjit_cli::storage::label(k);
         progress.step(&format!("{label} ({storage}): lowering and compiling"));
-        let plan = normjit_lower::lower(k, &c.dims, &Default::default()).map_err(|e| e.to_string())?;
+        let opts =
+            normjit_lower::Options { schedule: normjit_cli::target::compiler_options().schedule, ..Default::default() };
+        let plan = normjit_lower::lower(k, &c.dims, &opts).map_err(|e| e.to_string())?;
         let min_bytes = plan.traffic.min_bytes;
         drop(plan);
         let mut compiles = Vec::new();

@@ -93,6 +93,12 @@ pub struct Args {
     /// for every thread count.
     #[arg(long)]
     threads: Option<usize>,
+    /// Change the schedule the compiler chooses, as
+    /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
+    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
+    /// chunk_elems; group (none, or dim names joined by `+`).
+    #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]
+    schedule: String,
 }
 
 /// The `--engine` choices.
@@ -249,6 +255,7 @@ fn dims_error(e: BindError, inputs: &[(TensorId, PathBuf)], k: &Kernel) -> Strin
 }
 
 fn run(a: &Args) -> Result<Report, String> {
+    normjit_cli::target::set_schedule(&a.schedule)?;
     let k = SourceFile::read(&a.file).and_then(|s| s.kernel()).map_err(|e| e.to_string())?;
     // Storage overrides first: a stochastic seed is a param they add.
     let k = storage::apply(&k, &a.dtype)?;
@@ -412,6 +419,7 @@ fn run(a: &Args) -> Result<Report, String> {
                 let lower = normjit::unstable::lower::Options {
                     cache_bytes: opts.cache_bytes,
                     llc_bytes: opts.llc_bytes,
+                    schedule: opts.schedule.clone(),
                     chunk_elems: opts.chunk_elems,
                     fma: isa.has_fma(),
                     ..Default::default()

@@ -35,7 +35,7 @@ pub use exec::{exec, ExecError};
 
 pub use loopir::*;
 pub use pipeline::{lower, lower_with, schedule};
-pub use schedule::Schedule;
+pub use schedule::{Overrides, Schedule};
 pub use split::CHUNK_ELEMS;
 
 /// Lowering options: the target facts the schedule depends on, given by
@@ -61,6 +61,9 @@ pub struct Options {
     /// targets with FMA (the plan, like the cache key, is per ISA). Off by
     /// default; the runtime sets it from the ISA it compiles for.
     pub fma: bool,
+    /// Changes to the schedule the lowering chooses (none by default): an
+    /// expert's knob, and a way to measure one choice against another.
+    pub schedule: Overrides,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             verify: false,
             chunk_elems: split::CHUNK_ELEMS,
             fma: false,
+            schedule: Overrides::default(),
         }
     }
 }

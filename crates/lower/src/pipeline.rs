@@ -16,17 +16,29 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
     lower_impl(kernel, dims, opts, None)
 }
 
-/// The schedule [`lower`] uses for `kernel` at sizes `dims`.
+/// The schedule [`lower`] uses for `kernel` at sizes `dims`: the one
+/// chosen for them, with [`Options::schedule`]'s overrides applied.
 pub fn schedule(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Schedule, LowerError> {
     check_dims(kernel, dims)?;
     let imported = import::import(kernel, opts.fma);
     let im = Imported { nodes: &imported.nodes, accums: &imported.accums, stores: &imported.stores };
-    Ok(schedule::choose(kernel, dims, opts, &im))
+    overridden(kernel, dims, opts, &im)
+}
+
+/// The chosen schedule with the overrides of `opts` applied and checked.
+fn overridden(kernel: &Kernel, dims: &[usize], opts: &Options, im: &Imported) -> Result<Schedule, LowerError> {
+    let chosen = schedule::choose(kernel, dims, opts, im);
+    if opts.schedule.is_empty() {
+        return Ok(chosen);
+    }
+    let mut s = opts.schedule.apply(kernel, &chosen)?;
+    schedule::validate(kernel, &mut s, im)?;
+    Ok(s)
 }
 
 /// Lowers `kernel` with the given schedule (any schedule that is legal for
-/// the kernel, else [`LowerError::Schedule`]): for tests, which draw random
-/// ones, and for experiments.
+/// the kernel, else [`LowerError::Schedule`]; [`Options::schedule`] is not
+/// applied): for tests, which draw random ones, and for experiments.
 pub fn lower_with(kernel: &Kernel, dims: &[usize], opts: &Options, s: &Schedule) -> Result<Plan, LowerError> {
     lower_impl(kernel, dims, opts, Some(s))
 }
@@ -62,7 +74,7 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
             schedule::validate(kernel, &mut s, &im)?;
             s
         }
-        None => schedule::choose(kernel, dims, opts, &im),
+        None => overridden(kernel, dims, opts, &im)?,
     };
     let mut p = Plan {
         kernel: kernel.clone(),

@@ -179,3 +179,105 @@ impl fmt::Display for Schedule {
         f.write_str(&self.describe(|d| format!("d{}", d.index())))
     }
 }
+
+/// Changes a user asks for to the schedule [`choose`] makes, in the form
+/// `reduce_unroll=8,stream_unroll=4,prefetch=off,group=none`: keys
+/// `hoist`, `flatten`, `vectorize`, `prefetch` (`on`/`off`),
+/// `reduce_unroll`, `stream_unroll` (1..=[`MAX_UNROLL`]), `chunk_elems`,
+/// and `group` (`none`, or dim names joined by `+`: `group=N`, `group=N+C`).
+/// The result must still be legal for the kernel ([`crate::lower_with`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Overrides {
+    /// `hoist=on|off`.
+    pub hoist: Option<bool>,
+    /// `flatten=on|off`.
+    pub flatten: Option<bool>,
+    /// `vectorize=on|off`.
+    pub vectorize: Option<bool>,
+    /// `prefetch=on|off`.
+    pub prefetch: Option<bool>,
+    /// `reduce_unroll=N`.
+    pub reduce_unroll: Option<usize>,
+    /// `stream_unroll=N`.
+    pub stream_unroll: Option<usize>,
+    /// `chunk_elems=N`.
+    pub chunk_elems: Option<usize>,
+    /// `group=none|A+B`: the group's dim names.
+    pub group: Option<Vec<String>>,
+}
+
+impl Overrides {
+    /// Parses `key=value,...` (empty: no overrides).
+    pub fn parse(spec: &str) -> Result<Overrides, String> {
+        let mut o = Overrides::default();
+        for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, val) = kv.split_once('=').ok_or_else(|| format!("`{kv}`: expected key=value"))?;
+            let (key, val) = (key.trim(), val.trim());
+            let switch = || match val {
+                "on" => Ok(Some(true)),
+                "off" => Ok(Some(false)),
+                _ => Err(format!("`{kv}`: expected on or off")),
+            };
+            let number =
+                || val.parse::<usize>().map(Some).map_err(|_| format!("`{kv}`: expected a non-negative integer"));
+            match key {
+                "hoist" => o.hoist = switch()?,
+                "flatten" => o.flatten = switch()?,
+                "vectorize" => o.vectorize = switch()?,
+                "prefetch" => o.prefetch = switch()?,
+                "reduce_unroll" => o.reduce_unroll = number()?,
+                "stream_unroll" => o.stream_unroll = number()?,
+                "chunk_elems" => o.chunk_elems = number()?,
+                "group" if val == "none" => o.group = Some(Vec::new()),
+                "group" => o.group = Some(val.split('+').map(|d| d.trim().to_string()).collect()),
+                _ => {
+                    return Err(format!(
+                        "unknown schedule key `{key}` (known: hoist, flatten, vectorize, prefetch, reduce_unroll, \
+                         stream_unroll, chunk_elems, group)"
+                    ))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// True when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
+
+    /// `s` with these overrides applied (dim names resolved in `kernel`).
+    pub fn apply(&self, kernel: &Kernel, s: &Schedule) -> Result<Schedule, LowerError> {
+        let mut s = s.clone();
+        for (field, v) in [
+            (&mut s.hoist, self.hoist),
+            (&mut s.flatten, self.flatten),
+            (&mut s.vectorize, self.vectorize),
+            (&mut s.prefetch, self.prefetch),
+        ] {
+            if let Some(v) = v {
+                *field = v;
+            }
+        }
+        for (field, v) in [
+            (&mut s.reduce_unroll, self.reduce_unroll),
+            (&mut s.stream_unroll, self.stream_unroll),
+            (&mut s.chunk_elems, self.chunk_elems),
+        ] {
+            if let Some(v) = v {
+                *field = v;
+            }
+        }
+        if let Some(names) = &self.group {
+            s.group = names
+                .iter()
+                .map(|n| {
+                    kernel.dims.iter().find(|(_, d)| d.name == *n).map(|(id, _)| id).ok_or_else(|| {
+                        LowerError::Schedule(format!("group: kernel `{}` has no dim `{n}`", kernel.name))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(s)
+    }
+}

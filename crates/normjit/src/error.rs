@@ -242,8 +242,8 @@ impl From<normjit_lower::LowerError> for Error {
             L::Dims(s) => Error::Overflow(s),
             L::Unsupported(s) => Error::Unsupported(s),
             L::Internal(s) => Error::Internal(s),
-            // The runtime lowers with the schedule it chooses: never illegal.
-            L::Schedule(s) => Error::Internal(s),
+            // A schedule override that does not fit the kernel.
+            L::Schedule(s) => Error::Config(format!("illegal schedule: {s}")),
         }
     }
 }

@@ -50,6 +50,12 @@ pub struct CompilerOptions {
     pub specialize: bool,
     /// Verify every plan, even in release builds.
     pub verify: bool,
+    /// Changes to the schedule the compiler chooses for each kernel and
+    /// shape (`normjit_lower::Overrides`, as `reduce_unroll=8,prefetch=off`;
+    /// none by default). A change that is not legal for a kernel (a group
+    /// it cannot have, a dim it lacks) is an [`Error::Config`] at its first
+    /// call.
+    pub schedule: normjit_lower::Overrides,
     /// Elements of work below which a call runs on the calling thread even
     /// when a pool is available (splitting smaller calls costs more than it
     /// gains). Results do not depend on it.
@@ -67,6 +73,7 @@ impl Default for CompilerOptions {
             shape_cache: 64,
             specialize: false,
             verify: false,
+            schedule: normjit_lower::Overrides::default(),
             parallel_min_work: crate::exec::PARALLEL_MIN_WORK,
         }
     }
@@ -81,6 +88,7 @@ impl CompilerOptions {
             chunk_elems: self.chunk_elems,
             verify: self.verify,
             dump: false,
+            schedule: self.schedule.clone(),
         }
     }
 }
