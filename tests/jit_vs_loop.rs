@@ -29,6 +29,16 @@ use normjit_codegen::{CodegenOptions, Compiled, Isa, IsaChoice};
 use normjit_lower::{exec, lower, Options};
 use normjit_testkit::{lower_random, param_words};
 
+/// The schedule a case lowers with.
+enum Sched {
+    /// The one the lowering chooses.
+    Chosen,
+    /// A random legal one, from this seed.
+    Random(u64),
+    /// The chosen one with these changes.
+    Given(normjit_lower::Overrides),
+}
+
 /// One tensor's buffer in its storage type, 4- or 2-byte aligned like the
 /// runtime's typed buffers.
 enum Buf {
@@ -99,7 +109,7 @@ fn check(
     isa: &Isa,
     fma: bool,
     threads: usize,
-    sched: u64,
+    sched: &Sched,
 ) -> Result<(), String> {
     let mut params = params(k);
     let mut pick = Pick(seed | 1);
@@ -124,8 +134,9 @@ fn check(
     }
     let opts = Options { chunk_elems: chunk, verify: true, fma, ..Options::default() };
     let plan = match sched {
-        0 => lower(k, dims, &opts),
-        seed => lower_random(k, dims, &opts, seed),
+        Sched::Chosen => lower(k, dims, &opts),
+        Sched::Random(seed) => lower_random(k, dims, &opts, *seed),
+        Sched::Given(o) => lower(k, dims, &Options { schedule: o.clone(), ..opts }),
     };
     let plan = plan.map_err(|e| e.to_string())?;
     let mut want = inputs.clone();
@@ -223,8 +234,8 @@ fn run(modes: &[Storing], salt: u64, random_schedules: bool) {
                 let fma = isa.has_fma() || case % 6 == 5;
                 runs += 1;
                 let what = format!("{how:?}");
-                let sched = if random_schedules { pick.next() | 1 } else { 0 };
-                if let Err(e) = check(&kk, &what, &dims, pick.next(), case % 4 == 3, chunk, isa, fma, threads, sched) {
+                let sched = if random_schedules { Sched::Random(pick.next() | 1) } else { Sched::Chosen };
+                if let Err(e) = check(&kk, &what, &dims, pick.next(), case % 4 == 3, chunk, isa, fma, threads, &sched) {
                     failures.push(e);
                 }
             }
@@ -261,4 +272,89 @@ fn jit_matches_the_loop_ir_with_mixed_storage_and_stochastic_rounding() {
 #[test]
 fn jit_matches_the_loop_ir_under_random_schedules() {
     run(&[Storing::Declared, Storing::Mixed], 4, true);
+}
+
+/// Kernels whose reductions run over outer axes (column reductions), the
+/// shape column blocking applies to.
+const COLUMN_KERNELS: [&str; 4] = [
+    "kernel colsoftmax {
+       dims N, D
+       in x: f32[N, D]
+       out y: f32[N, D]
+       m = max(x, N)
+       e = exp(x - m)
+       y = e / sum(e, N)
+     }",
+    "kernel bn1d {
+       dims N, F
+       in x: f32[N, F]
+       in gamma: f32[F]
+       in beta: f32[F]
+       out y: f32[N, F]
+       out mean: f32[F]
+       out var: f32[F]
+       param eps = 1e-5
+       mu = mean(x, N)
+       xc = x - mu
+       v = mean(xc * xc, N)
+       y = xc * rsqrt(v + eps) * gamma + beta
+       mean = mu
+       var = v
+     }",
+    "kernel center3 {
+       dims N, C, D
+       in x: f32[N, C, D]
+       out y: f32[N, C, D]
+       param p = 0.25, seed: u32 = 7
+       m = mean(x, N, C)
+       y = select(uniform(seed, N, C, D) >= p, x - m, 0)
+     }",
+    "kernel recenter {
+       dims N, D
+       inout v: f32[N, D]
+       in w: f32[N, D]
+       s = sum(v * w, N)
+       v = v - s * w / count(N)
+     }",
+];
+
+/// Column blocking (`block=N`, never chosen, so forced here): the JIT runs
+/// every pass a block of columns at a time, and must give exactly the loop
+/// IR's bits (which runs such plans unblocked: blocking changes no result),
+/// at odd sizes, block widths and thread counts, in f32 and bf16.
+#[test]
+fn column_blocking_is_bit_exact_with_the_loop_ir() {
+    let native = Isa::new(IsaChoice::Native).unwrap();
+    let mut pick = Pick(0xB10C_0000_0000_0001);
+    let mut failures = Vec::new();
+    let mut blocked = 0;
+    for text in COLUMN_KERNELS {
+        let k = normjit::ir::parse(text).unwrap_or_else(|d| panic!("{}", d.render("test.nj", text)));
+        for case in 0..24 {
+            let kk = if case % 3 == 2 { stored(&k, Storing::All(DType::BF16), &mut pick) } else { k.clone() };
+            let dims = random_dims(&kk, &mut pick);
+            let cols = [1, 3, 4, 5, 16, 100][pick.below(6)];
+            let o = normjit_lower::Overrides::parse(&format!("block={cols}")).unwrap();
+            let opts = Options { schedule: o.clone(), fma: true, ..Options::default() };
+            blocked += usize::from(lower(&kk, &dims, &opts).unwrap().block.is_some());
+            let chunk = [1, 7, 64, 1 << 15][pick.below(4)];
+            let threads = 1 + case % 3;
+            if let Err(e) = check(
+                &kk,
+                "blocked",
+                &dims,
+                pick.next(),
+                case % 4 == 3,
+                chunk,
+                &native,
+                true,
+                threads,
+                &Sched::Given(o),
+            ) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(blocked >= 40, "only {blocked} of 96 cases were blocked");
 }

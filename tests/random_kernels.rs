@@ -436,6 +436,9 @@ fn generator_coverage() {
             if plan.prefetch.is_some() {
                 hit("plan: prefetch".into());
             }
+            if plan.block.is_some() {
+                hit("plan: column blocking".into());
+            }
             if plan.phases.iter().any(|p| p.flat > 1) {
                 hit("plan: flattened inner loops".into());
             }
@@ -591,6 +594,7 @@ fn generator_coverage() {
         "plan: flattened inner loops",
         "plan: hoisted values (scratch arrays)",
         "plan: prefetch",
+        "plan: column blocking",
         "schedule: random",
         "schedule: another loop order",
         "schedule: no group than chosen",

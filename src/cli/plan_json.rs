@@ -118,6 +118,7 @@ pub fn plan_json(p: &Plan) -> Value {
         "stream_unroll": s.stream_unroll,
         "chunk_elems": s.chunk_elems,
         "prefetch": s.prefetch,
+        "block": s.block,
     });
     json!({
         "kernel": k.name,
@@ -125,6 +126,7 @@ pub fn plan_json(p: &Plan) -> Value {
         "schedule": schedule,
         "loop_order": p.order.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
         "group": p.group.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
+        "block": p.block.as_ref().map(|b| json!({"axis": p.dim_name(b.axis), "columns": b.size})),
         "group_values": per_call,
         "group_partials": p.group_split.as_ref().map_or(0, |s| s.partials.len()),
         "group_reads": group_reads,

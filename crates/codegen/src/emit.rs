@@ -119,6 +119,9 @@ pub(crate) struct Fx<'a, 'b> {
     consts: Option<ops::Consts>,
     /// The table's imported symbol.
     table: cranelift_codegen::ir::GlobalValue,
+    /// With column blocking: the blocked axis, and this call's block of
+    /// columns (`Frame::block_lo..block_hi`), loaded in the entry block.
+    block: Option<(DimId, Value, Value)>,
 }
 
 /// Flags of every load and store: they cannot trap (the runtime checked
@@ -162,6 +165,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             per_call: HashMap::new(),
             consts: None,
             table,
+            block: None,
         }
     }
 
@@ -241,6 +245,10 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.params = Some(ld(self.b, layout::FRAME_PARAMS));
         let dims_ptr = ld(self.b, layout::FRAME_DIMS);
         let offsets = ld(self.b, layout::FRAME_OFFSETS);
+        if let Some(b) = &self.p.block {
+            let (lo, hi) = (ld(self.b, layout::FRAME_BLOCK_LO), ld(self.b, layout::FRAME_BLOCK_HI));
+            self.block = Some((b.axis, lo, hi));
+        }
         for d in 0..self.p.dims.len() {
             let v = if self.specialize {
                 Sv::Const(self.p.dims[d] as i64)
@@ -891,8 +899,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         let op = self.p.accums[a.0 as usize].op;
         let (base, n, levels) = self.array_parts(a);
         let c = self.b.use_var(count);
-        let zero = self.iconst(0);
-        self.counted(zero, n, 1, |fx, e| {
+        self.array_elems(n, |fx, e| {
             let ad = fx.addr(base, e);
             let v0 = fx.b.ins().load(types::F32, flags(), ad, 0);
             // Element `e`'s level `j` is at `levels + (j * n + e) * 4`.
@@ -908,6 +915,31 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.b.def_var(count, nc);
         let zero = self.iconst(0);
         self.b.def_var(rows, zero);
+    }
+
+    /// Runs `f` on each element index `e` of an array accumulator of `n`
+    /// elements: all of them, or with column blocking only this block's
+    /// (the blocked axis is the array's last dim: `lo..hi` of each row).
+    fn array_elems<F: FnMut(&mut Self, Value)>(&mut self, n: Value, mut f: F) {
+        let zero = self.iconst(0);
+        let Some((axis, lo, hi)) = self.block else {
+            self.counted(zero, n, 1, f);
+            return;
+        };
+        // Rows of the axis's extent (none when it is 0).
+        let d = self.dim(axis);
+        let one = self.iconst(1);
+        let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, d, 0);
+        let div = self.b.ins().select(nonzero, d, one);
+        let rows = self.b.ins().udiv(n, div);
+        let rows = self.b.ins().select(nonzero, rows, zero);
+        self.counted(zero, rows, 1, |fx, r| {
+            let row = fx.b.ins().imul(r, d);
+            fx.counted(lo, hi, 1, |fx, c| {
+                let e = fx.b.ins().iadd(row, c);
+                f(fx, e);
+            });
+        });
     }
 
     /// The end of an instance of the innermost loop: each cascaded array
@@ -958,8 +990,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             let op = self.p.accums[a.0 as usize].op;
             let (base, n, levels) = self.array_parts(a);
             let c0 = self.b.use_var(count);
-            let zero = self.iconst(0);
-            self.counted(zero, n, 1, |fx, e| {
+            self.array_elems(n, |fx, e| {
                 let r = fx.stack_value(op, c0, &|fx, j| {
                     let jn = fx.b.ins().imul(j, n);
                     let idx = fx.b.ins().iadd(jn, e);
@@ -1002,13 +1033,16 @@ impl<'a, 'b> Fx<'a, 'b> {
         // (the others stay at 0).
         let flat = phase.flat > 1 && depth == k - phase.flat;
         let d = if flat { phase.loops[k - 1] } else { phase.loops[depth] };
-        let (lo, hi) = match range {
-            Some(r) => r,
-            None if flat => {
+        let blocked = self.block.filter(|&(axis, ..)| depth > 0 && depth + 1 == k && axis == d);
+        let (lo, hi) = match (range, blocked) {
+            (Some(r), _) => r,
+            // Column blocking: the innermost loop runs over this block.
+            (None, Some((_, lo, hi))) => (lo, hi),
+            (None, None) if flat => {
                 let n = self.extent(&phase.loops[depth..]);
                 (self.iconst(0), self.sv(n))
             }
-            None => (self.iconst(0), self.dim(d)),
+            (None, None) => (self.iconst(0), self.dim(d)),
         };
         if flat {
             for &e in &phase.loops[depth..k - 1] {
@@ -1016,7 +1050,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             }
         }
         if depth + 1 == k || flat {
-            self.inner(ph, lo, hi, range.is_none(), regs);
+            self.inner(ph, lo, hi, range.is_none() && blocked.is_none(), regs);
         } else {
             self.counted(lo, hi, 1, |fx, i| {
                 fx.idx[d.index()] = Some(i);

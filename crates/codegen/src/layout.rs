@@ -21,13 +21,20 @@ pub struct Frame {
     /// accumulator, the offset of its cascade stacks from the same base
     /// ([`Layout::offsets`]).
     pub offsets: *const i64,
+    /// With column blocking ([`normjit_lower::Block`]): the columns of this
+    /// block, `block_lo..block_hi` of the blocked axis (ignored otherwise).
+    pub block_lo: i64,
+    /// See `block_lo`.
+    pub block_hi: i64,
 }
 
 pub(crate) const FRAME_TENSORS: i32 = 0;
 pub(crate) const FRAME_PARAMS: i32 = 8;
 pub(crate) const FRAME_DIMS: i32 = 16;
 pub(crate) const FRAME_OFFSETS: i32 = 24;
-const _: () = assert!(std::mem::size_of::<Frame>() == 32 && std::mem::size_of::<*const u8>() == 8);
+pub(crate) const FRAME_BLOCK_LO: i32 = 32;
+pub(crate) const FRAME_BLOCK_HI: i32 = 40;
+const _: () = assert!(std::mem::size_of::<Frame>() == 48 && std::mem::size_of::<*const u8>() == 8);
 
 /// Signature of every generated function:
 /// `(frame, scratch, partial, lo, hi)`.

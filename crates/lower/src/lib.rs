@@ -11,6 +11,7 @@
 //! ([`schedule()`]); the passes, listed in order in [`pipeline`], apply it.
 #![warn(missing_docs)]
 
+mod block;
 mod check;
 pub mod exec;
 mod flatten;

@@ -371,6 +371,22 @@ pub struct Prefetch {
     pub tensors: Vec<TensorId>,
 }
 
+/// Column blocking (pass `block`): a plan without a group whose every pass
+/// loops innermost over `axis`, which no reduction reduces, runs all its
+/// passes on one block of `size` consecutive indices of `axis` (columns)
+/// before the next, so that a block's data stays in cache from one pass to
+/// the next. Columns are independent, so no result changes: each element
+/// is computed, and each array accumulator element combined, exactly as
+/// without blocking (chunks are sized as without it), and the loop-IR
+/// interpreter runs such plans unblocked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    /// The blocked axis: the innermost loop of every phase.
+    pub axis: DimId,
+    /// Indices of `axis` per block, at the planned sizes.
+    pub size: usize,
+}
+
 /// A lowered kernel.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -400,6 +416,8 @@ pub struct Plan {
     pub traffic: Traffic,
     /// Software prefetch of the next group iteration, if any.
     pub prefetch: Option<Prefetch>,
+    /// Column blocking, if any.
+    pub block: Option<Block>,
     /// The user's name of each value (by [`LValue`]), where a `let` gave
     /// it one: explanations print these instead of value numbers.
     pub names: Vec<Option<String>>,
@@ -421,7 +439,7 @@ impl Plan {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.order,
             self.group,
             self.group_split,
@@ -430,7 +448,10 @@ impl Plan {
             self.phases,
             self.steps,
             self.after,
-            self.prefetch
+            self.prefetch,
+            // Whether and along which axis, not the size: the code reads
+            // each block's bounds at run time.
+            self.block.as_ref().map(|b| b.axis)
         );
         text.hash(&mut h);
         h.finish()
@@ -672,6 +693,14 @@ impl fmt::Display for Plan {
                     Step::Phase(p) => self.fmt_phase(f, *p, "    ")?,
                 }
             }
+        }
+        if let Some(b) = &self.block {
+            let axis = self.dim_name(b.axis);
+            writeln!(
+                f,
+                "  blocked: every phase runs on {} {axis} columns at a time (columns are independent)",
+                b.size
+            )?;
         }
         if let Some(pf) = &self.prefetch {
             let names: Vec<&str> = pf.tensors.iter().map(|t| k.tensors[*t].name.as_str()).collect();

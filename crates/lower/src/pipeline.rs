@@ -5,7 +5,7 @@
 
 use crate::loopir::*;
 use crate::schedule::{self, Imported, Schedule};
-use crate::{check, flatten, hoist, import, phases, place, prefetch, split, stores, traffic, vectorize};
+use crate::{block, check, flatten, hoist, import, phases, place, prefetch, split, stores, traffic, vectorize};
 use crate::{LowerError, Options};
 use normjit_ir::{AxisSet, Kernel};
 
@@ -89,6 +89,7 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
         after: Vec::new(),
         traffic: Traffic::default(),
         prefetch: None,
+        block: None,
         names: Vec::new(),
         fma: opts.fma,
         schedule: sched,
@@ -122,8 +123,8 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
         place::place(g, &p.nodes, &p.accums, &mut p.phases, steps);
     }
     dump("place", &p);
-    // Contiguous innermost loops (BatchNorm's H, W) run as one.
-    if p.schedule.flatten {
+    // Contiguous innermost loops (BatchNorm's H, W) run as one (not where columns are blocked).
+    if p.schedule.flatten && p.schedule.block.is_none() {
         flatten::flatten(kernel, &p.nodes, &p.accums, &mut p.phases);
     }
     // Vectors along contiguous inner loops; independent accumulators for reductions.
@@ -131,9 +132,12 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
     // Thread chunks that depend only on the sizes.
     p.group_split = split::split(p.schedule.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
     dump("vectorize and split", &p);
+    // Without a group: all passes one block of columns at a time (no effect on results).
+    p.block = block::plan(&p, p.schedule.block);
     // What each pass costs in memory traffic.
     let all_steps: Vec<Step> = p.steps.iter().chain(&p.after).cloned().collect();
-    p.traffic = traffic::model(kernel, dims, &p.group, &p.nodes, &p.phases, &all_steps, opts.cache_bytes);
+    p.traffic =
+        traffic::model(kernel, dims, &p.group, p.block.as_ref(), &p.nodes, &p.phases, &all_steps, opts.cache_bytes);
     dump("traffic", &p);
     // The last pass touches the next group iteration's input (no effect on results).
     p.prefetch = if p.schedule.prefetch { prefetch::plan(&p) } else { None };

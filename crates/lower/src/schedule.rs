@@ -50,6 +50,12 @@ pub struct Schedule {
     /// Pass `prefetch` applies: the last pass touches the next group
     /// iteration's input.
     pub prefetch: bool,
+    /// Pass `block` applies, with this many columns (indices of the
+    /// innermost axis) per block: plans without a group whose passes all
+    /// loop innermost over that axis run them a block at a time. Never
+    /// chosen (measured slower here: see the `block` pass); set it with
+    /// [`Overrides`] (`block=64`).
+    pub block: Option<usize>,
 }
 
 /// What [`choose`] and [`validate`] read of the imported kernel.
@@ -77,6 +83,8 @@ pub(crate) fn choose(kernel: &Kernel, dims: &[usize], opts: &Options, im: &Impor
         stream_unroll: STREAM_UNROLL,
         chunk_elems: opts.chunk_elems,
         prefetch,
+        // Measured slower than re-streaming on this machine (see `block`).
+        block: None,
     }
 }
 
@@ -147,6 +155,9 @@ pub(crate) fn validate(kernel: &Kernel, s: &mut Schedule, im: &Imported) -> Resu
     if s.chunk_elems == 0 {
         return bad("chunk_elems is 0".into());
     }
+    if s.block == Some(0) {
+        return bad("block is 0 columns".into());
+    }
     Ok(())
 }
 
@@ -163,7 +174,11 @@ impl Schedule {
             .filter(|p| p.1)
             .map(|p| p.0)
             .collect();
-        let passes = if passes.is_empty() { "no hoist, flatten or prefetch".to_string() } else { passes.join(", ") };
+        let mut passes =
+            if passes.is_empty() { "no hoist, flatten or prefetch".to_string() } else { passes.join(", ") };
+        if let Some(b) = self.block {
+            passes += &format!(", blocks of {b} columns");
+        }
         format!(
             "order {}; group {group}; {width}, unroll {} (reductions) {} (streams); {passes}; thread chunks of {} elements of work",
             list(&self.order),
@@ -184,7 +199,8 @@ impl fmt::Display for Schedule {
 /// `reduce_unroll=8,stream_unroll=4,prefetch=off,group=none`: keys
 /// `hoist`, `flatten`, `vectorize`, `prefetch` (`on`/`off`),
 /// `reduce_unroll`, `stream_unroll` (1..=[`MAX_UNROLL`]), `chunk_elems`,
-/// and `group` (`none`, or dim names joined by `+`: `group=N`, `group=N+C`).
+/// `group` (`none`, or dim names joined by `+`: `group=N`, `group=N+C`)
+/// and `block` (`off`, or columns per block).
 /// The result must still be legal for the kernel ([`crate::lower_with`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Overrides {
@@ -204,6 +220,8 @@ pub struct Overrides {
     pub chunk_elems: Option<usize>,
     /// `group=none|A+B`: the group's dim names.
     pub group: Option<Vec<String>>,
+    /// `block=off|N`: column blocking off, or `N` columns per block.
+    pub block: Option<Option<usize>>,
 }
 
 impl Overrides {
@@ -228,12 +246,14 @@ impl Overrides {
                 "reduce_unroll" => o.reduce_unroll = number()?,
                 "stream_unroll" => o.stream_unroll = number()?,
                 "chunk_elems" => o.chunk_elems = number()?,
+                "block" if val == "off" => o.block = Some(None),
+                "block" => o.block = Some(number()?),
                 "group" if val == "none" => o.group = Some(Vec::new()),
                 "group" => o.group = Some(val.split('+').map(|d| d.trim().to_string()).collect()),
                 _ => {
                     return Err(format!(
                         "unknown schedule key `{key}` (known: hoist, flatten, vectorize, prefetch, reduce_unroll, \
-                         stream_unroll, chunk_elems, group)"
+                         stream_unroll, chunk_elems, group, block)"
                     ))
                 }
             }
@@ -267,6 +287,9 @@ impl Overrides {
             if let Some(v) = v {
                 *field = v;
             }
+        }
+        if let Some(b) = self.block {
+            s.block = b;
         }
         if let Some(names) = &self.group {
             s.group = names

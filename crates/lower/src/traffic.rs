@@ -21,10 +21,12 @@ fn mib(b: usize) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn model(
     k: &Kernel,
     dims: &[usize],
     group: &[DimId],
+    block: Option<&Block>,
     nodes: &[LNode],
     phases: &[Phase],
     steps: &[Step],
@@ -71,6 +73,16 @@ pub fn model(
             }
         }
     }
+    // With column blocking, a block's columns of the tensors over its axis
+    // play the group iteration's part.
+    let blocked = |t: &normjit_ir::Tensor| block.is_some_and(|b| t.axes().contains(b.axis));
+    if let Some(b) = block {
+        for (id, t) in k.tensors.iter() {
+            if reads_in[id.index()] > 1 && blocked(t) {
+                working_set += bytes(t) / dims[b.axis.index()].max(1) * b.size;
+            }
+        }
+    }
     let fits = working_set <= cache_bytes;
     let mut out = Traffic { cache_bytes, group_working_set: working_set, ..Traffic::default() };
     for (id, t) in k.tensors.iter() {
@@ -78,7 +90,7 @@ pub fn model(
         let size = bytes(t);
         let reads = if n == 0 {
             0
-        } else if !group.is_empty() && g.is_subset(t.axes()) {
+        } else if (!group.is_empty() && g.is_subset(t.axes())) || blocked(t) {
             if fits {
                 1
             } else {
@@ -98,6 +110,15 @@ pub fn model(
         out.bytes_written += (writes * size) as u64;
         out.min_bytes += ((usize::from(n > 0) + writes) * size) as u64;
         out.tensors.push(TensorTraffic { reads, writes, phase_reads: vec![n] });
+    }
+    if let (Some(b), true) = (block, working_set > 0) {
+        let (axis, fit) = (&k.dims[b.axis].name, if fits { "stays" } else { "does NOT stay" });
+        out.assumptions.push(format!(
+            "one block of {} {axis} columns re-reads {} across its passes; it {fit} in a cache of {}",
+            b.size,
+            mib(working_set),
+            mib(cache_bytes)
+        ));
     }
     if !group.is_empty() && working_set > 0 {
         out.assumptions.push(if fits {

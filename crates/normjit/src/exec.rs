@@ -86,6 +86,8 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64],
         params: params.as_ptr(),
         dims: shape.dims.as_ptr(),
         offsets: lay.offsets.as_ptr(),
+        block_lo: 0,
+        block_hi: 0,
     };
     let fp = FramePtr(&frame);
     let dims: &[usize] = &sizes(shape);
@@ -98,7 +100,7 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64],
         // Cross-group accumulators: one partial area per chunk, each set
         // to the identity, combined in chunk order after the group loop.
         with_buf(&PARTIAL, glen * chunks, |partial| {
-            reset_partials(shape, split, partial, glen, chunks);
+            reset_partials(shape, split, partial, glen, chunks, None);
             let pp = partial.as_mut_ptr() as usize;
             let body = |c: usize| {
                 let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
@@ -121,24 +123,63 @@ pub(crate) unsafe fn execute(shape: &Shape, tensors: &[*mut u8], params: &[u64],
                     let a = a as usize;
                     scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
                 }
-                combine_partials(shape, split, partial, glen, chunks, scratch);
-                finish_means(shape, dims, &split.partials, scratch);
+                combine_partials(shape, split, partial, glen, chunks, scratch, None);
+                finish_means(shape, dims, &split.partials, scratch, None);
                 // The steps after the group loop.
                 for &(ref unit, f) in &code.units()[1..] {
-                    run_unit(shape, dims, unit, f, fp, scratch, pool);
+                    run_unit(shape, dims, unit, f, fp, scratch, pool, None);
                 }
             });
         });
         return;
     }
     with_buf(&SCRATCH, lay.scratch_total, |scratch| {
-        for &(ref unit, f) in code.units() {
-            run_unit(shape, dims, unit, f, fp, scratch, pool);
+        let (Some(b), Some(size)) = (&plan.block, shape.block) else {
+            for &(ref unit, f) in code.units() {
+                run_unit(shape, dims, unit, f, fp, scratch, pool, None);
+            }
+            return;
+        };
+        // Column blocking: every phase on one block of columns, then the
+        // next; the stores of 0-dim tensors once, last.
+        let n = dims[b.axis.index()];
+        for lo in (0..n).step_by(size) {
+            let cols = Cols { n, lo, hi: (lo + size).min(n) };
+            let frame = Frame { block_lo: cols.lo as i64, block_hi: cols.hi as i64, ..frame };
+            for &(ref unit, f) in code.units().iter().filter(|u| matches!(u.0, Unit::Phase(_))) {
+                run_unit(shape, dims, unit, f, FramePtr(&frame), scratch, pool, Some(cols));
+            }
+        }
+        for &(ref unit, f) in code.units().iter().filter(|u| !matches!(u.0, Unit::Phase(_))) {
+            run_unit(shape, dims, unit, f, fp, scratch, pool, None);
         }
     });
 }
 
-/// Runs one unit of a group-less plan, or one after the group loop.
+/// A block of columns: indices `lo..hi` of the blocked axis, of `n`. An
+/// array accumulator of a blocked plan has that axis last, so the block's
+/// elements of an array of `len` are `lo..hi` of each row of `n`.
+#[derive(Clone, Copy)]
+struct Cols {
+    n: usize,
+    lo: usize,
+    hi: usize,
+}
+
+/// The index ranges of the elements `cols` selects in an array of `len`
+/// (all of it without blocking).
+fn ranges(len: usize, cols: Option<Cols>) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (rows, n, lo, hi) = match cols {
+        Some(c) if c.n > 0 => (len / c.n, c.n, c.lo, c.hi),
+        Some(_) => (0, 0, 0, 0),
+        None => (1, len, 0, len),
+    };
+    (0..rows).map(move |r| r * n + lo..r * n + hi)
+}
+
+/// Runs one unit of a group-less plan (on the block `cols` of columns, with
+/// column blocking), or one after the group loop.
+#[allow(clippy::too_many_arguments)]
 fn run_unit(
     shape: &Shape,
     dims: &[usize],
@@ -147,9 +188,10 @@ fn run_unit(
     fp: FramePtr,
     scratch: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
+    cols: Option<Cols>,
 ) {
     match *unit {
-        Unit::Phase(p) => phase(shape, dims, p, f, fp, scratch, pool),
+        Unit::Phase(p) => phase(shape, dims, p, f, fp, scratch, pool, cols),
         Unit::Stores(_) | Unit::Group => {
             // SAFETY: per the contract of `execute`; a store unit
             // writes one element of each 0-dim tensor it stores.
@@ -183,6 +225,8 @@ fn sizes(shape: &Shape) -> crate::bind::Small<usize, 16> {
     d
 }
 
+/// Runs phase `p` (on the columns `cols` only, with column blocking).
+#[allow(clippy::too_many_arguments)]
 fn phase(
     shape: &Shape,
     dims: &[usize],
@@ -191,24 +235,38 @@ fn phase(
     fp: FramePtr,
     scratch: &mut [f32],
     pool: Option<&rayon::ThreadPool>,
+    cols: Option<Cols>,
 ) {
     let plan = shape.code.plan();
     let ph = &plan.phases[p];
     let lay = &shape.layout;
     for &AccId(a) in &ph.accums {
         let a = a as usize;
-        scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
+        let array = &mut scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]];
+        for r in ranges(array.len(), cols) {
+            array[r].fill(identity(plan.accums[a].op));
+        }
     }
     let Some(split) = ph.split.as_ref() else {
         // SAFETY: per the contract of `execute`; an unsplit phase has no loops.
         unsafe { fp.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), 0, 0) };
         return;
     };
+    if let (Some(c), Some(b)) = (cols, &plan.block) {
+        if split.axis == b.axis {
+            // A phase whose only loop is the blocked axis: the block is its
+            // range. Nothing reduces over it, so it keeps no partials.
+            // SAFETY: per the contract of `execute`.
+            unsafe { fp.call(f, scratch.as_mut_ptr(), std::ptr::null_mut(), c.lo, c.hi) };
+            finish_means(shape, dims, &ph.accums, scratch, cols);
+            return;
+        }
+    }
     let (n, chunk) = (dims[split.axis.index()], split.chunk(dims));
     let chunks = split.chunks(dims);
     let plen = lay.partial_len[p];
     with_buf(&PARTIAL, plen * chunks, |partial| {
-        reset_partials(shape, split, partial, plen, chunks);
+        reset_partials(shape, split, partial, plen, chunks, cols);
         let sp = scratch.as_mut_ptr() as usize;
         let pp = partial.as_mut_ptr() as usize;
         let body = |c: usize| {
@@ -224,22 +282,31 @@ fn phase(
             Some(pl) if chunks > 1 => pl.install(|| (0..chunks).into_par_iter().for_each(body)),
             _ => (0..chunks).for_each(body),
         }
-        combine_partials(shape, split, partial, plen, chunks, scratch);
+        combine_partials(shape, split, partial, plen, chunks, scratch, cols);
     });
-    finish_means(shape, dims, &ph.accums, scratch);
+    finish_means(shape, dims, &ph.accums, scratch, cols);
 }
 
 /// Sets each of `chunks` partial areas (`plen` f32s apart) of the
 /// accumulators `split` keeps partials of to their identity.
-fn reset_partials(shape: &Shape, split: &normjit_lower::Split, partial: &mut [f32], plen: usize, chunks: usize) {
+fn reset_partials(
+    shape: &Shape,
+    split: &normjit_lower::Split,
+    partial: &mut [f32],
+    plen: usize,
+    chunks: usize,
+    cols: Option<Cols>,
+) {
     let (plan, lay) = (shape.code.plan(), &shape.layout);
     // Accumulators outermost: a group plan without cross-group reductions
     // (most of them) does no work here.
     for &AccId(a) in &split.partials {
         let a = a as usize;
         for c in 0..chunks {
-            let off = c * plen + lay.partial_offset[a];
-            partial[off..][..lay.scratch_len[a]].fill(identity(plan.accums[a].op));
+            let array = &mut partial[c * plen + lay.partial_offset[a]..][..lay.scratch_len[a]];
+            for r in ranges(array.len(), cols) {
+                array[r].fill(identity(plan.accums[a].op));
+            }
         }
     }
 }
@@ -255,31 +322,35 @@ fn combine_partials(
     plen: usize,
     chunks: usize,
     scratch: &mut [f32],
+    cols: Option<Cols>,
 ) {
     let (plan, lay) = (shape.code.plan(), &shape.layout);
     for &AccId(a) in &split.partials {
         let a = a as usize;
         let op = plan.accums[a].op;
         let (off, len) = (lay.partial_offset[a], lay.scratch_len[a]);
-        tree_in_place(op, partial, plen, off, len, 0, chunks);
-        if chunks > 0 {
-            let src = &partial[off..][..len];
-            for (t, s) in scratch[lay.scratch_offset[a]..][..len].iter_mut().zip(src) {
-                *t = combine(op, *t, *s);
+        for r in ranges(len, cols) {
+            tree_in_place(op, partial, plen, off + r.start, r.len(), 0, chunks);
+            if chunks > 0 {
+                let src = &partial[off + r.start..][..r.len()];
+                for (t, s) in scratch[lay.scratch_offset[a] + r.start..][..r.len()].iter_mut().zip(src) {
+                    *t = combine(op, *t, *s);
+                }
             }
         }
     }
 }
 
 /// Divides each mean among `accs` by its count.
-fn finish_means(shape: &Shape, dims: &[usize], accs: &[AccId], scratch: &mut [f32]) {
+fn finish_means(shape: &Shape, dims: &[usize], accs: &[AccId], scratch: &mut [f32], cols: Option<Cols>) {
     let (plan, lay) = (shape.code.plan(), &shape.layout);
     for &AccId(a) in accs {
         let acc = &plan.accums[a as usize];
         if acc.op == Reduce::Mean {
             let c = count(dims, acc.reduced);
-            for s in &mut scratch[lay.scratch_offset[a as usize]..][..lay.scratch_len[a as usize]] {
-                *s /= c;
+            let array = &mut scratch[lay.scratch_offset[a as usize]..][..lay.scratch_len[a as usize]];
+            for r in ranges(array.len(), cols) {
+                array[r].iter_mut().for_each(|s| *s /= c);
             }
         }
     }

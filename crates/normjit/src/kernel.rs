@@ -320,7 +320,7 @@ impl Kernel {
                 (code, t.elapsed().as_secs_f64() * 1e6)
             }
         };
-        let shape = Arc::new(Shape::new(code, dims));
+        let shape = Arc::new(Shape::new(code, dims, plan.block.as_ref().map(|b| b.size)));
         lock(&self.shapes).insert(dims, shape.clone());
         Ok((shape, us))
     }

@@ -75,7 +75,7 @@ pub mod unstable {
         params: &[u64],
         pool: Option<&rayon::ThreadPool>,
     ) {
-        let shape = crate::shapes::Shape::new(code.clone(), dims);
+        let shape = crate::shapes::Shape::new(code.clone(), dims, None);
         // SAFETY: the caller's contract is `execute`'s.
         unsafe { crate::exec::execute(&shape, tensors, params, pool) }
     }

@@ -16,11 +16,18 @@ pub(crate) struct Shape {
     /// Elements of work per call: the loop domains of all passes, added
     /// (a three-pass norm does three times the work of one pass).
     pub work: u64,
+    /// Columns per block, with column blocking (`normjit_lower::Block`):
+    /// the size the plan made at these sizes chose, which may differ from
+    /// that of the plan the code was compiled from.
+    pub block: Option<usize>,
 }
 
 impl Shape {
-    pub fn new(code: Arc<Compiled>, dims: &[usize]) -> Shape {
+    /// The shape `dims` of `code`; `block` as the plan made at `dims` has
+    /// it (`None`: the code's).
+    pub fn new(code: Arc<Compiled>, dims: &[usize], block: Option<usize>) -> Shape {
         let plan: &Plan = code.plan();
+        let block = plan.block.as_ref().map(|b| block.unwrap_or(b.size).max(1));
         let layout = Layout::new(plan, dims);
         let extent = |ds: &mut dyn Iterator<Item = normjit_ir::DimId>| -> u64 {
             ds.map(|d| dims[d.index()] as u64).fold(1u64, |a, b| a.saturating_mul(b))
@@ -31,7 +38,7 @@ impl Shape {
             .iter()
             .map(|ph| group.saturating_mul(extent(&mut ph.loops.iter().copied())))
             .fold(group, u64::saturating_add);
-        Shape { dims: dims.iter().map(|&d| d as i64).collect(), layout, work, code }
+        Shape { dims: dims.iter().map(|&d| d as i64).collect(), layout, work, code, block }
     }
 
     /// The sizes, by dim index.

@@ -267,7 +267,8 @@ pub fn lower_random(k: &Kernel, dims: &[usize], opts: &Options, seed: u64) -> Re
 /// random loop order (a quarter of the time); the chosen group, none, or a
 /// random set of dims (which may not be legal for the kernel); each of
 /// hoist, flatten, vectorize and prefetch off a quarter of the time;
-/// unrolls from 1 to the maximum. The chunk size stays the case's.
+/// column blocking off, as chosen, or 1 to 40 columns per block; unrolls
+/// from 1 to the maximum. The chunk size stays the case's.
 pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
     let mut state = seed;
     // splitmix64
@@ -294,6 +295,11 @@ pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
     s.flatten = next(4) != 0;
     s.vectorize = next(4) != 0;
     s.prefetch = next(4) != 0;
+    s.block = match next(4) {
+        0 => None,
+        1 => chosen.block,
+        _ => Some(1 + next(40) as usize),
+    };
     s.reduce_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL as u64) as usize;
     s.stream_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL as u64) as usize;
     s
