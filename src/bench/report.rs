@@ -261,7 +261,7 @@ pub const NOTES: [&str; 6] = [
     "GB/s = the kernel's minimal traffic (each tensor read once, written once) / median time; the roofline's GB/s = the bytes its own streams move / its time.",
     "roofline: a stream kernel with one stream per large tensor of the pipeline (in = read, inout = in-place, out = written), each as long as the largest tensor; small per-row/per-channel vectors stay in cache and are not streams.",
     "interp: the reference interpreter in f32, eager and single-threaded, allocating its intermediates and outputs on every call (what an unfused framework does; at the large size that includes faulting in fresh pages); measured at 1 thread only.",
-    "Buffers are staggered within the 4 KiB page (no 4K aliasing) unless placement is page_aligned; jit, rustc and interp run on the same buffers, the roofline on its own.",
+    "Buffers are staggered within the 4 KiB page (no 4K aliasing) unless placement is page_aligned; jit, rustc, interp and the roofline run on the same buffers (the roofline on its own for f16 tensors and tensors shorter than the largest).",
     "storage: tensors stored as bf16/f16 (--dtype) move 2 bytes per element, in the kernel's buffers and in its roofline's streams; rustc kernels are f32 only (`-` elsewhere); interp computes from f32 copies of the values.",
 ];
 

@@ -11,9 +11,13 @@
 //!   thread only), which allocates its intermediates and outputs on every
 //!   call, as an unfused eager framework does;
 //! - `roofline`: the stream kernel with the pipeline's large streams, on
-//!   buffers of its own (its in-place streams change their values).
+//!   the same buffers (an f16 tensor's stream, or one shorter than the
+//!   largest tensor, on a buffer of its own).
 //!
-//! `jit`, `rustc` and `interp` share one set of buffers, staggered within
+//! `jit`, `rustc`, `interp` and `roofline` share one set of buffers, so
+//! that they see the same physical memory (two sets of buffers once gave
+//! the roofline 21.7 GB/s in one run and 26.1 in the next, and put kernels
+//! "above the roofline"), staggered within
 //! the 4 KiB page; `inout` tensors get their entry values back before each
 //! engine, and every value an engine wrote is checked to be finite after
 //! it (NaN, infinities and subnormals can slow a CPU down and would make
@@ -519,13 +523,18 @@ fn written_finite(k: &Kernel, bufs: &Buffers) -> bool {
 }
 
 /// The roofline's streams for a kernel: the element type of each stream
-/// read, updated in place and written, and their one length.
+/// read, updated in place and written, and their one length; and per
+/// stream (reads, in-place, writes), the kernel tensor whose buffer it
+/// runs on, where that tensor is as long as the streams and f32 or bf16
+/// (the roofline's 16-bit conversions are bf16's; an f16 tensor's bits
+/// would make subnormals). The others get buffers of their own.
 #[derive(Clone, Debug, PartialEq)]
 struct Streams {
     read: Vec<DType>,
     inout: Vec<DType>,
     write: Vec<DType>,
     len: usize,
+    tensors: Vec<Option<usize>>,
 }
 
 impl Streams {
@@ -537,13 +546,29 @@ impl Streams {
         let b = |v: &[DType]| v.iter().map(|d| (d.size_bytes() * self.len) as u64).sum::<u64>();
         b(&self.read) + 2 * b(&self.inout) + b(&self.write)
     }
-    /// Bytes of the streams' buffers (one per stream).
+    /// Bytes of the buffers of the streams' own (not the kernel's).
     fn buffer_bytes(&self) -> u64 {
-        self.read.iter().chain(&self.inout).chain(&self.write).map(|d| (d.size_bytes() * self.len) as u64).sum()
+        self.own_specs().iter().map(|&(n, d)| (d.size_bytes() * n) as u64).sum()
     }
-    /// Every stream's type, in order: reads, in-place, writes.
-    fn specs(&self) -> Vec<(usize, DType)> {
-        self.read.iter().chain(&self.inout).chain(&self.write).map(|&d| (self.len, d)).collect()
+    /// The type of each stream without a kernel tensor, in order: reads,
+    /// in-place, writes.
+    fn own_specs(&self) -> Vec<(usize, DType)> {
+        let all = self.read.iter().chain(&self.inout).chain(&self.write);
+        all.zip(&self.tensors).filter(|(_, t)| t.is_none()).map(|(&d, _)| (self.len, d)).collect()
+    }
+    /// The streams' buffers, in order (reads, in-place, writes): the
+    /// kernel's `kernel` where [`Streams::tensors`] says, else the next of
+    /// `own`.
+    fn views<'b>(&self, kernel: &'b mut Buffers, own: &'b mut Buffers) -> Vec<ViewMut<'b>> {
+        let mut tensors: Vec<Option<ViewMut<'b>>> = kernel.views_mut().into_iter().map(Some).collect();
+        let mut own = own.views_mut().into_iter();
+        self.tensors
+            .iter()
+            .map(|t| match t {
+                Some(i) => tensors[*i].take().expect("one stream per tensor"),
+                None => own.next().expect("a buffer per stream without a tensor"),
+            })
+            .collect()
     }
     fn names(&self) -> [Vec<&'static str>; 3] {
         let n = |v: &[DType]| v.iter().map(|d| d.name()).collect();
@@ -557,20 +582,24 @@ impl Streams {
 /// most what [`roofline::stream_typed`] takes of each kind (the first ones).
 fn roofline_streams(lens: &[usize], k: &Kernel) -> Streams {
     let largest = lens.iter().copied().max().unwrap_or(0);
-    let mut s = Streams { read: Vec::new(), inout: Vec::new(), write: Vec::new(), len: largest };
-    for ((_, t), &n) in k.tensors.iter().zip(lens) {
+    let mut s = Streams { read: Vec::new(), inout: Vec::new(), write: Vec::new(), len: largest, tensors: Vec::new() };
+    // Per kind, the tensor each stream runs on (if any).
+    let mut on: [Vec<Option<usize>>; 3] = Default::default();
+    for ((id, t), &n) in k.tensors.iter().zip(lens) {
         if n == 0 || n.saturating_mul(16) < largest {
             continue;
         }
-        let (v, max) = match t.role {
-            Role::In => (&mut s.read, roofline::MAX_READS),
-            Role::InOut => (&mut s.inout, roofline::MAX_INOUTS),
-            Role::Out => (&mut s.write, roofline::MAX_WRITES),
+        let (v, kind, max) = match t.role {
+            Role::In => (&mut s.read, 0, roofline::MAX_READS),
+            Role::InOut => (&mut s.inout, 1, roofline::MAX_INOUTS),
+            Role::Out => (&mut s.write, 2, roofline::MAX_WRITES),
         };
         if v.len() < max {
             v.push(t.dtype);
+            on[kind].push((n == largest && t.dtype != DType::F16).then_some(id.index()));
         }
     }
+    s.tensors = on.concat();
     s
 }
 
@@ -706,7 +735,7 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
         let abufs = c.page_aligned.then(|| Buffers::for_kernel(k, &c.dims, &v.params, 0, Placement::PageAligned));
         let holders = normjit_cli::storage::has_narrow(k).then(|| (0..bufs.len()).map(|i| bufs.values(i)).collect());
         let streams = roofline_streams(&lens, k);
-        let rbufs = Buffers::new_typed(&streams.specs(), Placement::Staggered);
+        let rbufs = Buffers::new_typed(&streams.own_specs(), Placement::Staggered);
         setups.push(Setup {
             v,
             storage,
@@ -805,9 +834,12 @@ fn bench_case(ctx: &Ctx, c: &Case, report: &mut Report, progress: &mut Progress)
                         s.finite &= !last || written_finite(k, &su.bufs);
                     }
                     Slot::Roofline => {
+                        // On the kernel's buffers (their values are
+                        // restored before the other engines run).
                         let (nr, nu) = (su.streams.read.len(), su.streams.inout.len());
+                        let (streams, bufs, rbufs) = (&su.streams, &mut su.bufs, &mut su.rbufs);
                         s.batch(budget, min, max, || {
-                            let mut all = su.rbufs.views_mut().into_iter();
+                            let mut all = streams.views(bufs, rbufs).into_iter();
                             let rs: Vec<View> = all.by_ref().take(nr).map(ViewMut::into_view).collect();
                             let us: Vec<ViewMut> = all.by_ref().take(nu).collect();
                             let ws: Vec<ViewMut> = all.collect();
@@ -1071,7 +1103,16 @@ mod tests {
         assert_eq!(s.inout, vec![DType::BF16, DType::F32, DType::F32]);
         assert_eq!(s.read, vec![DType::BF16]);
         assert_eq!(s.bytes(), 22 * 100);
-        assert_eq!(s.buffer_bytes(), 12 * 100);
-        assert_eq!(s.specs().len(), 4);
+        // Every stream runs on its tensor's buffer: none of its own.
+        assert_eq!(s.tensors.iter().filter(|t| t.is_some()).count(), 4);
+        assert_eq!((s.buffer_bytes(), s.own_specs().len()), (0, 0));
+        // An f16 tensor's stream gets a buffer of its own (the roofline
+        // converts 16-bit elements as bf16), and so does a tensor shorter
+        // than the largest.
+        let adamw = normjit_cli::storage::apply(&lib("optim/adamw.nj"), "p=f16").unwrap();
+        let s = roofline_streams(&[100; 4], &adamw);
+        assert_eq!((s.buffer_bytes(), s.own_specs()), (2 * 100, vec![(100, DType::F16)]));
+        let s = roofline_streams(&[1 << 20, 1024, 1024, 1 << 19], &ln);
+        assert_eq!((s.tensors.iter().filter(|t| t.is_none()).count(), s.buffer_bytes()), (1, 2 << 20));
     }
 }
