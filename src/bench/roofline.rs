@@ -230,13 +230,19 @@ fn mixed_len(reads: &[Src], inouts: &[Dst], writes: &[Dst]) -> usize {
     n.unwrap_or(0)
 }
 
-/// Elements per block of a stream loop that stores: 64 bytes of f32, one
-/// AVX-512 vector. (Blocks of the ISA's reduction width, 128 elements, kept
-/// each block's sum in a stack array: a copy then ran at 20 GB/s on the
-/// development VM where a plain rustc loop ran at 25–26, and kernels showed
-/// up to 1.4x "above the roofline".) Loops that only read keep blocks of
-/// the reduction width, for their independent accumulators.
-const BLOCK: usize = 16;
+/// Elements per block of a stream loop that stores, for streams that fit
+/// the caches and for longer ones. Each block's sum is an array the
+/// compiler may keep on the stack; measured on the development VM (1
+/// thread, copies), 64-element blocks ran at 85–88 GB/s in cache but 20
+/// GB/s from DRAM, 16-element blocks at 62 and 22–24, and a plain rustc
+/// loop at 25–26 from DRAM. (With one block size, 128 elements, kernels
+/// showed up 1.3–1.4x "above the roofline" at DRAM sizes.) Loops that only
+/// read keep blocks of the reduction width, for their independent
+/// accumulators.
+const BLOCK_CACHE: usize = 64;
+const BLOCK_DRAM: usize = 16;
+/// Elements per stream from which a loop uses [`BLOCK_DRAM`]: 8 MiB of f32.
+const DRAM_ELEMS: usize = 1 << 21;
 
 multiversion! {
     /// The loop of [`stream_typed`], for each ISA.
@@ -253,12 +259,20 @@ fn mixed_body<const FMA: bool, const L: usize>(r: &[Src<'_>], u: &mut [Dst<'_>],
         ($s:literal) => {
             match u.len() + w.len() {
                 0 => mixed_run::<L, $s, 0>(r, u, w, n),
-                1 => mixed_run::<BLOCK, $s, 1>(r, u, w, n),
-                2 => mixed_run::<BLOCK, $s, 2>(r, u, w, n),
-                3 => mixed_run::<BLOCK, $s, 3>(r, u, w, n),
-                4 => mixed_run::<BLOCK, $s, 4>(r, u, w, n),
-                5 => mixed_run::<BLOCK, $s, 5>(r, u, w, n),
-                6 => mixed_run::<BLOCK, $s, 6>(r, u, w, n),
+                t if n >= DRAM_ELEMS => by_block!(BLOCK_DRAM, $s, t),
+                t => by_block!(BLOCK_CACHE, $s, t),
+            }
+        };
+    }
+    macro_rules! by_block {
+        ($b:expr, $s:literal, $t:expr) => {
+            match $t {
+                1 => mixed_run::<{ $b }, $s, 1>(r, u, w, n),
+                2 => mixed_run::<{ $b }, $s, 2>(r, u, w, n),
+                3 => mixed_run::<{ $b }, $s, 3>(r, u, w, n),
+                4 => mixed_run::<{ $b }, $s, 4>(r, u, w, n),
+                5 => mixed_run::<{ $b }, $s, 5>(r, u, w, n),
+                6 => mixed_run::<{ $b }, $s, 6>(r, u, w, n),
                 _ => unreachable!("checked by mixed_len"),
             }
         };
