@@ -34,14 +34,8 @@ pub fn compiler_options() -> normjit::CompilerOptions {
 /// loop-IR engine of `run`): fused multiply-adds where it has FMA, as the
 /// compiler plans.
 pub fn lower_options(isa: &normjit::unstable::codegen::Isa) -> normjit::unstable::lower::Options {
-    normjit::unstable::lower::Options {
-        cache_bytes: cache_bytes(),
-        llc_bytes: llc_bytes(),
-        fma: isa.has_fma(),
-        schedule: schedule(),
-        dump: std::env::var_os("NORMJIT_DUMP_PASSES").is_some(),
-        ..Default::default()
-    }
+    let dump = std::env::var_os("NORMJIT_DUMP_PASSES").is_some();
+    normjit::unstable::lower::Options { dump, ..compiler_options().lower_options(isa) }
 }
 
 /// `NORMJIT_CACHE_BYTES`, or the per-core L2 size.

@@ -486,7 +486,7 @@ fn schedule_overrides_apply_or_are_refused_before_anything_is_written() {
     let k = Compiler::with_options(opts).unwrap().kernel(load("ir/norm/layer_norm.nj"));
     let (code, _) = k.prepare(&[n, d]).unwrap();
     let plan = code.plan();
-    assert!(plan.group.is_empty() && plan.schedule.reduce_unroll == 3 && plan.schedule.stream_unroll == 5);
+    assert!(plan.group().is_empty() && plan.schedule.reduce_unroll == 3 && plan.schedule.stream_unroll == 5);
     let mut y = vec![0.0f32; n * d];
     k.run(Bindings::new().input("x", &x).input("gamma", &g).input("beta", &b).output("y", &mut y)).unwrap();
     for (i, (&a, &w)) in y.iter().zip(&want).enumerate() {

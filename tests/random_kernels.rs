@@ -447,7 +447,7 @@ fn generator_coverage() {
             }
             if plan.has_cross() {
                 hit("plan: cross-group reductions".into());
-            } else if !plan.group.is_empty() {
+            } else if !plan.group().is_empty() {
                 hit("plan: a group".into());
             } else {
                 hit("plan: no group".into());

@@ -63,13 +63,7 @@ pub fn compiler() -> PyResult<&'static Compiler> {
 /// Lowering options matching the compiler's (for `explain` and `asm`).
 pub fn lower_options() -> PyResult<normjit::unstable::lower::Options> {
     let c = compiler()?;
-    Ok(normjit::unstable::lower::Options {
-        cache_bytes: c.options().cache_bytes,
-        llc_bytes: c.options().llc_bytes,
-        chunk_elems: c.options().chunk_elems,
-        fma: c.isa().has_fma(),
-        ..Default::default()
-    })
+    Ok(c.options().lower_options(c.isa()))
 }
 
 /// Where a call runs; holds its pool alive for the call.

@@ -25,16 +25,12 @@ pub struct Args {
     /// Compile for the SSE4.2 baseline instead of the host (no AVX/FMA).
     #[arg(long)]
     baseline: bool,
-    /// Change the schedule the compiler chooses, as
-    /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
-    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
-    /// chunk_elems; group (none, or dim names joined by `+`).
-    #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]
-    schedule: String,
+    #[command(flatten)]
+    schedule: crate::cli::ScheduleArg,
 }
 
 pub fn main(a: Args) -> ExitCode {
-    if let Err(e) = normjit_cli::target::set_schedule(&a.schedule) {
+    if let Err(e) = a.schedule.set() {
         return fail(e);
     }
     let (kernel, dims) = match crate::cli::kernel_and_dims(&a.file, &a.dtype, &a.dims) {

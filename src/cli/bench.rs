@@ -114,12 +114,8 @@ pub struct Args {
     /// runtime-sized vs size-specialized throughput at N = 256 and 16384.
     #[arg(long, value_name = "CALLS", num_args = 0..=1, default_missing_value = "10000")]
     runtime_shapes: Option<usize>,
-    /// Change the schedule the compiler chooses, as
-    /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
-    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
-    /// chunk_elems; group (none, or dim names joined by `+`).
-    #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]
-    schedule: String,
+    #[command(flatten)]
+    schedule: crate::cli::ScheduleArg,
 }
 
 /// The `--size` choices.
@@ -211,7 +207,7 @@ struct Ctx {
 }
 
 fn run(a: &Args) -> Result<ExitCode, String> {
-    normjit_cli::target::set_schedule(&a.schedule)?;
+    a.schedule.set()?;
     if let Some(calls) = a.runtime_shapes {
         crate::cli::shapes::run(calls, a.threads.unwrap_or(1))?;
         return Ok(ExitCode::SUCCESS);
@@ -335,7 +331,7 @@ fn run(a: &Args) -> Result<ExitCode, String> {
     let mut report = Report {
         machine,
         dtype_overrides: a.dtype.clone(),
-        schedule_overrides: Some(a.schedule.clone()).filter(|s| !s.is_empty()),
+        schedule_overrides: Some(a.schedule.schedule.clone()).filter(|s| !s.is_empty()),
         quick: a.quick,
         time_target_s: ctx.timing.target.as_secs_f64(),
         rounds: ctx.timing.rounds,

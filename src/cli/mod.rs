@@ -39,3 +39,22 @@ pub fn fail(err: impl std::fmt::Display) -> ExitCode {
     }
     ExitCode::from(1)
 }
+
+/// `--schedule`, for the commands that lower a kernel.
+#[derive(clap::Args)]
+pub struct ScheduleArg {
+    /// Change the schedule the compiler chooses, as
+    /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
+    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
+    /// chunk_elems; group (none, or dim names joined by `+`); block (off,
+    /// or columns per block).
+    #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]
+    pub schedule: String,
+}
+
+impl ScheduleArg {
+    /// Makes the overrides this process's (`normjit_cli::target::set_schedule`).
+    pub fn set(&self) -> Result<(), String> {
+        normjit_cli::target::set_schedule(&self.schedule)
+    }
+}

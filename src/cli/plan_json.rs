@@ -39,12 +39,12 @@ pub fn plan_json(p: &Plan) -> Value {
                     writes.insert(k.tensors[*t].name.clone(), json!(1));
                 }
                 // Phases after the group loop run outside it.
-                let group: &[normjit_ir::DimId] = if after { &[] } else { &p.group };
+                let group: &[normjit_ir::DimId] = if after { &[] } else { p.group() };
                 let loops: Vec<Value> = group
                     .iter()
                     .chain(&ph.loops)
                     .map(
-                        |&d| json!({"axis": p.dim_name(d), "extent": p.dims[d.index()], "group": p.group.contains(&d)}),
+                        |&d| json!({"axis": p.dim_name(d), "extent": p.dims[d.index()], "group": p.group().contains(&d)}),
                     )
                     .collect();
                 let hoisted: Vec<Value> = ph.nodes.iter().filter(|(_, d)| *d < ph.loops.len()).map(|&(v, d)| {
@@ -124,8 +124,8 @@ pub fn plan_json(p: &Plan) -> Value {
         "kernel": k.name,
         "dims": dims,
         "schedule": schedule,
-        "loop_order": p.order.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
-        "group": p.group.iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
+        "loop_order": p.order().iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
+        "group": p.group().iter().map(|&d| p.dim_name(d)).collect::<Vec<_>>(),
         "block": p.block.as_ref().map(|b| json!({"axis": p.dim_name(b.axis), "columns": b.size})),
         "group_values": per_call,
         "group_partials": p.group_split.as_ref().map_or(0, |s| s.partials.len()),

@@ -93,12 +93,8 @@ pub struct Args {
     /// for every thread count.
     #[arg(long)]
     threads: Option<usize>,
-    /// Change the schedule the compiler chooses, as
-    /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
-    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
-    /// chunk_elems; group (none, or dim names joined by `+`).
-    #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]
-    schedule: String,
+    #[command(flatten)]
+    schedule: crate::cli::ScheduleArg,
 }
 
 /// The `--engine` choices.
@@ -255,7 +251,7 @@ fn dims_error(e: BindError, inputs: &[(TensorId, PathBuf)], k: &Kernel) -> Strin
 }
 
 fn run(a: &Args) -> Result<Report, String> {
-    normjit_cli::target::set_schedule(&a.schedule)?;
+    a.schedule.set()?;
     let k = SourceFile::read(&a.file).and_then(|s| s.kernel()).map_err(|e| e.to_string())?;
     // Storage overrides first: a stochastic seed is a param they add.
     let k = storage::apply(&k, &a.dtype)?;
@@ -416,15 +412,7 @@ fn run(a: &Args) -> Result<Report, String> {
             None => {
                 let opts = normjit_cli::target::compiler_options();
                 let isa = normjit::unstable::codegen::Isa::new(opts.isa)?;
-                let lower = normjit::unstable::lower::Options {
-                    cache_bytes: opts.cache_bytes,
-                    llc_bytes: opts.llc_bytes,
-                    schedule: opts.schedule.clone(),
-                    chunk_elems: opts.chunk_elems,
-                    fma: isa.has_fma(),
-                    ..Default::default()
-                };
-                normjit_lower::lower(&k, &dims, &lower).map_err(|e| e.to_string())?
+                normjit_lower::lower(&k, &dims, &opts.lower_options(&isa)).map_err(|e| e.to_string())?
             }
         };
         // Scalar and slow: run once.

@@ -396,7 +396,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         let cross = self.p.accums[ai].cross && self.in_group;
         let partial = cross
             || self.phase.is_some_and(|ph| {
-                self.p.phases[ph].split.as_ref().is_some_and(|s| s.partials.contains(&a)) && self.p.group.is_empty()
+                self.p.phases[ph].split.as_ref().is_some_and(|s| s.partials.contains(&a)) && self.p.group().is_empty()
             });
         if partial {
             self.acc_bases[ai].1
@@ -529,7 +529,7 @@ impl<'a, 'b> Fx<'a, 'b> {
     }
 
     fn group_level(&mut self, level: usize) {
-        if level == self.p.group.len() {
+        if level == self.p.group().len() {
             for si in 0..self.p.steps.len() {
                 match self.p.steps[si] {
                     Step::Compute(v) => {
@@ -541,7 +541,7 @@ impl<'a, 'b> Fx<'a, 'b> {
             }
             return;
         }
-        let d = self.p.group[level];
+        let d = self.p.group()[level];
         let (lo, hi) = if level == 0 { (self.a.lo, self.a.hi) } else { (self.iconst(0), self.dim(d)) };
         self.counted(lo, hi, 1, |fx, i| {
             fx.idx[d.index()] = Some(i);
@@ -886,7 +886,7 @@ impl<'a, 'b> Fx<'a, 'b> {
         // The stacks' offset is from the start of the area the array lives
         // in: a chunk's partial area (group-less plans, cross-group
         // accumulators) or the scratch.
-        let in_partial = self.p.group.is_empty() || self.p.accums[a.0 as usize].cross;
+        let in_partial = self.p.group().is_empty() || self.p.accums[a.0 as usize].cross;
         let area = if in_partial { self.a.partial } else { self.a.scratch };
         let levels = self.b.ins().iadd(area, self.levels_off[a.0 as usize]);
         (base, n, levels)

@@ -93,9 +93,9 @@ impl Layout {
             let rows: usize = match (&ph.split, &plan.group_split) {
                 // A cross-group accumulator counts a row per group iteration.
                 (_, Some(gs)) if plan.accums[a].cross => {
-                    plan.group[1..].iter().map(|d| dims[d.index()]).product::<usize>() * gs.chunk(dims)
+                    plan.group()[1..].iter().map(|d| dims[d.index()]).product::<usize>() * gs.chunk(dims)
                 }
-                (Some(sp), _) if plan.group.is_empty() && k >= 2 => {
+                (Some(sp), _) if plan.group().is_empty() && k >= 2 => {
                     ph.loops[1..k - 1].iter().map(|d| dims[d.index()]).product::<usize>() * sp.chunk(dims)
                 }
                 _ => ph.loops[..k.saturating_sub(1)].iter().map(|d| dims[d.index()]).product(),
@@ -107,7 +107,7 @@ impl Layout {
             (usize::BITS - pushes.leading_zeros()) as usize + 1
         };
         let mut levels_offset = vec![usize::MAX; plan.accums.len()];
-        if !plan.group.is_empty() {
+        if !plan.group().is_empty() {
             for a in 0..plan.accums.len() {
                 if plan.array_cascade(AccId(a as u32)) {
                     levels_offset[a] = total;
@@ -125,7 +125,7 @@ impl Layout {
                     len += scratch_len[a as usize];
                 }
                 for &AccId(a) in &s.partials {
-                    if plan.group.is_empty() && plan.array_cascade(AccId(a)) {
+                    if plan.group().is_empty() && plan.array_cascade(AccId(a)) {
                         levels_offset[a as usize] = len;
                         len += scratch_len[a as usize] * levels(a as usize);
                     }

@@ -153,7 +153,7 @@ impl Compiled {
         let erf = module.declare_function("nj_erf", Linkage::Import, &d1).map_err(|e| err(&e))?;
         let table = module.declare_data(ops::TABLE_SYMBOL, Linkage::Import, false, false).map_err(|e| err(&e))?;
 
-        let units: Vec<Unit> = if plan.group.is_empty() {
+        let units: Vec<Unit> = if plan.group().is_empty() {
             let mut units: Vec<Unit> = plan
                 .steps
                 .iter()

@@ -16,7 +16,7 @@ use crate::loopir::*;
 
 pub fn plan(p: &Plan, size: Option<usize>) -> Option<Block> {
     let size = size?;
-    if !p.group.is_empty() || p.phases.is_empty() {
+    if !p.group().is_empty() || p.phases.is_empty() {
         return None;
     }
     let axis = *p.phases[0].loops.last()?;

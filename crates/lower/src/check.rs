@@ -10,12 +10,12 @@ pub fn check(p: &Plan) -> Result<(), String> {
     // Inside the group loop, cross-group accumulators are never complete.
     let cross_pending: Vec<bool> = p.accums.iter().map(|a| a.cross).collect();
     check_steps(p, &p.steps, &mut acc_done, &cross_pending)?;
-    if p.group.is_empty() && !p.after.is_empty() {
+    if p.group().is_empty() && !p.after.is_empty() {
         return Err("steps after the group loop without a group".into());
     }
     for (a, acc) in p.accums.iter().enumerate() {
         if acc.cross
-            && (p.group.is_empty() || !p.group_split.as_ref().is_some_and(|s| s.partials.contains(&AccId(a as u32))))
+            && (p.group().is_empty() || !p.group_split.as_ref().is_some_and(|s| s.partials.contains(&AccId(a as u32))))
         {
             return Err(format!("cross-group acc{a} has no per-chunk partial"));
         }

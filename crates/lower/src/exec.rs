@@ -231,8 +231,8 @@ impl<'a> Machine<'a> {
     }
 
     fn group(&mut self, t: &mut [Vec<f32>], idx: &mut [usize], level: usize) {
-        if level < self.p.group.len() {
-            let d = self.p.group[level];
+        if level < self.p.group().len() {
+            let d = self.p.group()[level];
             for i in 0..self.extent(d) {
                 idx[d.index()] = i;
                 self.group(t, idx, level + 1);

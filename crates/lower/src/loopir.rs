@@ -394,10 +394,6 @@ pub struct Plan {
     pub kernel: Kernel,
     /// Sizes the schedule was chosen for (the code is valid for any sizes).
     pub dims: Vec<usize>,
-    /// Reference loop order: memory order of the largest tensor.
-    pub order: Vec<DimId>,
-    /// Group loops, outermost first.
-    pub group: Vec<DimId>,
     /// Thread split of the group loop (when the group is not empty).
     pub group_split: Option<Split>,
     /// Loop-IR values.
@@ -440,8 +436,8 @@ impl Plan {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         let text = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.order,
-            self.group,
+            self.order(),
+            self.group(),
             self.group_split,
             self.nodes,
             self.accums,
@@ -455,6 +451,16 @@ impl Plan {
         );
         text.hash(&mut h);
         h.finish()
+    }
+
+    /// Every dim, outermost loop first ([`crate::Schedule::order`]).
+    pub fn order(&self) -> &[DimId] {
+        &self.schedule.order
+    }
+
+    /// The group loops, outermost first ([`crate::Schedule::group`]).
+    pub fn group(&self) -> &[DimId] {
+        &self.schedule.group
     }
 
     /// The node for `v`.
@@ -531,7 +537,7 @@ impl Plan {
             && !acc.cross
             && !ph.loops.is_empty()
             && acc.flush_depth == ph.loops.len()
-            && (!self.group.is_empty() || ph.split.as_ref().is_some_and(|s| s.partials.contains(&a)))
+            && (!self.group().is_empty() || ph.split.as_ref().is_some_and(|s| s.partials.contains(&a)))
     }
 
     /// The user's name of `v`, if a `let` gave it one.
@@ -638,7 +644,7 @@ impl fmt::Display for Plan {
         for (i, a) in self.accums.iter().enumerate() {
             let per = if a.cross {
                 "per call, accumulated across the group in per-chunk partials"
-            } else if self.group.is_empty() {
+            } else if self.group().is_empty() {
                 "per call"
             } else {
                 "per group iteration"
@@ -662,8 +668,8 @@ impl fmt::Display for Plan {
             writeln!(f, "  acc{i} = {named}{op}({}, {axes}) -> {dims}", self.expr(a.operand))?;
         }
         let mut indent = String::from("  ");
-        if !self.group.is_empty() {
-            write!(f, "  for {} {{", self.dim_list(&self.group))?;
+        if !self.group().is_empty() {
+            write!(f, "  for {} {{", self.dim_list(self.group()))?;
             if let Some(s) = &self.group_split {
                 write!(f, "  # parallel over {} in chunks of {}", self.dim_name(s.axis), s.chunk(&self.dims))?;
                 if !s.partials.is_empty() {
@@ -681,7 +687,7 @@ impl fmt::Display for Plan {
                 Step::Phase(p) => self.fmt_phase(f, *p, &indent)?,
             }
         }
-        if !self.group.is_empty() {
+        if !self.group().is_empty() {
             writeln!(f, "  }}")?;
         }
         if !self.after.is_empty() {

@@ -79,8 +79,6 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
     let mut p = Plan {
         kernel: kernel.clone(),
         dims: dims.to_vec(),
-        order: sched.order.clone(),
-        group: sched.group.clone(),
         group_split: None,
         nodes: Vec::new(),
         accums: Vec::new(),
@@ -101,18 +99,27 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
     };
     (p.nodes, p.accums, p.names) = (imported.nodes, imported.accums, imported.names);
     let mut stores = imported.stores;
-    let g = p.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
+    let g = p.schedule.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
     // Costly values that inner loops or later passes would recompute go to scratch arrays.
     if p.schedule.hoist {
-        hoist::hoist(kernel, dims, &p.order, &p.group, &mut p.nodes, &mut p.accums, &mut stores, &mut p.names);
+        hoist::hoist(
+            kernel,
+            dims,
+            &p.schedule.order,
+            &p.schedule.group,
+            &mut p.nodes,
+            &mut p.accums,
+            &mut stores,
+            &mut p.names,
+        );
     }
     // Reductions split the group body into passes; fuse those of one level and domain.
-    let phased = phases::build(kernel, &p.order, &p.group, &p.nodes, &mut p.accums, &stores);
+    let phased = phases::build(kernel, &p.schedule.order, &p.schedule.group, &p.nodes, &mut p.accums, &stores);
     (p.phases, p.steps, p.after) = (phased.phases, phased.steps, phased.after);
     dump("phases", &p);
     // Stores to inout tensors wait until the last pass that reads them.
     for steps in [&mut p.steps, &mut p.after] {
-        stores::order_inout_stores(kernel, &p.order, g, &p.nodes, &p.accums, &mut p.phases, steps)
+        stores::order_inout_stores(kernel, &p.schedule.order, g, &p.nodes, &p.accums, &mut p.phases, steps)
             .map_err(LowerError::Unsupported)?;
     }
     phases::compact(&mut p.phases, &mut p.steps, &mut p.after, &mut p.accums);
@@ -130,14 +137,23 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
     // Vectors along contiguous inner loops; independent accumulators for reductions.
     vectorize::vectorize(&p.schedule, kernel, &p.nodes, &p.accums, &mut p.phases);
     // Thread chunks that depend only on the sizes.
-    p.group_split = split::split(p.schedule.chunk_elems, &p.order, &p.group, &p.accums, &mut p.phases, &p.after);
+    p.group_split =
+        split::split(p.schedule.chunk_elems, &p.schedule.order, &p.schedule.group, &p.accums, &mut p.phases, &p.after);
     dump("vectorize and split", &p);
     // Without a group: all passes one block of columns at a time (no effect on results).
     p.block = block::plan(&p, p.schedule.block);
     // What each pass costs in memory traffic.
     let all_steps: Vec<Step> = p.steps.iter().chain(&p.after).cloned().collect();
-    p.traffic =
-        traffic::model(kernel, dims, &p.group, p.block.as_ref(), &p.nodes, &p.phases, &all_steps, opts.cache_bytes);
+    p.traffic = traffic::model(
+        kernel,
+        dims,
+        &p.schedule.group,
+        p.block.as_ref(),
+        &p.nodes,
+        &p.phases,
+        &all_steps,
+        opts.cache_bytes,
+    );
     dump("traffic", &p);
     // The last pass touches the next group iteration's input (no effect on results).
     p.prefetch = if p.schedule.prefetch { prefetch::plan(&p) } else { None };

@@ -13,14 +13,14 @@
 use crate::loopir::*;
 
 pub fn plan(p: &Plan) -> Option<Prefetch> {
-    let axis = *p.group.last()?;
+    let axis = *p.group().last()?;
     let phases: Vec<usize> =
         p.steps.iter().filter_map(|s| if let Step::Phase(q) = s { Some(*q) } else { None }).collect();
     let (&first, &last) = (phases.first()?, phases.last()?);
     if first == last || p.traffic.group_working_set > p.traffic.cache_bytes {
         return None;
     }
-    let g = p.group.iter().fold(normjit_ir::AxisSet::EMPTY, |s, &d| s.with(d));
+    let g = p.group().iter().fold(normjit_ir::AxisSet::EMPTY, |s, &d| s.with(d));
     let mut tensors = Vec::new();
     // The touch is addressed with the last phase's loop indices, so every
     // non-group dim of a touched tensor must be one of its loops.

@@ -13,7 +13,6 @@
 use crate::loopir::{Accum, LNode};
 use crate::{group, order, LowerError, Options};
 use normjit_ir::{AxisSet, DimId, Kernel, TensorId};
-use std::fmt;
 
 /// Lanes of the vectors used: the 128-bit vectors Cranelift lowers on x86-64.
 pub const WIDTH: usize = 4;
@@ -128,20 +127,17 @@ fn streams_from_memory(kernel: &Kernel, dims: &[usize], opts: &Options) -> bool 
 /// loop order.
 pub(crate) fn validate(kernel: &Kernel, s: &mut Schedule, im: &Imported) -> Result<(), LowerError> {
     let bad = |m: String| Err(LowerError::Schedule(m));
-    let mut seen = AxisSet::EMPTY;
-    for &d in &s.order {
-        if d.index() >= kernel.dims.len() || seen.contains(d) {
-            return bad(format!("order {:?} is not a permutation of the kernel's dims", s.order));
-        }
-        seen = seen.with(d);
-    }
-    if s.order.len() != kernel.dims.len() {
+    // Dims the kernel has, as a set (checked before it is made).
+    let set = |v: &[DimId]| {
+        v.iter().all(|d| d.index() < kernel.dims.len()).then(|| v.iter().fold(AxisSet::EMPTY, |a, &d| a.with(d)))
+    };
+    let all = set(&kernel.dims.ids().collect::<Vec<_>>());
+    if s.order.len() != kernel.dims.len() || set(&s.order) != all {
         return bad(format!("order {:?} is not a permutation of the kernel's dims", s.order));
     }
-    let g = s.group.iter().fold(AxisSet::EMPTY, |g, &d| g.with(d));
-    if g.iter().count() != s.group.len() || !g.is_subset(seen) {
+    let Some(g) = set(&s.group).filter(|g| g.iter().count() == s.group.len()) else {
         return bad(format!("group {:?} repeats a dim or names one the kernel lacks", s.group));
-    }
+    };
     if !g.is_empty() && !group::legal(kernel, im.nodes, im.accums, im.stores, g) {
         let names = kernel.axis_names(g);
         return bad(format!("group {names}: a reduction neither keeps nor reduces all of it, or a store covers part"));
@@ -186,12 +182,6 @@ impl Schedule {
             self.stream_unroll,
             self.chunk_elems
         )
-    }
-}
-
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe(|d| format!("d{}", d.index())))
     }
 }
 

@@ -177,6 +177,14 @@ fn ranges(len: usize, cols: Option<Cols>) -> impl Iterator<Item = std::ops::Rang
     (0..rows).map(move |r| r * n + lo..r * n + hi)
 }
 
+/// Sets the elements `cols` selects of an accumulator's array to the
+/// identity of `op`.
+fn reset(array: &mut [f32], op: Reduce, cols: Option<Cols>) {
+    for r in ranges(array.len(), cols) {
+        array[r].fill(identity(op));
+    }
+}
+
 /// Runs one unit of a group-less plan (on the block `cols` of columns, with
 /// column blocking), or one after the group loop.
 #[allow(clippy::too_many_arguments)]
@@ -242,10 +250,7 @@ fn phase(
     let lay = &shape.layout;
     for &AccId(a) in &ph.accums {
         let a = a as usize;
-        let array = &mut scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]];
-        for r in ranges(array.len(), cols) {
-            array[r].fill(identity(plan.accums[a].op));
-        }
+        reset(&mut scratch[lay.scratch_offset[a]..][..lay.scratch_len[a]], plan.accums[a].op, cols);
     }
     let Some(split) = ph.split.as_ref() else {
         // SAFETY: per the contract of `execute`; an unsplit phase has no loops.
@@ -303,10 +308,7 @@ fn reset_partials(
     for &AccId(a) in &split.partials {
         let a = a as usize;
         for c in 0..chunks {
-            let array = &mut partial[c * plen + lay.partial_offset[a]..][..lay.scratch_len[a]];
-            for r in ranges(array.len(), cols) {
-                array[r].fill(identity(plan.accums[a].op));
-            }
+            reset(&mut partial[c * plen + lay.partial_offset[a]..][..lay.scratch_len[a]], plan.accums[a].op, cols);
         }
     }
 }

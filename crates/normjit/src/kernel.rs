@@ -80,7 +80,10 @@ impl Default for CompilerOptions {
 }
 
 impl CompilerOptions {
-    fn lower(&self, isa: &Isa) -> normjit_lower::Options {
+    /// The lowering options these settings mean for `isa`: what the
+    /// compiler plans with (for tools that lower and explain plans
+    /// themselves, so that they see the compiler's plans).
+    pub fn lower_options(&self, isa: &Isa) -> normjit_lower::Options {
         normjit_lower::Options {
             fma: isa.has_fma(),
             cache_bytes: self.cache_bytes,
@@ -300,7 +303,7 @@ impl Kernel {
         }
         let inner = &self.compiler.0;
         let t = Instant::now();
-        let plan = normjit_lower::lower(&self.ir, dims, &inner.opts.lower(&inner.isa))?;
+        let plan = normjit_lower::lower(&self.ir, dims, &inner.opts.lower_options(&inner.isa))?;
         let key = CodeKey {
             ir_hash: self.ir_hash,
             schedule: plan.schedule_key(),

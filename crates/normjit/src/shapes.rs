@@ -32,7 +32,7 @@ impl Shape {
         let extent = |ds: &mut dyn Iterator<Item = normjit_ir::DimId>| -> u64 {
             ds.map(|d| dims[d.index()] as u64).fold(1u64, |a, b| a.saturating_mul(b))
         };
-        let group: u64 = extent(&mut plan.group.iter().copied());
+        let group: u64 = extent(&mut plan.group().iter().copied());
         let work = plan
             .phases
             .iter()

@@ -270,19 +270,12 @@ pub fn lower_random(k: &Kernel, dims: &[usize], opts: &Options, seed: u64) -> Re
 /// column blocking off, as chosen, or 1 to 40 columns per block; unrolls
 /// from 1 to the maximum. The chunk size stays the case's.
 pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
-    let mut state = seed;
-    // splitmix64
-    let mut next = move |n: u64| {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    };
+    let mut rng = crate::case::Rng(seed);
+    let mut next = |n: usize| rng.below(n);
     let mut s = chosen.clone();
     if next(4) == 0 {
         for i in (1..s.order.len()).rev() {
-            let j = next(i as u64 + 1) as usize;
+            let j = next(i + 1);
             s.order.swap(i, j);
         }
     }
@@ -298,10 +291,10 @@ pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
     s.block = match next(4) {
         0 => None,
         1 => chosen.block,
-        _ => Some(1 + next(40) as usize),
+        _ => Some(1 + next(40)),
     };
-    s.reduce_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL as u64) as usize;
-    s.stream_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL as u64) as usize;
+    s.reduce_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL);
+    s.stream_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL);
     s
 }
 
