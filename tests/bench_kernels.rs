@@ -40,7 +40,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn shapes(p: Pipeline) -> Vec<Vec<(&'static str, usize)>> {
     let nd = |v: &[(usize, usize)]| v.iter().map(|&(n, d)| vec![("N", n), ("D", d)]).collect();
     match p {
-        Pipeline::LayerNorm | Pipeline::RmsNorm => {
+        Pipeline::LayerNorm | Pipeline::RmsNorm | Pipeline::Softmax => {
             nd(&[(0, 5), (3, 0), (1, 1), (2, 15), (1, 17), (3, 33), (2, 63), (3, 129), (5, 300), (2, 1023), (1, 4097)])
         }
         // Also several of the blocks of rows dgamma and dbeta are summed by
@@ -62,7 +62,7 @@ fn shapes(p: Pipeline) -> Vec<Vec<(&'static str, usize)>> {
             (301, 129),
             (5, 40000),
         ]),
-        Pipeline::BatchNormTrain => [
+        Pipeline::BatchNormTrain | Pipeline::BatchNormTrainNhwc => [
             (2, 3, 5, 7),
             (3, 4, 1, 17),
             (1, 2, 33, 3),
@@ -79,6 +79,9 @@ fn shapes(p: Pipeline) -> Vec<Vec<(&'static str, usize)>> {
         Pipeline::AdamW | Pipeline::Sgd | Pipeline::ProxL1 => {
             [0, 1, 2, 15, 16, 17, 31, 33, 127, 129, 1000, 1023, 4097].iter().map(|&n| vec![("P", n)]).collect()
         }
+        Pipeline::Dropout => {
+            [0, 1, 2, 15, 16, 17, 31, 33, 127, 129, 1000, 1023, 4097].iter().map(|&n| vec![("N", n)]).collect()
+        }
     }
 }
 
@@ -88,7 +91,10 @@ fn param_sets(p: Pipeline) -> Vec<Vec<(String, String)>> {
     let sets: &[&[(&str, &str)]] = match p {
         Pipeline::LayerNorm | Pipeline::LayerNormGrad => &[&[], &[("eps", "0.1")]],
         Pipeline::RmsNorm => &[&[], &[("eps", "0.5")]],
-        Pipeline::BatchNormTrain => &[&[], &[("eps", "0.01"), ("momentum", "0.3")]],
+        Pipeline::BatchNormTrain | Pipeline::BatchNormTrainNhwc => &[&[], &[("eps", "0.01"), ("momentum", "0.3")]],
+        Pipeline::Softmax => &[&[]],
+        // A seed above 2^31 (it must not go through f32).
+        Pipeline::Dropout => &[&[], &[("p", "0.5"), ("seed", "3000000001")]],
         Pipeline::AdamW => &[&[("t", "1")], &[("lr", "0.01"), ("t", "7"), ("wd", "0.1"), ("eps", "1e-3")]],
         Pipeline::Sgd => {
             &[&[("lr", "0.01")], &[("lr", "0.1"), ("momentum", "0.5"), ("dampening", "0.25"), ("wd", "0.01")]]
@@ -204,11 +210,11 @@ fn adamw_rejects_mismatched_lengths() {
     reference::adamw(&mut p, &mut m, &mut v, &[0.0; 5], a);
 }
 
-/// Only the library kernels themselves get a reference: not the NHWC
-/// BatchNorm (same names, other layout), not a variant of LayerNorm's math.
+/// Only the library kernels themselves get a reference: not BatchNorm
+/// inference (same names, other math), not a variant of LayerNorm's math.
 #[test]
 fn reference_binds_only_the_library_math() {
-    assert!(Reference::for_kernel(&load("norm/batch_norm_train_nhwc.nj")).is_none());
+    assert!(Reference::for_kernel(&load("norm/batch_norm_infer.nj")).is_none());
     assert!(Reference::for_kernel(&load("optim/adam.nj")).is_none());
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ir/norm/layer_norm.nj")).unwrap();
     let outside = text.replace("rsqrt(var + eps)", "(rsqrt(var) + eps)");

@@ -188,14 +188,28 @@ impl<const L: usize> Lanes<L> {
         }
     }
 
+    /// Every lane `c`: the identity of a reduction other than a sum (`-inf`
+    /// for a maximum).
+    #[inline(always)]
+    fn splat(c: f32) -> Self {
+        Lanes([c; L])
+    }
+
     /// The lanes added up, pairwise.
     #[inline(always)]
-    fn total(mut self) -> f32 {
+    fn total(self) -> f32 {
+        self.reduce(|a, b| a + b)
+    }
+
+    /// The lanes combined with `f`, pairwise: lane `l` with lane `l + w`
+    /// for halving `w`, as [`Lanes::total`] adds them.
+    #[inline(always)]
+    fn reduce(mut self, f: impl Fn(f32, f32) -> f32) -> f32 {
         let mut w = L;
         while w > 1 {
             w /= 2;
             for l in 0..w {
-                self.0[l] += self.0[l + w];
+                self.0[l] = f(self.0[l], self.0[l + w]);
             }
         }
         self.0[0]
