@@ -47,10 +47,16 @@ fn inputs(k: &Kernel, dims: &[usize], offset: f64) -> Vec<Vec<f32>> {
 }
 
 fn check(rel: &str, dims: &[usize], offset: f64) {
+    check_with(rel, dims, offset, "");
+}
+
+/// [`check`] with schedule overrides (`onepass=on`).
+fn check_with(rel: &str, dims: &[usize], offset: f64, schedule: &str) {
     let k = load(rel);
     let params: Vec<f64> = k.params.iter().map(|(_, p)| p.default.unwrap_or(0.5)).collect();
     let entry = inputs(&k, dims, offset);
-    let c = Compiler::with_options(CompilerOptions { threads: 2, ..Default::default() }).unwrap();
+    let schedule = normjit_lower::Overrides::parse(schedule).unwrap();
+    let c = Compiler::with_options(CompilerOptions { threads: 2, schedule, ..Default::default() }).unwrap();
     let kern = c.kernel(k.clone());
     let mut got = entry.clone();
     {
@@ -90,6 +96,26 @@ fn layer_norm_long_rows() {
     check("norm/layer_norm.nj", &[2, 1 << 20], 0.0);
     check("norm/layer_norm.nj", &[2, 1 << 20], 1e4);
     check("norm/layer_norm.nj", &[16, 65536], 1e3);
+}
+
+/// One-pass statistics (`onepass=on`: the variance from shifted sums) on
+/// zero-mean data, where the cancellation in `mean((x - s)^2) - mean(x -
+/// s)^2` is largest relative to the variance (many rows, so that the max
+/// error sees rows whose shift falls far from their mean), and on offset
+/// data, up to 2^20 elements per statistic.
+#[test]
+fn one_pass_statistics_on_zero_mean_and_offset_data() {
+    let on = "onepass=on";
+    for offset in [0.0, 1e4] {
+        check_with("norm/layer_norm.nj", &[256, 4096], offset, on);
+        check_with("norm/layer_norm.nj", &[1024, 1000], offset, on);
+        check_with("norm/layer_norm.nj", &[2, 1 << 20], offset, on);
+        check_with("norm/batch_norm_train.nj", &[8, 64, 28, 28], offset, on);
+        check_with("norm/batch_norm_train.nj", &[16, 2, 128, 128], offset, on);
+        check_with("norm/group_norm.nj", &[4, 32, 8, 1000], offset, on);
+        check_with("norm/instance_norm.nj", &[8, 64, 3000], offset, on);
+        check_with("grad/layer_norm_grad.nj", &[256, 1024], offset, on);
+    }
 }
 
 #[test]

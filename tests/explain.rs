@@ -320,6 +320,25 @@ fn schedule_overrides_show_and_bad_ones_are_errors() {
     assert_eq!(v["schedule"]["reduce_unroll"], 8);
     assert_eq!(v["schedule"]["hoist"], false);
     assert!(v["phases"].as_array().unwrap().iter().any(|p| p["unroll"] == 8));
+    // One-pass statistics: off as chosen (three passes), on when asked
+    // (two: statistics, then y).
+    assert_eq!(chosen["schedule"]["onepass"], false);
+    assert_eq!(chosen["phases"].as_array().unwrap().len(), 3);
+    let out = run("onepass=on");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schedule"]["onepass"], true);
+    assert_eq!(v["phases"].as_array().unwrap().len(), 2);
+    let text = Command::new(env!("CARGO_BIN_EXE_normjit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["explain", "ir/norm/layer_norm.nj", "--dims", "N=64,D=1024", "--schedule", "onepass=on"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("one-pass statistics") && text.contains("mean of 8 samples of x[N, :]  # the shift"),
+        "{text}"
+    );
     for (bad, why) in [
         ("group=D", "illegal schedule: group D"),
         ("reduce_unroll=12", "reduce_unroll 12 is not in 1..=8"),

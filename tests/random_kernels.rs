@@ -439,6 +439,9 @@ fn generator_coverage() {
             if plan.block.is_some() {
                 hit("plan: column blocking".into());
             }
+            if plan.nodes.iter().any(|n| matches!(n.op, normjit_lower::LOp::Pivot(..))) {
+                hit("plan: one-pass statistics".into());
+            }
             if plan.phases.iter().any(|p| p.flat > 1) {
                 hit("plan: flattened inner loops".into());
             }
@@ -595,6 +598,7 @@ fn generator_coverage() {
         "plan: hoisted values (scratch arrays)",
         "plan: prefetch",
         "plan: column blocking",
+        "plan: one-pass statistics",
         "schedule: random",
         "schedule: another loop order",
         "schedule: no group than chosen",

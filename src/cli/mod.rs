@@ -45,7 +45,7 @@ pub fn fail(err: impl std::fmt::Display) -> ExitCode {
 pub struct ScheduleArg {
     /// Change the schedule the compiler chooses, as
     /// `reduce_unroll=8,prefetch=off,group=none`. Keys: hoist, flatten,
-    /// vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
+    /// onepass, vectorize, prefetch (on/off); reduce_unroll, stream_unroll (1..=8);
     /// chunk_elems; group (none, or dim names joined by `+`); block (off,
     /// or columns per block).
     #[arg(long, value_name = "KEY=VALUE,...", default_value = "")]

@@ -113,6 +113,7 @@ pub fn plan_json(p: &Plan) -> Value {
         "group": names(&s.group),
         "hoist": s.hoist,
         "flatten": s.flatten,
+        "onepass": s.onepass,
         "vectorize": s.vectorize,
         "reduce_unroll": s.reduce_unroll,
         "stream_unroll": s.stream_unroll,

@@ -437,6 +437,7 @@ impl<'a, 'b> Fx<'a, 'b> {
                 let a = self.addr(base, off);
                 self.b.ins().load(types::F32, flags(), a, 0)
             }
+            LOp::Pivot(t, axes) => self.pivot(*t, *axes),
             LOp::Uniform(seed, axes, stream) => {
                 let dims: Vec<DimId> = axes.iter().collect();
                 let index = self.offset(&dims, None);
@@ -461,6 +462,63 @@ impl<'a, 'b> Fx<'a, 'b> {
         };
         self.sc.insert(v, x);
         x
+    }
+
+    /// The shift of one-pass statistics, as [`LOp::Pivot`] defines it: the
+    /// mean of 8 samples of tensor `t` along a diagonal through its dims
+    /// outside `axes`, at the current indices of `axes`. With an empty
+    /// such dim every sample reads the frame instead (its value is not
+    /// used) and the result is `+0`.
+    fn pivot(&mut self, t: TensorId, axes: normjit_ir::AxisSet) -> Value {
+        let dims = self.p.kernel.tensors[t].dims.clone();
+        let dtype = self.dtype(t);
+        let base = self.tensor_base(t);
+        let strides = self.strides(&dims);
+        let mut row = self.iconst(0);
+        let mut others = Vec::new();
+        for (d, s) in dims.iter().zip(strides) {
+            if axes.contains(*d) {
+                if !matches!(s, Sv::Const(0)) {
+                    let i = self.idx[d.index()].expect("index of an enclosing group loop");
+                    let t = self.scale(i, s);
+                    row = self.b.ins().iadd(row, t);
+                }
+            } else {
+                others.push((self.dims[d.index()], s));
+            }
+        }
+        let flat: Vec<DimId> = dims.iter().copied().filter(|d| !axes.contains(*d)).collect();
+        let n = match self.extent(&flat) {
+            Sv::Const(c) => self.iconst(c),
+            Sv::Dyn(v) => v,
+        };
+        let some = self.b.ins().icmp_imm_s(IntCC::NotEqual, n, 0);
+        let mut sum = None;
+        for j in 0..normjit_lower::PIVOT_SAMPLES as i64 {
+            let mut off = row;
+            for &(e, s) in &others {
+                let i = match e {
+                    Sv::Const(c) => self.iconst(((j as u64).wrapping_mul(c as u64) >> 3) as i64),
+                    Sv::Dyn(v) => {
+                        let je = self.b.ins().imul_imm_s(v, j);
+                        self.b.ins().ushr_imm_u(je, 3)
+                    }
+                };
+                let t = self.scale(i, s);
+                off = self.b.ins().iadd(off, t);
+            }
+            let a = self.addr_of(base, off, dtype.size_bytes() as i64);
+            let a = self.b.ins().select(some, a, self.a.frame);
+            let x = ops::load(self.b, W::S, self.consts(), dtype, flags(), a, 0);
+            sum = Some(match sum {
+                None => x,
+                Some(acc) => self.b.ins().fadd(acc, x),
+            });
+        }
+        let eighth = self.b.ins().f32const(0.125);
+        let mean = self.b.ins().fmul(sum.expect("8 samples"), eighth);
+        let zero = self.b.ins().f32const(0.0);
+        self.b.ins().select(some, mean, zero)
     }
 
     /// Emits the group-level stores `list`: all values first, then all

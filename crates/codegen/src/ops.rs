@@ -139,7 +139,12 @@ pub fn compute64(b: &mut FunctionBuilder, libm: &Libm, op: &LOp, a: &[Value], pa
         LOp::Fma(f, ..) => fused(b, f, a),
         LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => b.ins().select(a[0], a[1], a[2]),
-        LOp::Count(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {
+        LOp::Count(_)
+        | LOp::Load(_)
+        | LOp::Pivot(..)
+        | LOp::Reduced(_)
+        | LOp::Uniform(..)
+        | LOp::StochasticRound(..) => {
             unreachable!("counts, addressed and random operations are emitted by the caller")
         }
     }
@@ -348,7 +353,7 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, fma: bool, op: &
         LOp::Fma(f, ..) => fused(b, f, a),
         LOp::Compare(c, ..) => b.ins().fcmp(float_cc(c), a[0], a[1]),
         LOp::Select(..) => pick(b, w, a[0], a[1], a[2]),
-        LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {
+        LOp::Load(_) | LOp::Pivot(..) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => {
             unreachable!("addressed and random operations are emitted by the caller")
         }
     }

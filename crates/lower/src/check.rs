@@ -1,4 +1,5 @@
-//! The plan verifier: every value is available where it is used.
+//! The plan verifier: every value is available where it is used, and
+//! one-pass shifts are loaded once per group iteration, before the passes.
 //!
 //! Runs after lowering in debug builds (and when [`crate::Options::verify`]
 //! is set). A failure is a bug in a pass, never a user error.
@@ -70,6 +71,9 @@ fn check_steps(p: &Plan, steps: &[Step], acc_done: &mut [bool], pending: &[bool]
                         return Err(format!("phase {pi}: v{} at depth {d}", v.0));
                     }
                     let n = p.node(v);
+                    if let LOp::Pivot(..) = n.op {
+                        return Err(format!("phase {pi}: the shift v{} is computed inside a pass", v.0));
+                    }
                     for o in n.op.operands() {
                         let ok = group_ready[o.0 as usize] || at[o.0 as usize].is_some_and(|od| od <= d);
                         if !ok {

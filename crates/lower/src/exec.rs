@@ -338,7 +338,7 @@ impl<'a> Machine<'a> {
                     val(*y)
                 }
             }
-            LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => f64::NAN,
+            LOp::Load(_) | LOp::Pivot(..) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => f64::NAN,
         }
     }
 
@@ -356,6 +356,24 @@ impl<'a> Machine<'a> {
             LOp::Const(c) => *c as f32,
             LOp::Param(p) => self.params[p.index()] as f32,
             LOp::Load(tn) => t[tn.index()][self.offset(&k.tensors[*tn].dims, idx)],
+            LOp::Pivot(tn, axes) => {
+                let dims = &k.tensors[*tn].dims;
+                let others: Vec<DimId> = dims.iter().copied().filter(|d| !axes.contains(*d)).collect();
+                if others.iter().any(|d| self.extent(*d) == 0) {
+                    0.0
+                } else {
+                    let mut at = idx.to_vec();
+                    let mut sum = 0.0f32;
+                    for j in 0..PIVOT_SAMPLES {
+                        for d in &others {
+                            at[d.index()] = (j.wrapping_mul(self.extent(*d) as u64) >> 3) as usize;
+                        }
+                        let x = t[tn.index()][self.offset(dims, &at)];
+                        sum = if j == 0 { x } else { sum + x };
+                    }
+                    sum * 0.125
+                }
+            }
             LOp::Unary(u, a) => {
                 let x = val(*a);
                 match u {

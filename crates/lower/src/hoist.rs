@@ -179,6 +179,12 @@ fn remap(op: &LOp, map: impl Fn(LValue) -> LValue) -> LOp {
         LOp::Compare(c, x, y) => LOp::Compare(*c, m(x), m(y)),
         LOp::Select(c, x, y) => LOp::Select(m(c), m(x), m(y)),
         LOp::StochasticRound(x, u) => LOp::StochasticRound(m(x), m(u)),
-        LOp::Const(_) | LOp::Param(_) | LOp::Load(_) | LOp::Reduced(_) | LOp::Count(_) | LOp::Uniform(..) => op.clone(),
+        LOp::Const(_)
+        | LOp::Param(_)
+        | LOp::Load(_)
+        | LOp::Pivot(..)
+        | LOp::Reduced(_)
+        | LOp::Count(_)
+        | LOp::Uniform(..) => op.clone(),
     }
 }

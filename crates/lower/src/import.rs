@@ -4,10 +4,13 @@
 //! tensor and identical expressions are merged), per-call scalars marked
 //! (evaluated in f64), every reduction turned into an [`Accum`] read back through
 //! [`LOp::Reduced`], and only values that reach a store kept. With `fma`,
-//! per-element `a * b ± c` are contracted to [`LOp::Fma`].
+//! per-element `a * b ± c` are contracted to [`LOp::Fma`]. The variances
+//! of `onepass` pairs are computed from shifted sums (see
+//! [`crate::onepass`]).
 
 use crate::loopir::*;
-use normjit_ir::{AxisSet, Binary, Kernel, Op, Rounding, Stmt, TensorId, Unary, ValueId, ValueType};
+use crate::onepass::Pair;
+use normjit_ir::{AxisSet, Binary, Cmp, Kernel, Op, Reduce, Rounding, Stmt, TensorId, Unary, ValueId, ValueType};
 use std::collections::HashMap;
 
 /// Imported values plus the kernel's stores, in statement order.
@@ -25,8 +28,9 @@ enum Key {
     Op(String),
 }
 
-pub fn import(k: &Kernel, fma: bool) -> Imported {
-    // Reachability from stores: dead values are not lowered.
+pub fn import(k: &Kernel, fma: bool, onepass: &[Pair]) -> Imported {
+    // Reachability from stores: dead values are not lowered. A one-pass
+    // variance reads `x` (through the shifted sums), not `(x - mu)^2`.
     let mut live = vec![false; k.nodes.len()];
     for s in &k.stmts {
         if let Stmt::Store { value, .. } = s {
@@ -35,11 +39,18 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
     }
     for (id, node) in k.nodes.iter().rev() {
         if live[id.index()] {
-            for o in node.op.operands() {
-                live[o.index()] = true;
+            match onepass.iter().find(|p| p.var == id) {
+                Some(p) => {
+                    live[p.x.index()] = true;
+                    live[p.mu.index()] = true;
+                }
+                None => node.op.operands().for_each(|o| live[o.index()] = true),
             }
         }
     }
+    // Per one-pass pair (by index): the shifted value `d = x - s` and the
+    // value of `a1 = mean(d)`, made at the mean, used at the variance.
+    let mut shifted: Vec<Option<(LValue, LValue)>> = vec![None; onepass.len()];
     // Only the per-element work (values over every axis) is contracted: a
     // statistic's arithmetic runs once per row or channel, where fusing
     // saves nothing and, in a formula that cancels, changes which roundings
@@ -55,6 +66,12 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
             continue;
         }
         let m = |v: ValueId| map[v.index()].expect("operands come first");
+        // A one-pass variance, from the shifted sums its mean made.
+        if let Some(i) = onepass.iter().position(|p| p.var == id) {
+            let (d, a1) = shifted[i].expect("the mean of a pair comes before its variance");
+            map[id.index()] = Some(variance(&mut out, &mut memo, &mut acc_memo, d, a1, node.axes));
+            continue;
+        }
         let op = match &node.op {
             Op::Const(c) => LOp::Const(*c),
             Op::Param(p) => LOp::Param(*p),
@@ -117,10 +134,19 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
                 LOp::Unary(..) | LOp::Binary(..) | LOp::Compare(..) | LOp::Select(..) | LOp::Fma(..) => {
                     op.operands().iter().all(|o| out.nodes[o.0 as usize].per_call)
                 }
-                LOp::Load(_) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => false,
+                LOp::Load(_) | LOp::Pivot(..) | LOp::Reduced(_) | LOp::Uniform(..) | LOp::StochasticRound(..) => false,
             };
         let v = intern(&mut out, &mut memo, op, node.ty, node.axes, per_call);
         map[id.index()] = Some(v);
+        // The mean of a one-pass pair stays as it is (the same bits as in
+        // two passes); its pass also sums `x - s`, for the variance.
+        if let Some(i) = onepass.iter().position(|p| p.mu == id) {
+            let Op::Reduce(_, x, r) = node.op else { unreachable!("a pair's mean is a reduction") };
+            let (x, x_axes, kept) = (map[x.index()].expect("operands come first"), k.nodes[x].axes, node.axes);
+            let s = intern(&mut out, &mut memo, LOp::Pivot(onepass[i].tensor, kept), ValueType::F32, kept, false);
+            let d = intern(&mut out, &mut memo, LOp::Binary(Binary::Sub, x, s), ValueType::F32, x_axes, false);
+            shifted[i] = Some((d, mean(&mut out, &mut memo, &mut acc_memo, d, r, kept)));
+        }
     }
     out.names = vec![None; out.nodes.len()];
     for s in &k.stmts {
@@ -152,6 +178,71 @@ pub fn import(k: &Kernel, fma: bool) -> Imported {
         }
     }
     out
+}
+
+/// `mean(operand, r)` (an accumulator shared with equal reductions), read
+/// back over the `kept` axes.
+fn mean(
+    out: &mut Imported,
+    memo: &mut HashMap<Key, LValue>,
+    acc_memo: &mut HashMap<String, AccId>,
+    operand: LValue,
+    r: AxisSet,
+    kept: AxisSet,
+) -> LValue {
+    let key = format!("{:?} {} {}", Reduce::Mean, operand.0, r.bits());
+    let acc = *acc_memo.entry(key).or_insert_with(|| {
+        out.accums.push(Accum {
+            op: Reduce::Mean,
+            operand,
+            reduced: r,
+            scratch_dims: Vec::new(),
+            phase: usize::MAX,
+            flush_depth: 0,
+            cross: false,
+        });
+        AccId(out.accums.len() as u32 - 1)
+    });
+    intern(out, memo, LOp::Reduced(acc), ValueType::F32, kept, false)
+}
+
+/// The variance of a one-pass pair from its shifted values `d = x - s` and
+/// `a1 = mean(d)`, over the `kept` axes: with `a2 = mean(d * d)`,
+/// `max(a2 - a1 * a1, 0)` while `a2` is finite; else `a2 + mean(x - x)`,
+/// which is `+inf` where finite data overflowed the squares or the sums
+/// (as the two passes' sum of `(x - mu)^2` does) and NaN where `x` holds
+/// an infinity or a NaN (the two passes' `inf - inf`). (`a2 - a1 * a1`
+/// would give NaN for both; `a1` and `mu` overflow for both.)
+fn variance(
+    out: &mut Imported,
+    memo: &mut HashMap<Key, LValue>,
+    acc_memo: &mut HashMap<String, AccId>,
+    d: LValue,
+    a1: LValue,
+    kept: AxisSet,
+) -> LValue {
+    let f32 = ValueType::F32;
+    let (d_axes, a1_acc) = match out.nodes[a1.0 as usize].op {
+        LOp::Reduced(a) => (out.nodes[d.0 as usize].axes, a),
+        _ => unreachable!("a1 is a mean"),
+    };
+    let r = out.accums[a1_acc.0 as usize].reduced;
+    let q = intern(out, memo, LOp::Binary(Binary::Mul, d, d), f32, d_axes, false);
+    let a2 = mean(out, memo, acc_memo, q, r, kept);
+    let a1a1 = intern(out, memo, LOp::Binary(Binary::Mul, a1, a1), f32, kept, false);
+    let diff = intern(out, memo, LOp::Binary(Binary::Sub, a2, a1a1), f32, kept, false);
+    let zero = intern(out, memo, LOp::Const(0.0), f32, AxisSet::EMPTY, true);
+    let var = intern(out, memo, LOp::Binary(Binary::Max, diff, zero), f32, kept, false);
+    let inf = intern(out, memo, LOp::Const(f64::INFINITY), f32, AxisSet::EMPTY, true);
+    let finite = intern(out, memo, LOp::Compare(Cmp::Lt, a2, inf), ValueType::Bool, kept, false);
+    let x = match out.nodes[d.0 as usize].op {
+        LOp::Binary(Binary::Sub, x, _) => x,
+        _ => unreachable!("d is x - s"),
+    };
+    let zero_or_nan = intern(out, memo, LOp::Binary(Binary::Sub, x, x), f32, d_axes, false);
+    let finite_x = mean(out, memo, acc_memo, zero_or_nan, r, kept);
+    let overflow = intern(out, memo, LOp::Binary(Binary::Add, a2, finite_x), f32, kept, false);
+    intern(out, memo, LOp::Select(finite, var, overflow), f32, kept, false)
 }
 
 /// `a * b + c`, `a * b - c` or `c - a * b` as one fused multiply-add (for a

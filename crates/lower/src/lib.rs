@@ -18,6 +18,7 @@ mod flatten;
 mod group;
 mod hoist;
 mod import;
+mod onepass;
 
 pub mod loopir;
 mod order;

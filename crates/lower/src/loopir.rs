@@ -86,6 +86,11 @@ pub fn count(dims: &[usize], axes: AxisSet) -> f32 {
     axes.iter().fold(1u64, |n, d| n.wrapping_mul(dims[d.index()] as u64)) as i64 as f32
 }
 
+/// Samples of a [`LOp::Pivot`]: the shift is their mean, so `(mean - shift)^2`
+/// is a variance over 8 (chi-squared with one degree of freedom, over 8),
+/// which keeps the cancellation of one-pass statistics to about a bit.
+pub const PIVOT_SAMPLES: u64 = 8;
+
 /// Id of a loop-IR value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LValue(pub u32);
@@ -105,6 +110,15 @@ pub enum LOp {
     Param(ParamId),
     /// The entry value of a tensor at the current indices.
     Load(TensorId),
+    /// The shift of one-pass statistics (see [`crate::Schedule::onepass`]):
+    /// the mean of [`PIVOT_SAMPLES`] entry values of tensor `.0`, at the
+    /// current indices of the axes `.1` (the node's) and, for sample `j` in
+    /// `0..8`, index `(j * n) >> 3` along each other dim of extent `n` (a
+    /// diagonal through the tensor's other dims; no divisions): summed in
+    /// `j` order starting from the first, then multiplied by 1/8. `+0`
+    /// when one of the other dims is empty. Only computed once per group
+    /// iteration, before the passes.
+    Pivot(TensorId, AxisSet),
     /// Elementwise unary.
     Unary(Unary, LValue),
     /// Elementwise binary.
@@ -491,6 +505,12 @@ impl Plan {
                 let t = &k.tensors[*t];
                 format!("load {}[{}]", t.name, self.dim_list(&t.dims))
             }
+            LOp::Pivot(t, axes) => {
+                let t = &k.tensors[*t];
+                let idx: Vec<&str> =
+                    t.dims.iter().map(|&d| if axes.contains(d) { self.dim_name(d) } else { ":" }).collect();
+                format!("mean of 8 samples of {}[{}]  # the shift", t.name, idx.join(", "))
+            }
             LOp::Unary(u, a) => format!("{}({})", u.name(), r(a)),
             LOp::Binary(b @ (Binary::Min | Binary::Max), x, y) => format!("{}({}, {})", b.name(), r(x), r(y)),
             LOp::Binary(b, x, y) => format!("{} {} {}", r(x), b.name(), r(y)),
@@ -571,6 +591,9 @@ impl Plan {
             }
             LOp::Param(p) => s.push_str(&k.params[*p].name),
             LOp::Load(t) => s.push_str(&k.tensors[*t].name),
+            LOp::Pivot(t, _) => {
+                let _ = write!(s, "sample_mean({})", k.tensors[*t].name);
+            }
             LOp::Unary(u, a) => {
                 let _ = write!(s, "{}(", u.name());
                 self.expr_into(s, *a, depth + 1);

@@ -5,7 +5,9 @@
 
 use crate::loopir::*;
 use crate::schedule::{self, Imported, Schedule};
-use crate::{block, check, flatten, hoist, import, phases, place, prefetch, split, stores, traffic, vectorize};
+use crate::{
+    block, check, flatten, hoist, import, onepass, phases, place, prefetch, split, stores, traffic, vectorize,
+};
 use crate::{LowerError, Options};
 use normjit_ir::{AxisSet, Kernel};
 
@@ -20,7 +22,7 @@ pub fn lower(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Plan, Lo
 /// chosen for them, with [`Options::schedule`]'s overrides applied.
 pub fn schedule(kernel: &Kernel, dims: &[usize], opts: &Options) -> Result<Schedule, LowerError> {
     check_dims(kernel, dims)?;
-    let imported = import::import(kernel, opts.fma);
+    let imported = import::import(kernel, opts.fma, &[]);
     let im = Imported { nodes: &imported.nodes, accums: &imported.accums, stores: &imported.stores };
     overridden(kernel, dims, opts, &im)
 }
@@ -65,7 +67,7 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
     check_dims(kernel, dims)?;
     // Kernel values become loop-IR values; duplicates merge; reductions become accumulators;
     // `a * b ± c` contracts to fused multiply-adds where the target has them.
-    let imported = import::import(kernel, opts.fma);
+    let imported = import::import(kernel, opts.fma, &[]);
     let im = Imported { nodes: &imported.nodes, accums: &imported.accums, stores: &imported.stores };
     // The schedule: loop order, group, passes, widths, unrolls, chunks.
     let sched = match given {
@@ -75,6 +77,18 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
             s
         }
         None => overridden(kernel, dims, opts, &im)?,
+    };
+    let g = sched.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
+    // Variances whose statistics the group holds: from shifted sums, in the mean's pass.
+    let imported = if sched.onepass {
+        let pairs = onepass::pairs(kernel, g);
+        if pairs.is_empty() {
+            imported
+        } else {
+            import::import(kernel, opts.fma, &pairs)
+        }
+    } else {
+        imported
     };
     let mut p = Plan {
         kernel: kernel.clone(),
@@ -99,7 +113,6 @@ fn lower_impl(kernel: &Kernel, dims: &[usize], opts: &Options, given: Option<&Sc
     };
     (p.nodes, p.accums, p.names) = (imported.nodes, imported.accums, imported.names);
     let mut stores = imported.stores;
-    let g = p.schedule.group.iter().fold(AxisSet::EMPTY, |s, &d| s.with(d));
     // Costly values that inner loops or later passes would recompute go to scratch arrays.
     if p.schedule.hoist {
         hoist::hoist(

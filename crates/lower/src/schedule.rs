@@ -37,6 +37,17 @@ pub struct Schedule {
     pub hoist: bool,
     /// Pass `flatten` applies: contiguous innermost loops run as one.
     pub flatten: bool,
+    /// One-pass statistics: a variance `mean((x - mean(x))^2)` whose kept
+    /// axes the group holds is computed from shifted sums, `mean(x - s)`
+    /// and `mean((x - s)^2)` with `s` the group iteration's first element
+    /// of `x`, in the same pass as the mean (see `import`): LayerNorm and
+    /// BatchNorm read their input twice instead of three times. Never
+    /// chosen: measured slower on this machine (the third accumulator
+    /// halves the unroll, and so doubles the pairwise pushes of every sum:
+    /// BatchNorm at 32x64x112x112 took 17 ms against 12.5 ms in two
+    /// passes; LayerNorm 256x1024 in cache 78 against 74 us); set it with
+    /// [`Overrides`] (`onepass=on`).
+    pub onepass: bool,
     /// Inner loops that can be vectorized are, [`WIDTH`] lanes wide.
     pub vectorize: bool,
     /// Unroll of inner loops with register reductions (their number of
@@ -77,6 +88,8 @@ pub(crate) fn choose(kernel: &Kernel, dims: &[usize], opts: &Options, im: &Impor
         group,
         hoist: true,
         flatten: true,
+        // Measured slower here (see `onepass`): opt-in.
+        onepass: false,
         vectorize: true,
         reduce_unroll: REDUCE_UNROLL,
         stream_unroll: STREAM_UNROLL,
@@ -165,13 +178,21 @@ impl Schedule {
         let list = |v: &[DimId]| v.iter().map(|&d| names(d)).collect::<Vec<_>>().join(", ");
         let group = if self.group.is_empty() { "none".to_string() } else { list(&self.group) };
         let width = if self.vectorize { format!("{WIDTH}-wide") } else { "scalar".to_string() };
-        let passes: Vec<&str> = [("hoist", self.hoist), ("flatten", self.flatten), ("prefetch", self.prefetch)]
-            .iter()
-            .filter(|p| p.1)
-            .map(|p| p.0)
-            .collect();
-        let mut passes =
-            if passes.is_empty() { "no hoist, flatten or prefetch".to_string() } else { passes.join(", ") };
+        let passes: Vec<&str> = [
+            ("hoist", self.hoist),
+            ("flatten", self.flatten),
+            ("one-pass statistics", self.onepass),
+            ("prefetch", self.prefetch),
+        ]
+        .iter()
+        .filter(|p| p.1)
+        .map(|p| p.0)
+        .collect();
+        let mut passes = if passes.is_empty() {
+            "no hoist, flatten, one-pass statistics or prefetch".to_string()
+        } else {
+            passes.join(", ")
+        };
         if let Some(b) = self.block {
             passes += &format!(", blocks of {b} columns");
         }
@@ -187,7 +208,7 @@ impl Schedule {
 
 /// Changes a user asks for to the schedule [`choose`] makes, in the form
 /// `reduce_unroll=8,stream_unroll=4,prefetch=off,group=none`: keys
-/// `hoist`, `flatten`, `vectorize`, `prefetch` (`on`/`off`),
+/// `hoist`, `flatten`, `onepass`, `vectorize`, `prefetch` (`on`/`off`),
 /// `reduce_unroll`, `stream_unroll` (1..=[`MAX_UNROLL`]), `chunk_elems`,
 /// `group` (`none`, or dim names joined by `+`: `group=N`, `group=N+C`)
 /// and `block` (`off`, or columns per block).
@@ -198,6 +219,8 @@ pub struct Overrides {
     pub hoist: Option<bool>,
     /// `flatten=on|off`.
     pub flatten: Option<bool>,
+    /// `onepass=on|off`.
+    pub onepass: Option<bool>,
     /// `vectorize=on|off`.
     pub vectorize: Option<bool>,
     /// `prefetch=on|off`.
@@ -231,6 +254,7 @@ impl Overrides {
             match key {
                 "hoist" => o.hoist = switch()?,
                 "flatten" => o.flatten = switch()?,
+                "onepass" => o.onepass = switch()?,
                 "vectorize" => o.vectorize = switch()?,
                 "prefetch" => o.prefetch = switch()?,
                 "reduce_unroll" => o.reduce_unroll = number()?,
@@ -242,8 +266,8 @@ impl Overrides {
                 "group" => o.group = Some(val.split('+').map(|d| d.trim().to_string()).collect()),
                 _ => {
                     return Err(format!(
-                        "unknown schedule key `{key}` (known: hoist, flatten, vectorize, prefetch, reduce_unroll, \
-                         stream_unroll, chunk_elems, group, block)"
+                        "unknown schedule key `{key}` (known: hoist, flatten, onepass, vectorize, prefetch, \
+                         reduce_unroll, stream_unroll, chunk_elems, group, block)"
                     ))
                 }
             }
@@ -262,6 +286,7 @@ impl Overrides {
         for (field, v) in [
             (&mut s.hoist, self.hoist),
             (&mut s.flatten, self.flatten),
+            (&mut s.onepass, self.onepass),
             (&mut s.vectorize, self.vectorize),
             (&mut s.prefetch, self.prefetch),
         ] {

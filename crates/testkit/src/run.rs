@@ -268,7 +268,8 @@ pub fn lower_random(k: &Kernel, dims: &[usize], opts: &Options, seed: u64) -> Re
 /// random set of dims (which may not be legal for the kernel); each of
 /// hoist, flatten, vectorize and prefetch off a quarter of the time;
 /// column blocking off, as chosen, or 1 to 40 columns per block; unrolls
-/// from 1 to the maximum. The chunk size stays the case's.
+/// from 1 to the maximum; one-pass statistics on half the time. The chunk
+/// size stays the case's.
 pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
     let mut rng = crate::case::Rng(seed);
     let mut next = |n: usize| rng.below(n);
@@ -295,6 +296,7 @@ pub fn random_schedule(chosen: &Schedule, seed: u64) -> Schedule {
     };
     s.reduce_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL);
     s.stream_unroll = 1 + next(normjit_lower::schedule::MAX_UNROLL);
+    s.onepass = next(2) == 0;
     s
 }
 
