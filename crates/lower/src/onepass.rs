@@ -2,8 +2,8 @@
 //! statistics.
 //!
 //! Finds `mu = mean(x, R)` and `var = mean((x - mu)^2, R)` (the square
-//! written `xc * xc` or `xc ^ 2`) where `x` is a tensor and the group
-//! holds every axis the two keep. `import` then computes them from shifted
+//! written `xc * xc` or `xc ^ 2`) where `x` is an `in` tensor and the
+//! group holds every axis the two keep. `import` then computes them from shifted
 //! sums in one pass: with `s = x` at the group iteration's first element
 //! (index 0 along `R`),
 //!
@@ -21,7 +21,7 @@
 //! Schedules without a group holding the kept axes keep two passes: the
 //! shift must be one value per group iteration, loaded before its passes.
 
-use normjit_ir::{AxisSet, Binary, Kernel, Op, Reduce, TensorId, ValueId};
+use normjit_ir::{AxisSet, Binary, Kernel, Op, Reduce, Role, TensorId, ValueId};
 
 /// One variance to compute from shifted sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +55,11 @@ pub fn pairs(k: &Kernel, group: AxisSet) -> Vec<Pair> {
         };
         // The same tensor (loads are not merged in the kernel IR).
         let same = *x2 == x || k.nodes[*x2].op == Op::Load(*tensor);
-        if !same || *r2 != r || out.iter().any(|p| p.mu == mu) {
+        // Only `in` tensors: the shift is read outside the passes, where
+        // the ordering of `inout` stores after their last reads does not
+        // look (and a plan without a group may evaluate it once per
+        // thread chunk of a pass that stores the tensor).
+        if !same || *r2 != r || k.tensors[*tensor].role != Role::In || out.iter().any(|p| p.mu == mu) {
             continue;
         }
         out.push(Pair { mu, var, x, tensor: *tensor });
