@@ -457,7 +457,8 @@ impl<'a, 'b> Fx<'a, 'b> {
             LOp::Count(axes) => self.count(*axes),
             op => {
                 let args: Vec<Value> = op.operands().iter().map(|&o| self.scalar(o)).collect();
-                ops::compute(self.b, &self.libm, self.consts(), self.p.fma, op, W::S, &args)
+                let known = self.known(op);
+                ops::compute(self.b, &self.libm, self.consts(), self.p.fma, op, W::S, &args, &known)
             }
         };
         self.sc.insert(v, x);
@@ -519,6 +520,18 @@ impl<'a, 'b> Fx<'a, 'b> {
         let mean = self.b.ins().fmul(sum.expect("8 samples"), eighth);
         let zero = self.b.ins().f32const(0.0);
         self.b.ins().select(some, mean, zero)
+    }
+
+    /// Per operand of `op`, its value if it is a constant (in f32, as
+    /// per-element math uses it).
+    fn known(&self, op: &LOp) -> Vec<Option<f32>> {
+        op.operands()
+            .iter()
+            .map(|&o| match self.p.node(o).op {
+                LOp::Const(c) => Some(c as f32),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Emits the group-level stores `list`: all values first, then all
@@ -1414,7 +1427,8 @@ impl<'a, 'b> Fx<'a, 'b> {
                 }
                 op => {
                     let args: Vec<Value> = op.operands().iter().map(|o| self.operand(c, &vals, *o, w)).collect();
-                    ops::compute(self.b, &self.libm, self.consts(), self.p.fma, op, w, &args)
+                    let known = self.known(op);
+                    ops::compute(self.b, &self.libm, self.consts(), self.p.fma, op, w, &args, &known)
                 }
             };
             vals.insert(v, x);

@@ -193,10 +193,46 @@ fn minmax(b: &mut FunctionBuilder, w: W, max: bool, x: Value, y: Value) -> Value
     // by returning `x` itself (one compare and one blend, no NaN constant;
     // which NaN comes out is not specified, only that one does). prox_l1
     // in cache went from 81.3 to 76.6 µs.
-    let c = if max { b.ins().fcmp(FloatCC::LessThan, y, x) } else { b.ins().fcmp(FloatCC::LessThan, x, y) };
-    let r = pick(b, w, c, x, y);
+    let r = minmax_bare(b, w, max, x, y);
     let x_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
     pick(b, w, x_nan, x, r)
+}
+
+/// `min`/`max` of the loop IR (`x < y ? x : y`, NaN if either is NaN)
+/// where an operand may be a known constant `c` that is not NaN: then
+/// `minmax_bare(c, other)` (one `vminps`/`vmaxps`, which returns `other`
+/// when it is NaN) is exact for `c` first; for `c` second it differs only
+/// where `x == c` and so only in the sign of a zero `c`: exact for `c !=
+/// 0`, and for `c = +0` after adding `+0` (which turns the `-0` it may
+/// return into `+0` and changes nothing else). Two operations or one for
+/// a ReLU-like `max(x, 0)` instead of three.
+fn minmax_known(
+    b: &mut FunctionBuilder,
+    w: W,
+    k: Consts,
+    max: bool,
+    x: Value,
+    y: Value,
+    known: &[Option<f32>],
+) -> Value {
+    let konst = |i: usize| known.get(i).copied().flatten().filter(|c| !c.is_nan());
+    match (konst(0), konst(1)) {
+        (Some(_), _) => minmax_bare(b, w, max, x, y),
+        (None, Some(c)) if c != 0.0 => minmax_bare(b, w, max, y, x),
+        (None, Some(c)) if c.is_sign_positive() => {
+            let r = minmax_bare(b, w, max, y, x);
+            let zero = kf32(b, w, k, 0.0);
+            b.ins().fadd(r, zero)
+        }
+        _ => minmax(b, w, max, x, y),
+    }
+}
+
+/// `x < y ? x : y` (`y < x ? x : y`), `y` if either is NaN: one
+/// `vminps` (`vmaxps`) on vectors.
+fn minmax_bare(b: &mut FunctionBuilder, w: W, max: bool, x: Value, y: Value) -> Value {
+    let c = if max { b.ins().fcmp(FloatCC::LessThan, y, x) } else { b.ins().fcmp(FloatCC::LessThan, x, y) };
+    pick(b, w, c, x, y)
 }
 
 /// The reduction identity as a scalar.
@@ -274,7 +310,19 @@ fn libcall(b: &mut FunctionBuilder, w: W, f: FuncRef, args: &[Value]) -> Value {
 /// values, which need addresses) on already-computed operands.
 ///
 /// `fma`: the plan's (`Plan::fma`): the vector math fuses its `a * b + c`.
-pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, fma: bool, op: &LOp, w: W, a: &[Value]) -> Value {
+/// `known`: per operand, its value if it is a constant of the plan
+/// (`LOp::Const`, in f32), for cheaper `min`/`max`.
+#[allow(clippy::too_many_arguments)] // the emitter's context, passed through
+pub fn compute(
+    b: &mut FunctionBuilder,
+    libm: &Libm,
+    k: Consts,
+    fma: bool,
+    op: &LOp,
+    w: W,
+    a: &[Value],
+    known: &[Option<f32>],
+) -> Value {
     match *op {
         LOp::Const(c) => fconst(b, w, c as f32),
         LOp::Param(_) => unreachable!("params are per-call scalars, emitted by the caller"),
@@ -346,8 +394,8 @@ pub fn compute(b: &mut FunctionBuilder, libm: &Libm, k: Consts, fma: bool, op: &
                 Binary::Mul => b.ins().fmul(x, y),
                 Binary::Div => b.ins().fdiv(x, y),
                 Binary::Pow => libcall(b, w, libm.powf, &[x, y]),
-                Binary::Min => minmax(b, w, false, x, y),
-                Binary::Max => minmax(b, w, true, x, y),
+                Binary::Min => minmax_known(b, w, k, false, x, y, known),
+                Binary::Max => minmax_known(b, w, k, true, x, y, known),
             }
         }
         LOp::Fma(f, ..) => fused(b, f, a),
