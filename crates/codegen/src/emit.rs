@@ -820,6 +820,16 @@ impl<'a, 'b> Fx<'a, 'b> {
         self.b.def_var(count, nc);
     }
 
+    /// `if cond { push_sums }`.
+    fn push_sums_if(&mut self, ph: usize, regs: &Regs, cond: Value) {
+        let (push, done) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(cond, push, &[], done, &[]);
+        self.b.switch_to_block(push);
+        self.push_sums(ph, regs);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
     /// `if cond { push_one }`.
     fn push_if(&mut self, ph: usize, a: AccId, r: &RegAcc, cond: Value) {
         let (push, done) = (self.b.create_block(), self.b.create_block());
@@ -1265,7 +1275,9 @@ impl<'a, 'b> Fx<'a, 'b> {
         }
         let ctx = Inner { inner_nodes: &inner_nodes, pre: &pre, sizes: &sizes, ubase: &ubase, splats: &splats };
         // Main loop over whole rounds of the slots; with a cascaded sum, in
-        // blocks of `BLOCK_ROUNDS` rounds, each pushed when done.
+        // blocks of `BLOCK_ROUNDS` rounds, each pushed when done: one loop
+        // over the blocks whose last one may be partial (its elements stay
+        // pending), so the rounds' code is emitted once.
         let w = if wide { W::V } else { W::S };
         let cascade = regs.values().any(|r| r.cascade.is_some());
         let rounds_from = if cascade {
@@ -1273,16 +1285,18 @@ impl<'a, 'b> Fx<'a, 'b> {
             let n = self.b.ins().isub(main_end, lo);
             let r = self.b.ins().urem_imm_u(n, cascade_block);
             let whole = self.b.ins().isub(main_end, r);
-            self.counted(lo, whole, cascade_block, |fx, b0| {
+            self.counted(lo, main_end, cascade_block, |fx, b0| {
                 let b1 = fx.b.ins().iadd_imm_s(b0, cascade_block);
+                let full = fx.b.ins().icmp(IntCC::SignedLessThanOrEqual, b1, main_end);
+                let b1 = fx.b.ins().select(full, b1, main_end);
                 fx.round_loop(ph, &ctx, w, &touch, regs, b0, b1);
-                fx.push_sums(ph, regs);
+                fx.push_sums_if(ph, regs, full);
             });
             Some(whole)
         } else {
+            self.round_loop(ph, &ctx, w, &touch, regs, lo, main_end);
             None
         };
-        self.round_loop(ph, &ctx, w, &touch, regs, rounds_from.unwrap_or(lo), main_end);
         // Scalar tail.
         self.counted(main_end, hi, 1, |fx, i| {
             let addrs = fx.stream_addrs(&ctx, i);
