@@ -1,10 +1,10 @@
 //! The process-wide compiler and thread setting of the Python package.
 //!
 //! One `normjit::Compiler` serves every kernel made from Python, so kernels
-//! with the same IR share compiled code. Its options are the host's: the
-//! per-core L2 size from sysfs (`NORMJIT_CACHE_BYTES` overrides it, as for
-//! the CLI, whose `target.rs` this mirrors; the runtime crate reads neither)
-//! and a pool of as many threads as the host has. `set_num_threads` picks
+//! with the same IR share compiled code. Its options are the host's
+//! (`CompilerOptions::host`: the cache sizes from sysfs, `NORMJIT_CACHE_BYTES`
+//! overriding the L2, as for the CLI) and a pool of as many threads as the
+//! host has. `set_num_threads` picks
 //! where calls run, like `torch.set_num_threads`: 1 keeps them on the
 //! calling thread, the host's count uses the compiler's pool, any other
 //! count a pool of that size made on demand.
@@ -21,41 +21,10 @@ static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 /// The pool for a count other than 1 and the compiler's.
 static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 
-/// `NORMJIT_CACHE_BYTES`, or the per-core L2 size from sysfs, or 1 MiB.
-pub fn cache_bytes() -> usize {
-    if let Some(n) = std::env::var("NORMJIT_CACHE_BYTES").ok().and_then(|s| s.parse().ok()) {
-        return n;
-    }
-    cache_level_bytes(2).unwrap_or(1 << 20)
-}
-
-/// The size of CPU 0's cache at `level` from sysfs, if it says.
-fn cache_level_bytes(level: u32) -> Option<usize> {
-    for i in 0..8 {
-        let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
-        if std::fs::read_to_string(format!("{base}/level")).ok()?.trim() != level.to_string() {
-            continue;
-        }
-        let size = std::fs::read_to_string(format!("{base}/size")).ok()?;
-        let s = size.trim();
-        let (num, mult) = match (s.strip_suffix('K'), s.strip_suffix('M')) {
-            (Some(n), _) => (n, 1 << 10),
-            (_, Some(n)) => (n, 1 << 20),
-            _ => (s, 1),
-        };
-        return num.parse::<usize>().ok().map(|n| n * mult);
-    }
-    None
-}
-
 /// The shared compiler (made at first use).
 pub fn compiler() -> PyResult<&'static Compiler> {
     COMPILER
-        .get_or_init(|| {
-            let llc_bytes = cache_level_bytes(3).unwrap_or(CompilerOptions::default().llc_bytes);
-            Compiler::with_options(CompilerOptions { cache_bytes: cache_bytes(), llc_bytes, ..Default::default() })
-                .map_err(|e| e.to_string())
-        })
+        .get_or_init(|| Compiler::with_options(CompilerOptions::host()).map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| PyRuntimeError::new_err(format!("normjit cannot compile for this host: {e}")))
 }

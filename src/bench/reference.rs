@@ -197,8 +197,19 @@ fn batch_norm_body<const FMA: bool, const L: usize>(job: BnJob<'_>) {
                 *yv = fmadd::<FMA>((xv - mu) * rstd, g, b);
             }
         }
-        *rm = (1.0 - p.momentum) * *rm + p.momentum * mu;
-        *rv = (1.0 - p.momentum) * *rv + p.momentum * var * count / (count - 1.0);
+        p.update_running(rm, rv, mu, var, count);
+    }
+}
+
+impl BatchNormParams {
+    /// The running statistics' update from one channel's batch mean `mu`
+    /// and biased variance `var` over `count` elements:
+    /// `running_mean = (1 - momentum) * running_mean + momentum * mu`,
+    /// `running_var = (1 - momentum) * running_var + momentum * var * count
+    /// / (count - 1)`.
+    fn update_running(&self, rm: &mut f32, rv: &mut f32, mu: f32, var: f32, count: f32) {
+        *rm = (1.0 - self.momentum) * *rm + self.momentum * mu;
+        *rv = (1.0 - self.momentum) * *rv + self.momentum * var * count / (count - 1.0);
     }
 }
 
@@ -405,8 +416,7 @@ fn bn_nhwc(
     }
     let stats = running_mean.iter_mut().zip(running_var.iter_mut()).zip(mu.iter().zip(&var));
     for ((rm, rv), (&mu, &var)) in stats {
-        *rm = (1.0 - p.momentum) * *rm + p.momentum * mu;
-        *rv = (1.0 - p.momentum) * *rv + p.momentum * var * count / (count - 1.0);
+        p.update_running(rm, rv, mu, var, count);
     }
 }
 

@@ -1035,8 +1035,8 @@ fn machine(compiler: &Compiler, cores: usize) -> Machine {
         cores,
         jit_isa_flags: compiler.isa().flags.clone(),
         rustc_isa: Isa::current().name().to_string(),
-        l2_bytes: normjit_cli::target::l2_bytes(),
-        l3_bytes: normjit_cli::target::cache_level_bytes(3),
+        l2_bytes: normjit::host::l2_bytes(),
+        l3_bytes: normjit::host::cache_level_bytes(3),
         memory_bytes: meminfo("MemTotal:"),
     }
 }

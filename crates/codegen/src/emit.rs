@@ -485,10 +485,10 @@ impl<'a, 'b> Fx<'a, 'b> {
                     row = self.b.ins().iadd(row, t);
                 }
             } else {
-                others.push((self.dims[d.index()], s));
+                others.push((*d, s));
             }
         }
-        let flat: Vec<DimId> = dims.iter().copied().filter(|d| !axes.contains(*d)).collect();
+        let flat: Vec<DimId> = others.iter().map(|o| o.0).collect();
         let n = match self.extent(&flat) {
             Sv::Const(c) => self.iconst(c),
             Sv::Dyn(v) => v,
@@ -497,8 +497,8 @@ impl<'a, 'b> Fx<'a, 'b> {
         let mut sum = None;
         for j in 0..normjit_lower::PIVOT_SAMPLES as i64 {
             let mut off = row;
-            for &(e, s) in &others {
-                let i = match e {
+            for &(d, s) in &others {
+                let i = match self.dims[d.index()] {
                     Sv::Const(c) => self.iconst(((j as u64).wrapping_mul(c as u64) >> 3) as i64),
                     Sv::Dyn(v) => {
                         let je = self.b.ins().imul_imm_s(v, j);

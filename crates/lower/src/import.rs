@@ -48,9 +48,8 @@ pub fn import(k: &Kernel, fma: bool, onepass: &[Pair]) -> Imported {
             }
         }
     }
-    // Per one-pass pair (by index): the shifted value `d = x - s` and the
-    // value of `a1 = mean(d)`, made at the mean, used at the variance.
-    let mut shifted: Vec<Option<(LValue, LValue)>> = vec![None; onepass.len()];
+    // Per one-pass pair (by index): what its mean made for its variance.
+    let mut shifted: Vec<Option<Shifted>> = vec![None; onepass.len()];
     // Only the per-element work (values over every axis) is contracted: a
     // statistic's arithmetic runs once per row or channel, where fusing
     // saves nothing and, in a formula that cancels, changes which roundings
@@ -68,8 +67,8 @@ pub fn import(k: &Kernel, fma: bool, onepass: &[Pair]) -> Imported {
         let m = |v: ValueId| map[v.index()].expect("operands come first");
         // A one-pass variance, from the shifted sums its mean made.
         if let Some(i) = onepass.iter().position(|p| p.var == id) {
-            let (d, a1) = shifted[i].expect("the mean of a pair comes before its variance");
-            map[id.index()] = Some(variance(&mut out, &mut memo, &mut acc_memo, d, a1, node.axes));
+            let sh = shifted[i].expect("the mean of a pair comes before its variance");
+            map[id.index()] = Some(variance(&mut out, &mut memo, &mut acc_memo, sh, node.axes));
             continue;
         }
         let op = match &node.op {
@@ -82,23 +81,7 @@ pub fn import(k: &Kernel, fma: bool, onepass: &[Pair]) -> Imported {
             Op::Select(c, x, y) => LOp::Select(m(*c), m(*x), m(*y)),
             Op::Count(ax) => LOp::Count(*ax),
             Op::Uniform(p, ax) => LOp::Uniform(*p, *ax, 0),
-            Op::Reduce(r, a, axes) => {
-                let operand = m(*a);
-                let key = format!("{r:?} {} {}", operand.0, axes.bits());
-                let acc = *acc_memo.entry(key).or_insert_with(|| {
-                    out.accums.push(Accum {
-                        op: *r,
-                        operand,
-                        reduced: *axes,
-                        scratch_dims: Vec::new(),
-                        phase: usize::MAX,
-                        flush_depth: 0,
-                        cross: false,
-                    });
-                    AccId(out.accums.len() as u32 - 1)
-                });
-                LOp::Reduced(acc)
-            }
+            Op::Reduce(r, a, axes) => LOp::Reduced(accum(&mut out, &mut acc_memo, *r, m(*a), *axes)),
         };
         // `x / s` with `s` a per-call scalar and `x` per-element: `x * (1 /
         // s)`, the reciprocal a per-call scalar too (f64, rounded to f32
@@ -145,7 +128,8 @@ pub fn import(k: &Kernel, fma: bool, onepass: &[Pair]) -> Imported {
             let (x, x_axes, kept) = (map[x.index()].expect("operands come first"), k.nodes[x].axes, node.axes);
             let s = intern(&mut out, &mut memo, LOp::Pivot(onepass[i].tensor, kept), ValueType::F32, kept, false);
             let d = intern(&mut out, &mut memo, LOp::Binary(Binary::Sub, x, s), ValueType::F32, x_axes, false);
-            shifted[i] = Some((d, mean(&mut out, &mut memo, &mut acc_memo, d, r, kept)));
+            let a1 = mean(&mut out, &mut memo, &mut acc_memo, d, r, kept);
+            shifted[i] = Some(Shifted { x, d, a1, reduced: r });
         }
     }
     out.names = vec![None; out.nodes.len()];
@@ -180,8 +164,30 @@ pub fn import(k: &Kernel, fma: bool, onepass: &[Pair]) -> Imported {
     out
 }
 
-/// `mean(operand, r)` (an accumulator shared with equal reductions), read
-/// back over the `kept` axes.
+/// The accumulator of `op(operand, reduced)`, made if no equal one exists.
+fn accum(
+    out: &mut Imported,
+    acc_memo: &mut HashMap<String, AccId>,
+    op: Reduce,
+    operand: LValue,
+    reduced: AxisSet,
+) -> AccId {
+    let key = format!("{op:?} {} {}", operand.0, reduced.bits());
+    *acc_memo.entry(key).or_insert_with(|| {
+        out.accums.push(Accum {
+            op,
+            operand,
+            reduced,
+            scratch_dims: Vec::new(),
+            phase: usize::MAX,
+            flush_depth: 0,
+            cross: false,
+        });
+        AccId(out.accums.len() as u32 - 1)
+    })
+}
+
+/// `mean(operand, r)`, read back over the `kept` axes.
 fn mean(
     out: &mut Imported,
     memo: &mut HashMap<Key, LValue>,
@@ -190,44 +196,38 @@ fn mean(
     r: AxisSet,
     kept: AxisSet,
 ) -> LValue {
-    let key = format!("{:?} {} {}", Reduce::Mean, operand.0, r.bits());
-    let acc = *acc_memo.entry(key).or_insert_with(|| {
-        out.accums.push(Accum {
-            op: Reduce::Mean,
-            operand,
-            reduced: r,
-            scratch_dims: Vec::new(),
-            phase: usize::MAX,
-            flush_depth: 0,
-            cross: false,
-        });
-        AccId(out.accums.len() as u32 - 1)
-    });
+    let acc = accum(out, acc_memo, Reduce::Mean, operand, r);
     intern(out, memo, LOp::Reduced(acc), ValueType::F32, kept, false)
 }
 
-/// The variance of a one-pass pair from its shifted values `d = x - s` and
-/// `a1 = mean(d)`, over the `kept` axes: with `a2 = mean(d * d)`,
-/// `max(a2 - a1 * a1, 0)` while `a2` is finite; else `a2 + mean(x - x)`,
-/// which is `+inf` where finite data overflowed the squares or the sums
-/// (as the two passes' sum of `(x - mu)^2` does) and NaN where `x` holds
-/// an infinity or a NaN (the two passes' `inf - inf`). (`a2 - a1 * a1`
-/// would give NaN for both; `a1` and `mu` overflow for both.)
+/// What the mean of a one-pass pair makes for its variance: the load `x`,
+/// the shifted value `d = x - s`, `a1 = mean(d)`, and the reduced axes.
+#[derive(Clone, Copy)]
+struct Shifted {
+    x: LValue,
+    d: LValue,
+    a1: LValue,
+    reduced: AxisSet,
+}
+
+/// The variance of a one-pass pair from its shifted values, over the
+/// `kept` axes: with `a2 = mean(d * d)`, `max(a2 - a1 * a1, 0)` while `a2`
+/// is finite; else `a2 + mean(x - x)`, which is `+inf` where finite data
+/// overflowed the squares or the sums (as the two passes' sum of `(x -
+/// mu)^2` does) and NaN where `x` holds an infinity or a NaN (the two
+/// passes' `inf - inf`). (`a2 - a1 * a1` would give NaN for both; `a1` and
+/// `mu` overflow for both.)
 fn variance(
     out: &mut Imported,
     memo: &mut HashMap<Key, LValue>,
     acc_memo: &mut HashMap<String, AccId>,
-    d: LValue,
-    a1: LValue,
+    sh: Shifted,
     kept: AxisSet,
 ) -> LValue {
     let f32 = ValueType::F32;
-    let (d_axes, a1_acc) = match out.nodes[a1.0 as usize].op {
-        LOp::Reduced(a) => (out.nodes[d.0 as usize].axes, a),
-        _ => unreachable!("a1 is a mean"),
-    };
-    let r = out.accums[a1_acc.0 as usize].reduced;
-    let q = intern(out, memo, LOp::Binary(Binary::Mul, d, d), f32, d_axes, false);
+    let Shifted { x, d, a1, reduced: r } = sh;
+    let x_axes = out.nodes[x.0 as usize].axes;
+    let q = intern(out, memo, LOp::Binary(Binary::Mul, d, d), f32, x_axes, false);
     let a2 = mean(out, memo, acc_memo, q, r, kept);
     let a1a1 = intern(out, memo, LOp::Binary(Binary::Mul, a1, a1), f32, kept, false);
     let diff = intern(out, memo, LOp::Binary(Binary::Sub, a2, a1a1), f32, kept, false);
@@ -235,11 +235,7 @@ fn variance(
     let var = intern(out, memo, LOp::Binary(Binary::Max, diff, zero), f32, kept, false);
     let inf = intern(out, memo, LOp::Const(f64::INFINITY), f32, AxisSet::EMPTY, true);
     let finite = intern(out, memo, LOp::Compare(Cmp::Lt, a2, inf), ValueType::Bool, kept, false);
-    let x = match out.nodes[d.0 as usize].op {
-        LOp::Binary(Binary::Sub, x, _) => x,
-        _ => unreachable!("d is x - s"),
-    };
-    let zero_or_nan = intern(out, memo, LOp::Binary(Binary::Sub, x, x), f32, d_axes, false);
+    let zero_or_nan = intern(out, memo, LOp::Binary(Binary::Sub, x, x), f32, x_axes, false);
     let finite_x = mean(out, memo, acc_memo, zero_or_nan, r, kept);
     let overflow = intern(out, memo, LOp::Binary(Binary::Add, a2, finite_x), f32, kept, false);
     intern(out, memo, LOp::Select(finite, var, overflow), f32, kept, false)

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 /// Compiler settings. Every target fact the schedule depends on is here:
-/// the library reads no environment variables and no system files.
+/// the compiler reads no environment variables and no system files
+/// ([`CompilerOptions::host`] reads this host's, for tools that want them).
 #[derive(Clone, Debug)]
 pub struct CompilerOptions {
     /// Which ISA extensions to use.

@@ -34,6 +34,7 @@
 mod bind;
 mod error;
 mod exec;
+pub mod host;
 mod kernel;
 mod shapes;
 mod signature;
